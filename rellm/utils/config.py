@@ -1,0 +1,110 @@
+"""Command-line handling shared by every ``python -m rellm.bin.<stage>``.
+
+Convention (SpeechBrain's): ``python -m rellm.bin.X conf.yaml --key=value ...``.
+Every tunable is a top-level key of the hyperpyyaml file; ``--key=value`` and
+``--key value`` override it. An override for a key that the file does not
+have is an error naming the key and the keys that exist (SpeechBrain issue
+#27: overrides must never fail silently).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+from hyperpyyaml import load_hyperpyyaml
+
+
+class ConfigError(ValueError):
+    """A config file or an override is wrong; the message says what to fix."""
+
+
+def split_overrides(argv):
+    """``["--a=1", "--b", "x y"]`` -> ``{"a": "1", "b": "x y"}`` (values kept as YAML text)."""
+    out, i = {}, 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--") or arg == "--":
+            raise ConfigError(f"expected --key=value, got {arg!r}")
+        key = arg[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            value = argv[i + 1]
+            i += 1
+        else:
+            value = "true"  # a bare --flag means true
+        out[key.replace("-", "_")] = value
+        i += 1
+    return out
+
+
+def _yaml_value(text):
+    """Parse an override as YAML when it is a plain scalar/list, else keep the string."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return "" if value is None and text.strip() == "" else value
+
+
+def top_level_keys(path):
+    """Top-level keys of a hyperpyyaml file, read without resolving tags."""
+    keys = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line and not line[0].isspace() and not line.startswith(("#", "-")) and ":" in line:
+            keys.append(line.split(":", 1)[0].strip())
+    return keys
+
+
+def load_config(path, overrides=None):
+    """Load ``path`` with ``overrides`` (a dict) applied; unknown keys are an error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    overrides = dict(overrides or {})
+    known = set(top_level_keys(path))
+    unknown = sorted(k for k in overrides if k not in known)
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join('--' + k for k in unknown)} for {path}; "
+            f"the config has: {', '.join(sorted(known))}"
+        )
+    override_yaml = yaml.safe_dump({k: _yaml_value(str(v)) for k, v in overrides.items()}, allow_unicode=True)
+    with open(path, encoding="utf-8") as f:
+        return load_hyperpyyaml(f, override_yaml if overrides else None)
+
+
+def resolved_yaml(path, overrides=None):
+    """The config text with overrides applied, for saving beside outputs (no objects built)."""
+    from hyperpyyaml import resolve_references
+
+    overrides = dict(overrides or {})
+    override_yaml = yaml.safe_dump({k: _yaml_value(str(v)) for k, v in overrides.items()}, allow_unicode=True)
+    with open(path, encoding="utf-8") as f:
+        return resolve_references(f, override_yaml if overrides else None).getvalue()
+
+
+def parse_stage_args(argv=None, description=None):
+    """``(config_path, overrides)`` from ``conf.yaml --key=value ...``; ``-h`` prints the keys."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        parser = argparse.ArgumentParser(description=description)
+        parser.add_argument("config", help="hyperpyyaml config; any top-level key can be overridden as --key=value")
+        if argv and argv[0] in ("-h", "--help") and len(argv) > 1 and Path(argv[1]).is_file():
+            print("options:", " ".join("--" + k for k in top_level_keys(argv[1])))
+        parser.parse_args(argv or ["-h"])
+    return argv[0], split_overrides(argv[1:])
+
+
+def run_main(main, argv=None):
+    """Run a stage ``main`` and turn expected user errors into one-line messages, exit 1."""
+    from rellm.utils.stage import OptionsChangedError
+
+    try:
+        return main(argv)
+    except (ConfigError, OptionsChangedError, FileNotFoundError) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+__all__ = ["ConfigError", "load_config", "parse_stage_args", "resolved_yaml", "run_main", "split_overrides"]
