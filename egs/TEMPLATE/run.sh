@@ -45,10 +45,12 @@ log "$0 $*"
 data=${datadir}/${split}
 dump=${dumpdir}/${split}
 gpu_per_job=$(( ngpu > 0 ? 1 : 0 ))  # array jobs (extract, generate, infer) use one GPU each, or none
-db_root=$(rellm_db_root "${corpus}")   # from db.sh: the corpus root, or empty when the recipe makes its own data
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     log "Stage 1: data preparation (${corpus}, ${split}) -> ${data}"
+    # from db.sh: the corpus root, or empty when the recipe makes its own data; stops saying how to get a
+    # missing corpus. Called here, not above, so that stages 2-6 run without the corpus.
+    db_root=$(rellm_db_root "${corpus}")
     ${python} -m rellm.bin.prepare conf/prepare.yaml --corpus "${corpus}" --data_folder "${db_root}" \
         --save_folder "${data}" --split "${split}" ${prepare_args}
 fi

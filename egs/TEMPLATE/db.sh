@@ -1,0 +1,61 @@
+# Corpus locations. Set them in the environment (IEMOCAP=/data/IEMOCAP_full_release ./run.sh) or in
+# an ignored db.local.sh next to run.sh; the environment wins over db.local.sh.
+# Every recipe's db.sh is a symlink to egs/TEMPLATE/db.sh.
+
+_rellm_db_env_IEMOCAP=${IEMOCAP-}
+_rellm_db_env_ESD=${ESD-}
+_rellm_db_env_MSP_PODCAST=${MSP_PODCAST-}
+IEMOCAP=
+ESD=
+MSP_PODCAST=
+if [ -f db.local.sh ]; then
+    . ./db.local.sh
+fi
+IEMOCAP=${_rellm_db_env_IEMOCAP:-${IEMOCAP}}
+ESD=${_rellm_db_env_ESD:-${ESD}}
+MSP_PODCAST=${_rellm_db_env_MSP_PODCAST:-${MSP_PODCAST}}
+unset _rellm_db_env_IEMOCAP _rellm_db_env_ESD _rellm_db_env_MSP_PODCAST
+
+# rellm_db_root CORPUS: print the root folder of CORPUS for stage 1, or nothing for a recipe that makes
+# its own data (mini). A licensed corpus that is not configured or not found is an error saying how to
+# get it and where to point the variable. Use as: db_root=$(rellm_db_root "${corpus}")
+rellm_db_root() {
+    local corpus=$1 var marker layout source root
+    case "${corpus}" in
+        mini)
+            return 0
+            ;;
+        iemocap)
+            var=IEMOCAP; marker=Session1
+            layout="IEMOCAP_full_release/Session{1..5}/{sentences/wav,dialog/EmoEvaluation}/..."
+            source="https://sail.usc.edu/iemocap/ (licence request form, USC SAIL)"
+            ;;
+        esd)
+            var=ESD; marker=0011
+            layout="ESD/00{01..20}/{Neutral,Happy,Angry,Sad,Surprise}/*.wav (speakers 0011-0020 are English)"
+            source="https://github.com/HLTSingapore/Emotional-Speech-Data (licence agreement, NUS HLT)"
+            ;;
+        msp_podcast)
+            var=MSP_PODCAST; marker=Audios
+            layout="MSP-PODCAST/{Audios/*.wav,Labels/labels_consensus.csv,Partitions.txt}"
+            source="https://ecs.utdallas.edu/research/researchgroups/msp-lab/MSP-Podcast.html (academic licence, UT Dallas)"
+            ;;
+        *)
+            echo "ERROR: unknown corpus '${corpus}' in rellm_db_root; expected iemocap, esd, msp_podcast or mini" >&2
+            return 1
+            ;;
+    esac
+    root=${!var}
+    if [ -z "${root}" ] || [ ! -d "${root}/${marker}" ]; then
+        if [ -z "${root}" ]; then
+            echo "ERROR: ${var} is not set: stage 1 needs the ${corpus} corpus root." >&2
+        else
+            echo "ERROR: ${var}=${root} does not look like the ${corpus} corpus (no ${root}/${marker})." >&2
+        fi
+        echo "  Expected layout: ${layout}" >&2
+        echo "  Get the corpus from: ${source}" >&2
+        echo "  Then run '${var}=/path/to/corpus ./run.sh ...' or put '${var}=/path/to/corpus' in db.local.sh." >&2
+        return 1
+    fi
+    echo "${root}"
+}

@@ -1,0 +1,143 @@
+"""Stage 4: two-step alignment training of BLSP-Emo or RE-LLM.
+
+    python -m rellm.bin.train conf/train_<model>.yaml --ngpu N --seed S --data_dir data/<split> \
+        --feats_dir dump/<split> --responses_dir exp/responses/<split> --train_set train --valid_set valid \
+        --exp_root exp --split <split> --output_folder exp/<model>/<split>/seed<S>
+
+``--ngpu 0`` trains on CPU, ``--ngpu 1`` on one GPU, ``--ngpu N`` relaunches itself under
+``torchrun --nproc_per_node N`` (DDP; batch sizes are per device). Re-running the same
+command resumes from the newest complete checkpoint; a finished run is skipped.
+"""
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from rellm.utils.config import ConfigError, load_config, parse_stage_args, resolved_yaml, run_main
+from rellm.utils.io import atomic_write_text
+from rellm.utils.logging import setup_logging
+from rellm.utils.stage import DoneMarker
+
+logger = logging.getLogger("rellm.bin.train")
+
+
+class _TagTolerantLoader(yaml.SafeLoader):
+    """Reads a resolved hyperpyyaml text without building its objects (tags become None)."""
+
+
+_TagTolerantLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def plain_values(config_path, overrides):
+    return yaml.load(resolved_yaml(config_path, overrides), Loader=_TagTolerantLoader)
+
+
+def resolve_auto_dims(config_path, overrides):
+    """``speech_dim: auto`` / ``emotion_dim: auto`` -> the widths stored in the training feature cache."""
+    values = plain_values(config_path, overrides)
+    auto = [k for k in ("speech_dim", "emotion_dim") if values.get(k) == "auto"]
+    if not auto:
+        return overrides
+    from rellm.training.align import open_feature_cache
+
+    cache = open_feature_cache(Path(values["feats_dir"]) / values["train_set"])
+    keys = list(cache.keys())
+    if not keys:
+        raise ConfigError(f"the feature cache {values['feats_dir']}/{values['train_set']} is empty; re-run stage 2")
+    dims = {"speech_dim": int(cache.whisper(keys[0]).shape[-1]), "emotion_dim": int(cache.emotion(keys[0])[0].shape[-1])}
+    return {**overrides, **{k: dims[k] for k in auto}}
+
+
+def relaunch_with_torchrun(ngpu, argv):
+    """``--ngpu N`` (N > 1) outside torchrun: run this same command under torchrun and return its status."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ngpu}",
+           "-m", "rellm.bin.train", *argv]
+    print("launching", " ".join(cmd), file=sys.stderr, flush=True)
+    return subprocess.call(cmd)
+
+
+def run_options(hp):
+    """SpeechBrain run options from the config: device, precision, DDP backend."""
+    import torch
+
+    distributed = os.environ.get("RANK") is not None and os.environ.get("LOCAL_RANK") is not None
+    if int(hp["ngpu"]) > 0:
+        if not torch.cuda.is_available():
+            raise ConfigError("--ngpu > 0 but no CUDA device is visible; use --ngpu 0 to train on CPU")
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    else:
+        device = "cpu"
+    precision = hp["precision"]
+    if precision == "auto":
+        precision = "bf16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "fp32"
+    return {"device": device, "precision": precision, "eval_precision": precision,
+            "distributed_backend": "nccl" if device.startswith("cuda") else "gloo",
+            "find_unused_parameters": False, "distributed_launch": distributed}
+
+
+def write_experiment_files(output_folder, config_path, overrides):
+    """hyperparams.yaml (resolved config), env.log; warns when a resumed run's config differs."""
+    import speechbrain as sb
+
+    output_folder = Path(output_folder)
+    text = f"# resolved from {Path(config_path).resolve()}\n" + resolved_yaml(config_path, overrides)
+    saved = output_folder / "hyperparams.yaml"
+    if saved.exists() and saved.read_text(encoding="utf-8").split("\n", 1)[-1] != text.split("\n", 1)[-1]:
+        old = yaml.load(saved.read_text(encoding="utf-8"), Loader=_TagTolerantLoader) or {}
+        new = yaml.load(text, Loader=_TagTolerantLoader) or {}
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        logger.warning("the config differs from the one this experiment started with (keys: %s); "
+                       "resuming with the new values, previous config kept in hyperparams.prev.yaml", changed)
+        atomic_write_text(output_folder / "hyperparams.prev.yaml", saved.read_text(encoding="utf-8"))
+    atomic_write_text(saved, text)
+    env = sb.utils.logger.get_environment_description()
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False,
+                             cwd=Path(__file__).parent).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=False,
+                               cwd=Path(__file__).parent).stdout.strip()
+        env += f"\nrellm git: {rev or 'unknown'}{' (dirty)' if dirty else ''}\n"
+    except OSError:
+        pass
+    atomic_write_text(output_folder / "env.log", env)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config_path, overrides = parse_stage_args(argv, __doc__)
+    values = plain_values(config_path, overrides)
+    if int(values.get("ngpu", 0)) > 1 and os.environ.get("RANK") is None:
+        return sys.exit(relaunch_with_torchrun(int(values["ngpu"]), argv))
+
+    import speechbrain as sb
+
+    overrides = resolve_auto_dims(config_path, overrides)
+    output_folder = Path(values["output_folder"])
+    main_process = os.environ.get("RANK", "0") == "0"
+    setup_logging(output_folder / "log.txt" if main_process else None)
+    done = DoneMarker(output_folder, "train", hint="use another --output_folder, or delete it")
+    options = {"config": str(Path(config_path).resolve()), "overrides": overrides}
+    if done.is_done(options) and (output_folder / "final" / "trainable.pt").is_file():
+        logger.info("%s is already trained with these options; nothing to do", output_folder)
+        return 0
+    hp = load_config(config_path, overrides)  # seeds, then builds the model (loads the LLM)
+    run_opts = run_options(hp)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    if main_process:
+        write_experiment_files(output_folder, config_path, overrides)
+    logger.info("stage 4: %s -> %s (device %s, precision %s)", config_path, output_folder, run_opts["device"],
+                run_opts["precision"])
+
+    from rellm.training.align import train_two_steps
+
+    train_two_steps(hp, run_opts)
+    if main_process:
+        done.mark_done(options)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,447 @@
+"""Synthetic emotional mini corpus ("mini"): eSpeak NG speech in five acted styles.
+
+The built-in recipe needs speech that no licence restricts and that is made on
+any machine in seconds. Everyday sentences a user might say to an assistant
+(written for this project; their wording carries no emotion) are spoken by
+eSpeak NG (the ``espeakng-loader`` wheel, driven through ctypes) in the five
+canonical styles by male and female voices. A style is a point in eSpeak's
+prosody space (rate, pitch, pitch range, volume, word gap); every utterance gets
+its own seeded jitter around its style, and its arousal / valence / dominance
+are a fixed function of *its own* jittered parameters, so the dimensional labels
+are learnable from the audio and vary within a class, as in real corpora.
+
+Layout written under ``data_folder`` (the ``{data_root}`` of the manifests)::
+
+    wav/<speaker>/<emotion>/<utt_id>.wav      16 kHz mono PCM-16
+    .done.synthesise_mini                     options the audio was made with
+
+The recipe passes an empty ``--data_folder`` (the corpus is made, not
+downloaded); the audio then goes to ``<save_folder>/../../downloads/mini``,
+i.e. ``egs/mini/downloads/mini`` for ``save_folder=data/official``.
+
+Splits are by sentence: a sentence's ten utterances (5 styles x 2 voices) all
+land in one of train / valid / test, so no set shares wording with another and
+a model cannot pass by memorising sentences.
+"""
+import ctypes
+import hashlib
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from rellm.data.emotions import EMOTIONS
+from rellm.utils.io import atomic_path, atomic_write_json, atomic_write_text
+from rellm.utils.stage import DoneMarker
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+
+# Written for this project: things a person says to an assistant, with wording
+# that fits any of the five emotions (no "great", "terrible", "again", "wrong").
+SENTENCES = (
+    "Can you set a timer for twenty minutes?",
+    "What is the weather going to be like tomorrow?",
+    "Please add milk and bread to my shopping list.",
+    "I need to call the bank before five o'clock.",
+    "Remind me to water the plants on Sunday.",
+    "How long does it take to drive to the airport?",
+    "My sister is coming over for dinner tonight.",
+    "The meeting has been moved to Thursday morning.",
+    "Could you play some music in the kitchen?",
+    "I just got a message from my landlord.",
+    "What time does the pharmacy close today?",
+    "We are painting the living room this weekend.",
+    "Turn off the lights in the bedroom, please.",
+    "I have to finish this report by Friday.",
+    "The package arrived at the front door.",
+    "Tell me how to get to the train station.",
+    "My phone is showing a new notification.",
+    "I will be working from home tomorrow.",
+    "Can you read me the latest news headlines?",
+    "The car goes in for a service next week.",
+    "I found my old notebook from school.",
+    "How many days are left until the end of the month?",
+    "My brother called me this afternoon.",
+    "Please book a table for two at seven.",
+    "The printer is printing everything in blue.",
+    "I am going to the dentist on Monday.",
+    "What should I cook with rice and carrots?",
+    "The neighbours are moving out next month.",
+    "Send a message to Anna saying I am on my way.",
+    "I got the results of the test this morning.",
+    "How do I change the password on my laptop?",
+    "My flight lands at half past nine.",
+    "The library books are due back on Tuesday.",
+    "I spoke with my manager about the project.",
+    "Can you find a recipe for tomato soup?",
+    "The store had the shoes in a different colour.",
+    "I have been reading the same book all week.",
+    "Wake me up at six thirty tomorrow.",
+    "The train leaves at a quarter past eight.",
+    "My parents want to visit in the summer.",
+    "What is the capital of Australia?",
+    "I signed up for a cooking class.",
+    "The heating in the flat turns on at six.",
+    "Can you convert fifty dollars into euros?",
+    "I moved the sofa closer to the window.",
+    "Tell me a fact about the ocean.",
+    "My friend sent me a photo of her new house.",
+    "How much water should I drink every day?",
+)
+
+# eSpeak parameters per style: rate (words/min), pitch (0-100), pitch range
+# (0-100), volume (0-200), word gap (x10 ms). Measured acoustics of these
+# settings (at 5/3 of these volumes) are in shared/reference/offline_models.md
+# section 3.2. eSpeak clips internally from a volume of about 100 on (angry at
+# 160 clipped in most utterances), so all volumes are scaled by 0.6 (angry from
+# 160): loudness ratios between the styles are kept and no utterance clips.
+STYLES = {
+    "neutral": {"rate": 165, "pitch": 50, "range": 50, "volume": 60, "wordgap": 0},
+    "happy": {"rate": 190, "pitch": 72, "range": 90, "volume": 72, "wordgap": 0},
+    "angry": {"rate": 195, "pitch": 40, "range": 70, "volume": 96, "wordgap": 0},
+    "sad": {"rate": 125, "pitch": 32, "range": 12, "volume": 42, "wordgap": 2},
+    "surprise": {"rate": 180, "pitch": 85, "range": 100, "volume": 84, "wordgap": 0},
+}
+assert tuple(STYLES) == EMOTIONS
+
+# Per-utterance jitter (uniform, +-): relative for rate and volume, absolute
+# points for pitch and range. Large enough that A/V/D vary inside a class, small
+# enough that the styles stay separable (neighbouring styles overlap a little).
+JITTER = {"rate": 0.07, "pitch": 5.0, "range": 8.0, "volume": 0.08}
+
+# Parameter spans used to normalise to [0, 1] before mapping to A/V/D.
+SPANS = {"rate": (110.0, 210.0), "pitch": (25.0, 95.0), "range": (0.0, 100.0), "volume": (30.0, 120.0)}
+
+# Voices: (eSpeak voice name, speaker id, gender). en-us is male (F0 ~100 Hz),
+# +f3 and +f2 are female variants (F0 ~210-220 Hz), +m3 a second male.
+VOICES = {
+    "en-us": ("mini_m1", "M"),
+    "en-us+f3": ("mini_f1", "F"),
+    "en-us+m3": ("mini_m2", "M"),
+    "en-us+f2": ("mini_f2", "F"),
+}
+
+
+def avd_from_params(params):
+    """Arousal, valence, dominance in [0, 1] from one utterance's prosody parameters.
+
+    A fixed linear map of the normalised parameters, chosen so that the style
+    centroids land where the emotion literature puts them (angry: high arousal,
+    low-ish valence, high dominance; sad: low on all three; happy / surprise:
+    high arousal and valence), and so that every term is audible:
+    arousal ~ speed, loudness and pitch excursion; valence ~ high, lively pitch
+    but not shouting; dominance ~ loud, fast and low-pitched.
+    """
+    n = {k: (params[k] - lo) / (hi - lo) for k, (lo, hi) in SPANS.items()}
+    arousal = 0.4 * n["rate"] + 0.4 * n["volume"] + 0.2 * n["range"]
+    valence = 0.15 + 0.6 * n["pitch"] + 0.4 * n["range"] - 0.3 * n["volume"]
+    dominance = 0.5 * n["volume"] + 0.3 * n["rate"] + 0.2 * (1.0 - n["pitch"])
+    clip = lambda x: float(min(1.0, max(0.0, x)))  # noqa: E731
+    return {"arousal": round(clip(arousal), 4), "valence": round(clip(valence), 4),
+            "dominance": round(clip(dominance), 4)}
+
+
+def utterance_rng(seed, utt_id):
+    """A generator seeded by (seed, utt_id): the same utterance gets the same jitter
+    whatever else is generated and in whatever order."""
+    digest = hashlib.sha256(f"{seed}:{utt_id}".encode("utf-8")).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def jittered_params(style, rng, jitter=JITTER):
+    base = STYLES[style]
+    u = lambda: rng.uniform(-1.0, 1.0)  # noqa: E731  (fixed draw order: rate, pitch, range, volume)
+    return {
+        "rate": int(round(base["rate"] * (1 + jitter["rate"] * u()))),
+        "pitch": int(round(min(99, max(0, base["pitch"] + jitter["pitch"] * u())))),
+        "range": int(round(min(100, max(0, base["range"] + jitter["range"] * u())))),
+        "volume": int(round(base["volume"] * (1 + jitter["volume"] * u()))),
+        "wordgap": base["wordgap"],
+    }
+
+
+def split_sentences(num_sentences, valid_sentences, test_sentences, seed):
+    """Sentence index -> set name; a seeded permutation, so deterministic for a seed."""
+    if valid_sentences + test_sentences >= num_sentences:
+        raise ValueError(
+            f"valid_sentences ({valid_sentences}) + test_sentences ({test_sentences}) must leave training "
+            f"sentences out of num_sentences={num_sentences}"
+        )
+    order = np.random.default_rng(seed).permutation(num_sentences)
+    sets = {}
+    for rank, idx in enumerate(order):
+        sets[int(idx)] = "valid" if rank < valid_sentences else "test" if rank < valid_sentences + test_sentences else "train"
+    return sets
+
+
+class EspeakSynthesizer:
+    """eSpeak NG through ctypes (the legacy synchronous ``speak_lib.h`` API).
+
+    eSpeak keeps global state in the library, so there is one instance per
+    process (:func:`get_synthesizer`). The ctypes callback object is kept on the
+    instance: if Python collected it, eSpeak would call freed memory.
+    """
+
+    AUDIO_OUTPUT_SYNCHRONOUS = 2
+    POS_CHARACTER = 1
+    CHARS_UTF8 = 1
+    PARAM = {"rate": 1, "volume": 2, "pitch": 3, "range": 4, "wordgap": 7}
+
+    def __init__(self):
+        try:
+            import espeakng_loader
+        except ImportError as err:
+            raise ImportError(
+                "the mini corpus needs eSpeak NG from PyPI: tools/venv/bin/pip install espeakng-loader"
+            ) from err
+        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_Initialize.restype = ctypes.c_int
+        lib.espeak_Info.argtypes = [ctypes.c_void_p]
+        lib.espeak_Info.restype = ctypes.c_char_p
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
+                                     ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        self.sample_rate = lib.espeak_Initialize(self.AUDIO_OUTPUT_SYNCHRONOUS, 0,
+                                                 espeakng_loader.get_data_path().encode(), 0)
+        if self.sample_rate <= 0:
+            raise RuntimeError(f"espeak_Initialize failed ({self.sample_rate}); is the espeakng-loader wheel complete?")
+        self.version = lib.espeak_Info(None).decode()
+        self._lib = lib
+        self._chunks = []
+        callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+        self._callback = callback_type(self._collect)  # keep the reference (see class docstring)
+        lib.espeak_SetSynthCallback(self._callback)
+
+    def _collect(self, wav, num_samples, _events):
+        if num_samples > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+        return 0  # 0 = continue synthesis
+
+    def synthesize(self, text, voice, params, seed=0):
+        """int16 samples at ``self.sample_rate`` for ``text`` in ``voice`` with eSpeak ``params``.
+
+        ``seed`` seeds eSpeak's noise generator (breathy voice variants such as
+        +f3 mix in random noise, seeded from the clock unless set).
+        """
+        self._lib.espeak_ng_SetRandSeed(int(seed))
+        err = self._lib.espeak_SetVoiceByName(voice.encode())
+        if err != 0:
+            raise ValueError(f"eSpeak has no voice {voice!r} (error {err}); use e.g. en-us, en-us+f3, en-us+m3")
+        for name, value in params.items():
+            self._lib.espeak_SetParameter(self.PARAM[name], int(value), 0)
+        self._chunks = []
+        data = text.encode("utf-8") + b"\0"
+        err = self._lib.espeak_Synth(data, len(data), 0, self.POS_CHARACTER, 0, self.CHARS_UTF8, None, None)
+        self._lib.espeak_Synchronize()
+        if err != 0:
+            raise RuntimeError(f"espeak_Synth failed with error {err} for {text!r}")
+        return np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int16)
+
+
+_SYNTHESIZER = None
+
+
+def get_synthesizer():
+    global _SYNTHESIZER
+    if _SYNTHESIZER is None:
+        _SYNTHESIZER = EspeakSynthesizer()
+    return _SYNTHESIZER
+
+
+def to_16k_float(samples_int16, sample_rate):
+    """int16 at eSpeak's 22.05 kHz -> float32 in [-1, 1] at 16 kHz (polyphase, exact ratio 320/441)."""
+    from scipy.signal import resample_poly
+
+    x = samples_int16.astype(np.float32) / 32768.0
+    if sample_rate != SAMPLE_RATE:
+        g = math.gcd(SAMPLE_RATE, sample_rate)
+        x = resample_poly(x, SAMPLE_RATE // g, sample_rate // g).astype(np.float32)
+    return x
+
+
+def write_wav(path, audio):
+    """16-bit PCM WAV, atomically; returns the number of samples that had to be clipped."""
+    import soundfile as sf
+
+    clipped = int(np.count_nonzero(np.abs(audio) > 32767 / 32768))
+    pcm = np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), pcm, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return clipped
+
+
+def default_data_folder(save_folder):
+    """Where the audio goes when the recipe passes an empty ``--data_folder``."""
+    return (Path(save_folder).resolve() / ".." / ".." / "downloads" / "mini").resolve()
+
+
+def plan_corpus(seed, voices, num_sentences, valid_sentences, test_sentences):
+    """Every utterance to make, as dicts (no audio): id, set, sentence, voice, style, params, A/V/D."""
+    if not 1 <= num_sentences <= len(SENTENCES):
+        raise ValueError(f"num_sentences must be in 1..{len(SENTENCES)}, got {num_sentences}")
+    unknown = [v for v in voices if v not in VOICES]
+    if unknown:
+        raise ValueError(f"unknown mini voice(s) {unknown}; choose from {', '.join(VOICES)}")
+    if len({VOICES[v][1] for v in voices}) < 2:
+        logger.warning("mini corpus voices %s are all one gender; use at least one male and one female voice", voices)
+    sets = split_sentences(num_sentences, valid_sentences, test_sentences, seed)
+    plan = []
+    for s_idx in range(num_sentences):
+        for voice in voices:
+            speaker, gender = VOICES[voice]
+            for style in EMOTIONS:
+                utt_id = f"{speaker}_{style}_s{s_idx:03d}"
+                rng = utterance_rng(seed, utt_id)
+                params = jittered_params(style, rng)
+                plan.append({
+                    "utt_id": utt_id, "set": sets[s_idx], "sentence": s_idx, "transcript": SENTENCES[s_idx],
+                    "voice": voice, "speaker": speaker, "gender": gender, "emotion": style,
+                    "params": params, **avd_from_params(params),
+                    "relpath": f"wav/{speaker}/{style}/{utt_id}.wav",
+                    "noise_seed": int(rng.integers(1, 2**31 - 1)),
+                })
+    return plan
+
+
+def _synthesise_all(jobs, data_folder):
+    """Synthesise and write ``jobs`` in order; runs in a freshly spawned process (see below)."""
+    from tqdm import tqdm
+
+    synth = get_synthesizer()
+    info = {}
+    for utt_id, relpath, text, voice, params, seed in tqdm(jobs, desc="eSpeak NG mini corpus", unit="utt"):
+        audio = to_16k_float(synth.synthesize(text, voice, params, seed=seed), synth.sample_rate)
+        if audio.size == 0:
+            info[utt_id] = (0, 0)  # counted as dropped by the caller
+            continue
+        info[utt_id] = (audio.size, write_wav(Path(data_folder) / relpath, audio))
+    return info, synth.version
+
+
+def synthesise_corpus(plan, data_folder, options, overwrite=False):
+    """Write every planned WAV under ``data_folder``; returns {utt_id: (num_samples, clipped) or None}.
+
+    Done-marked with the options, so the same call twice does nothing and
+    changed options stop with a message (or, with ``overwrite``, re-make all).
+
+    eSpeak NG keeps state inside the library from one utterance to the next
+    (e.g. the phase of its pitch flutter), so an utterance's samples depend on
+    what the process synthesised before it. To make the corpus a function of the
+    options alone, the whole plan is synthesised in plan order by a freshly
+    spawned process whose library has never spoken.
+    """
+    import multiprocessing
+
+    import soundfile as sf
+
+    data_folder = Path(data_folder)
+    marker = DoneMarker(data_folder, "synthesise_mini",
+                        hint="re-run stage 1 with --overwrite=true, or delete " + str(data_folder))
+    if marker.is_done(options, overwrite=overwrite):
+        logger.info("mini audio in %s is up to date; not re-synthesising", data_folder)
+        info = {}
+        for item in plan:
+            path = data_folder / item["relpath"]
+            # a file deleted since it was made is reported as missing, not re-made silently
+            info[item["utt_id"]] = (sf.info(str(path)).frames, 0) if path.is_file() else None
+        return info
+    marker.clear()
+    jobs = [(i["utt_id"], i["relpath"], i["transcript"], i["voice"], i["params"], i["noise_seed"]) for i in plan]
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        info, version = pool.apply(_synthesise_all, (jobs, str(data_folder)))
+    marker.mark_done(options, espeak_version=version, utterances=len(plan))
+    return info
+
+
+def prepare_mini(data_folder, save_folder, split="official", seed=1234, voices=("en-us", "en-us+f3"),
+                 num_sentences=len(SENTENCES), valid_sentences=6, test_sentences=6, overwrite=False,
+                 skip_prep=False):
+    """Synthesise the mini corpus and write ``save_folder/{train,valid,test}.json``.
+
+    Arguments
+    ---------
+    data_folder : str or Path
+        Where the audio is written (the manifests' ``{data_root}``). Empty / None:
+        ``<save_folder>/../../downloads/mini``.
+    save_folder : str or Path
+        Where the manifests, ``prepare_report.json`` and ``data_root.txt`` go.
+    split : str
+        Only ``"official"`` (the fixed sentence split) exists for mini.
+    seed : int
+        Sentence split and per-utterance jitter; the same seed gives the same corpus.
+    voices : sequence of str
+        eSpeak voices (keys of ``VOICES``), at least one male and one female.
+    num_sentences, valid_sentences, test_sentences : int
+        How many of the built-in sentences to use and how many go to valid / test.
+    overwrite : bool
+        Re-make audio and manifests made with other options instead of stopping.
+    skip_prep : bool
+        Do nothing (SpeechBrain convention).
+    """
+    if skip_prep:
+        return
+    if split != "official":
+        raise ValueError(f"the mini corpus has one split, 'official' (got {split!r}); it is split by sentence")
+    save_folder = Path(save_folder)
+    data_folder = Path(data_folder).resolve() if data_folder not in (None, "") else default_data_folder(save_folder)
+    voices = list(voices)
+    options = {"seed": seed, "voices": voices, "num_sentences": num_sentences, "valid_sentences": valid_sentences,
+               "test_sentences": test_sentences, "styles": STYLES, "jitter": JITTER,
+               "sentences": hashlib.sha256("\n".join(SENTENCES[:num_sentences]).encode()).hexdigest()[:16]}
+    manifest_marker = DoneMarker(save_folder, "prepare_mini")
+    if manifest_marker.is_done({**options, "data_root": str(data_folder)}, overwrite=overwrite):
+        logger.info("mini manifests in %s are up to date; skipping (pass --overwrite=true to re-make)", save_folder)
+        return
+    manifest_marker.clear()
+
+    plan = plan_corpus(seed, voices, num_sentences, valid_sentences, test_sentences)
+    logger.info("synthesising %d mini utterances (%d sentences x %d voices x %d styles) into %s",
+                len(plan), num_sentences, len(voices), len(EMOTIONS), data_folder)
+    info = synthesise_corpus(plan, data_folder, options, overwrite=overwrite)
+
+    manifests = {"train": {}, "valid": {}, "test": {}}
+    dropped, examples = {}, {}
+    clipped_utts = 0
+    for item in plan:
+        if info[item["utt_id"]] is None or info[item["utt_id"]][0] == 0:
+            reason = "missing_wav" if info[item["utt_id"]] is None else "empty_synthesis"
+            dropped[reason] = dropped.get(reason, 0) + 1
+            if len(examples.setdefault(reason, [])) < 5:
+                examples[reason].append(item["utt_id"])
+            continue
+        num_samples, clipped = info[item["utt_id"]]
+        clipped_utts += clipped > 0
+        manifests[item["set"]][item["utt_id"]] = {
+            "wav": "{data_root}/" + item["relpath"],
+            "duration": round(num_samples / SAMPLE_RATE, 4),
+            "transcript": item["transcript"],
+            "emotion": item["emotion"],
+            "arousal": item["arousal"], "valence": item["valence"], "dominance": item["dominance"],
+            "speaker": item["speaker"], "gender": item["gender"],
+        }
+    for name, manifest in manifests.items():
+        atomic_write_json(save_folder / f"{name}.json", manifest)
+    atomic_write_text(save_folder / "data_root.txt", str(data_folder) + "\n")
+    report = {
+        "corpus": "mini", "split": split, "data_root": str(data_folder),
+        "kept": {name: len(m) for name, m in manifests.items()},
+        "kept_by_emotion": {name: {e: sum(u["emotion"] == e for u in m.values()) for e in EMOTIONS}
+                            for name, m in manifests.items()},
+        "sentences": {name: len({u["transcript"] for u in m.values()}) for name, m in manifests.items()},
+        "hours": {name: round(sum(u["duration"] for u in m.values()) / 3600, 4) for name, m in manifests.items()},
+        "dropped": dropped, "dropped_examples": examples,
+        "utterances_with_clipping": int(clipped_utts),
+        "options": {k: v for k, v in options.items() if k not in ("styles", "jitter")},
+    }
+    atomic_write_json(save_folder / "prepare_report.json", report)
+    if dropped:
+        logger.warning("mini corpus: dropped %s (examples %s)", dropped, examples)
+    logger.info("mini corpus: kept %s utterances; report in %s", report["kept"], save_folder / "prepare_report.json")
+    manifest_marker.mark_done({**options, "data_root": str(data_folder)})
+    return report

@@ -1,0 +1,65 @@
+"""Dropping unusable teacher outputs (method.md 2.2), with the reason for every drop.
+
+The five rules are BLSP-Emo's ``clean_noise_examples.py`` (refusals and "as an AI language model"
+boilerplate); an empty output is dropped too (it would teach the student to say nothing). Cleaning
+never edits an output: a record is kept verbatim or dropped and counted.
+"""
+from collections import Counter
+
+# (reason, test) in the order the original script applies them; the first match names the reason.
+RULES = (
+    ("refusal_cannot", lambda t: t.startswith("I'm sorry, but I cannot")),
+    ("refusal_not_sure", lambda t: t.startswith("I'm sorry, but I'm not sure")),
+    ("as_an_ai_language_model", lambda t: "as an ai language model" in t.lower()),
+    ("sorry_but_i", lambda t: "i'm sorry, but i" in t.lower()),
+    ("not_sure_what_you", lambda t: "I'm not sure what you" in t),  # case-sensitive, as in the original
+)
+
+
+def normalise_apostrophes(text):
+    """Curly apostrophes (a tokenizer's choice, not the model's meaning) would dodge the rules."""
+    return text.replace("\u2019", "'").replace("\u2018", "'")
+
+
+def drop_reason(output):
+    """The reason ``output`` must be dropped, or None to keep it."""
+    if not output or not output.strip():
+        return "empty"
+    text = normalise_apostrophes(output.strip())
+    for reason, rule in RULES:
+        if rule(text):
+            return reason
+    return None
+
+
+class CleaningReport:
+    """Kept/dropped counts by reason with the first few examples of each (for report.json)."""
+
+    def __init__(self, max_examples=5):
+        self.kept = 0
+        self.dropped = Counter()
+        self.examples = {}
+        self.max_examples = max_examples
+
+    def filter(self, records):
+        """Yield the records to keep; count the others."""
+        for rec in records:
+            reason = drop_reason(rec["output"])
+            if reason is None:
+                self.kept += 1
+                yield rec
+                continue
+            self.dropped[reason] += 1
+            examples = self.examples.setdefault(reason, [])
+            if len(examples) < self.max_examples:
+                examples.append({"utt_id": rec["utt_id"], "output": rec["output"]})
+
+    def as_dict(self):
+        total = self.kept + sum(self.dropped.values())
+        return {
+            "total": total,
+            "kept": self.kept,
+            "dropped": dict(sorted(self.dropped.items())),
+            "dropped_fraction": round(sum(self.dropped.values()) / total, 4) if total else 0.0,
+            "examples": self.examples,
+        }

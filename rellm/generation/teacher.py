@@ -1,0 +1,165 @@
+"""Stage 3: a frozen text LLM writes the training targets ("expected responses", method.md 2).
+
+Two tasks per utterance, each a ChatML chat with the tokenizer's own template (``ChatLayout``):
+
+* ``expected``: empathetic system prompt, user turn = emotion-conditioned template + transcript,
+  the true emotion label written into the prompt (RE-LLM's expected response, training step 2);
+* ``continuation``: plain system prompt, "Continue the following text ..." + transcript
+  (the semantic-alignment target, training step 1).
+
+Determinism across sharding: greedy decoding of a left-padded batch is, in exact arithmetic,
+independent of the batch neighbours (masking + ``cumsum`` positions). In floating point it is not
+quite: a different batch shape picks different matmul kernels and reduction orders, and a near-tie
+can flip one argmax. So batches are planned over the *whole* manifest before sharding: utterances
+sorted by prompt length (then id) are cut into fixed batches, and shards take whole batches. Every
+utterance is therefore decoded in the same batch, with the same padding, whether the stage runs as
+1 job or N, and the merged files are byte-identical by construction, not by luck.
+"""
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from rellm.data.emotions import EMOTIONS
+from rellm.generation.prompts import check_template, instruction_prefix, render_user_turn
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("expected", "continuation")
+
+
+@dataclass
+class TeacherTask:
+    """One kind of target: which system prompt and user-turn template, and whether it needs a label."""
+
+    name: str
+    system_prompt: str
+    template: str
+    emotion_words: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_template(self.template, key=f"{self.name}_template")
+
+    @property
+    def needs_emotion(self):
+        return "{emotion}" in self.template
+
+
+class SkipCounter:
+    """Utterances not sent to the teacher, counted by reason with a few example ids."""
+
+    def __init__(self, max_examples=5):
+        self.counts = Counter()
+        self.examples = {}
+        self.max_examples = max_examples
+
+    def add(self, reason, utt_id):
+        self.counts[reason] += 1
+        ex = self.examples.setdefault(reason, [])
+        if len(ex) < self.max_examples:
+            ex.append(utt_id)
+
+    def as_dict(self):
+        return {"skipped": dict(sorted(self.counts.items())), "skipped_examples": self.examples}
+
+
+def select_utterances(manifest, task):
+    """``(kept {utt_id: entry}, SkipCounter)``: utterances the task can prompt for.
+
+    Decided from the manifest alone, so the shard jobs and the merge step agree on it.
+    """
+    kept, skips = {}, SkipCounter()
+    for utt_id in sorted(manifest):
+        entry = manifest[utt_id]
+        transcript = (entry.get("transcript") or "").strip()
+        if not transcript:
+            skips.add("no_transcript", utt_id)
+            continue
+        if task.needs_emotion and entry.get("emotion") not in EMOTIONS:
+            skips.add("no_emotion_label", utt_id)
+            continue
+        kept[utt_id] = entry
+    return kept, skips
+
+
+def build_prompts(layout, task, utterances):
+    """``{utt_id: (prompt_ids, instruction)}``: system turn + user turn + assistant header.
+
+    The user turn is tokenised as content (special-token strings in a transcript stay text).
+    """
+    prompts = {}
+    for utt_id, entry in utterances.items():
+        transcript = entry["transcript"].strip()
+        emotion = entry.get("emotion")
+        user = render_user_turn(task.template, transcript, emotion, task.emotion_words)
+        ids = list(layout.prefix_ids(task.system_prompt)) + layout.encode_content(user) + list(layout.header_ids)
+        prompts[utt_id] = (ids, instruction_prefix(task.template, emotion, task.emotion_words))
+    return prompts
+
+
+def plan_batches(lengths, batch_size, seed=0):
+    """``{batch_key: [utt_id, ...]}`` over ALL utterances, independent of sharding.
+
+    Sorting by length keeps padding small; the batch order is then shuffled with a fixed seed so
+    that contiguous shards (``shard_keys`` over the sorted keys) get a mix of short and long
+    batches rather than shard 1 all short and shard N all long.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(lengths, key=lambda u: (lengths[u], u))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    random.Random(seed).shuffle(batches)
+    width = max(6, len(str(len(batches))))
+    return {f"b{i:0{width}d}": b for i, b in enumerate(batches)}
+
+
+def left_pad(id_lists, pad_id, device=None):
+    """``(ids [B, T], mask [B, T])`` left-padded (generation continues from the right edge)."""
+    width = max(len(x) for x in id_lists)
+    ids = torch.full((len(id_lists), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(id_lists), width), dtype=torch.long)
+    for i, x in enumerate(id_lists):
+        if x:
+            ids[i, width - len(x) :] = torch.tensor(x, dtype=torch.long)
+            mask[i, width - len(x) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def generate_for_prompts(llm, tokenizer, decoder, id_lists, max_new_tokens):
+    """Greedy replies for a batch of token-id prompts: ``[(text, hit_limit), ...]``."""
+    device = llm.get_input_embeddings().weight.device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else decoder.pad_token_id
+    ids, mask = left_pad(id_lists, pad_id, device)
+    embeds = llm.get_input_embeddings()(ids)
+    result = decoder.generate(embeds, mask, max_new_tokens=max_new_tokens)
+    texts = tokenizer.batch_decode(result.tokens, skip_special_tokens=True)
+    return [(t.strip(), hit) for t, hit in zip(texts, result.hit_limit)]
+
+
+def run_task(llm, tokenizer, decoder, task, prompts, utterances, batches, max_new_tokens, desc=None):
+    """Decode the given batches; return records in the stage-3 format, sorted by utt_id."""
+    records = []
+    n_utts = sum(len(b) for b in batches.values())
+    with tqdm(total=n_utts, desc=desc or task.name, unit="utt", dynamic_ncols=True) as bar:
+        for key in sorted(batches):
+            utt_ids = batches[key]
+            outputs = generate_for_prompts(llm, tokenizer, decoder, [prompts[u][0] for u in utt_ids], max_new_tokens)
+            for utt_id, (text, hit_limit) in zip(utt_ids, outputs):
+                entry = utterances[utt_id]
+                records.append(
+                    {
+                        "utt_id": utt_id,
+                        "emotion": entry.get("emotion"),
+                        "transcript": entry["transcript"].strip(),
+                        "instruction": prompts[utt_id][1],
+                        "output": text,
+                        "early_stop": bool(hit_limit),
+                    }
+                )
+            bar.update(len(utt_ids))
+    records.sort(key=lambda r: r["utt_id"])
+    return records

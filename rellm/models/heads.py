@@ -1,0 +1,57 @@
+"""Auxiliary heads on the pooled adapter output (method.md 1.6 ``input_er``, 3.4 ``input_er_avd``).
+
+Both read ``p = sum_t M_t E_t / sum_t M_t``, the masked mean of the adapter output
+(before the LLM): a bias-free 5-way emotion classifier (CE) and a bias-free
+arousal/valence/dominance regressor (MSE, or 1 - CCC as an option).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from rellm.data.emotions import NUM_EMOTIONS
+
+
+def masked_mean(x, mask):
+    """``x [B, N, H]``, ``mask [B, N]`` -> ``[B, H]``: the mean over the valid positions."""
+    mask = mask.to(x.dtype).unsqueeze(-1)
+    return (x * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+
+class EmotionClassifierHead(nn.Module):
+    """``W_cat p`` with ``W_cat in R^{5 x H}`` and no bias (BLSP-Emo ``hidden2emotion``)."""
+
+    def __init__(self, input_dim, num_classes=NUM_EMOTIONS):
+        super().__init__()
+        self.proj = nn.Linear(input_dim, num_classes, bias=False)
+
+    def forward(self, pooled):
+        return self.proj(pooled)
+
+
+class AVDRegressionHead(nn.Module):
+    """``W_dim p`` with ``W_dim in R^{3 x H}`` and no bias; outputs [arousal, valence, dominance]."""
+
+    def __init__(self, input_dim, num_dims=3):
+        super().__init__()
+        self.proj = nn.Linear(input_dim, num_dims, bias=False)
+
+    def forward(self, pooled):
+        return self.proj(pooled)
+
+
+def ccc(pred, target, eps=1e-8):
+    """Concordance correlation coefficient per column of ``[B, K]`` tensors -> ``[K]``."""
+    pm, tm = pred.mean(0), target.mean(0)
+    pv, tv = pred.var(0, unbiased=False), target.var(0, unbiased=False)
+    cov = ((pred - pm) * (target - tm)).mean(0)
+    return 2 * cov / (pv + tv + (pm - tm) ** 2 + eps)
+
+
+def avd_loss(pred, target, kind="mse"):
+    """Dimensional loss: plain MSE over batch and the 3 dims (the released code), or ``1 - mean CCC``."""
+    pred, target = pred.float(), target.float()
+    if kind == "mse":
+        return F.mse_loss(pred, target)
+    if kind == "ccc":
+        return 1.0 - ccc(pred, target).mean()
+    raise ValueError(f"unknown dimensional loss {kind!r}; use 'mse' or 'ccc'")

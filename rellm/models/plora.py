@@ -1,0 +1,157 @@
+"""Partial LoRA (PLoRA): LoRA through peft, active only at chosen sequence positions (method.md 1.4).
+
+``y = W x + m_t * s * B A dropout(x)`` with ``m_t`` = 1 only at speech positions. The
+LoRA branch is linear and bias-free, so gating its *input* by ``m_t`` is exactly
+gating its output; we therefore swap peft's ``lora_dropout`` module for a gate that
+multiplies by the position mask set for the current forward. Consequences:
+
+- with an all-zero mask the network computes exactly the frozen base LLM (the KL
+  teacher, the text-only baseline);
+- with the mask ``None`` LoRA is switched OFF in every layer (peft's per-layer
+  ``disable_adapters`` flag), so those forwards skip the LoRA matmuls altogether:
+  decode steps after the prompt, the teacher branch;
+- ``prefill_only(mask)`` applies the mask to the next forward only and switches
+  LoRA off for the following ones (incremental decoding of text tokens).
+
+The gate holds no parameters, so checkpoints keep peft's state-dict names.
+"""
+import contextlib
+
+import torch
+import torch.nn as nn
+
+#: ``set_mask(ALL_POSITIONS)``: LoRA at every position (BLSP's ``lora_scope="global"``).
+ALL_POSITIONS = "all"
+
+
+class _MaskState:
+    __slots__ = ("mask",)
+
+    def __init__(self):
+        self.mask = None
+
+
+class LoRAPositionGate(nn.Module):
+    """Replaces ``lora_dropout[adapter]``: dropout, then multiply by the current ``[B, T]`` mask."""
+
+    def __init__(self, dropout, state):
+        super().__init__()
+        self.dropout = dropout
+        self._state = state
+
+    def forward(self, x):
+        x = self.dropout(x)
+        mask = self._state.mask
+        if mask is None or isinstance(mask, str):
+            return x
+        if mask.shape != x.shape[:-1]:
+            raise RuntimeError(
+                f"PLoRA mask of shape {tuple(mask.shape)} does not match the layer input {tuple(x.shape[:-1])}; "
+                "set the mask for every forward (set_mask / prefill_only)"
+            )
+        return x * mask.unsqueeze(-1).to(x.dtype)
+
+
+def add_lora(model, r=16, alpha=16, dropout=0.05, target_modules=("q_proj", "k_proj", "v_proj", "o_proj")):
+    """Freeze ``model`` and wrap it with peft LoRA (A Kaiming-uniform, B zero, bias none).
+
+    Returns the ``PeftModel``. Only the LoRA matrices are trainable afterwards.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    config = LoraConfig(
+        r=int(r), lora_alpha=alpha, lora_dropout=float(dropout), target_modules=list(target_modules), bias="none"
+    )
+    # autocast_adapter_dtype=False keeps LoRA in the base weights' dtype; training runs under
+    # autocast anyway and a bf16 7B model must not get fp32 LoRA that upcasts every input.
+    peft_model = get_peft_model(model, config, autocast_adapter_dtype=False)
+    n = sum(1 for _ in lora_layers(peft_model))
+    if n == 0:
+        raise ValueError(
+            f"no module of {type(model).__name__} matches lora_target_modules={list(target_modules)}; "
+            "use the names of its linear layers (e.g. q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"
+        )
+    return peft_model
+
+
+def lora_layers(model):
+    """The peft LoRA layers of ``model`` (modules with ``lora_A``/``lora_B`` dicts)."""
+    from peft.tuners.lora import LoraLayer
+
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            yield module
+
+
+class PartialLoRA:
+    """Position-masked LoRA controller for a peft-wrapped LLM.
+
+    ``set_mask(mask)``: ``BoolTensor[B, T]`` for the following forwards (1 = LoRA on),
+    ``ALL_POSITIONS`` for plain LoRA, ``None`` to switch LoRA off entirely.
+    """
+
+    def __init__(self, peft_model, adapter_name="default"):
+        self.model = peft_model
+        self.state = _MaskState()
+        self.layers = []
+        for layer in lora_layers(peft_model):
+            if adapter_name not in layer.lora_dropout:
+                continue
+            current = layer.lora_dropout[adapter_name]
+            if not isinstance(current, LoRAPositionGate):
+                layer.lora_dropout[adapter_name] = LoRAPositionGate(current, self.state)
+            else:
+                current._state = self.state
+            self.layers.append(layer)
+        if not self.layers:
+            raise ValueError("the model has no LoRA layers to gate; call add_lora first")
+        self._off = None
+        self._pending_prefill = None
+        self._hook = None
+        self.set_mask(None)
+
+    def set_mask(self, mask):
+        self.state.mask = mask
+        off = mask is None
+        if off is not self._off:
+            # peft's flag: a disabled layer runs only its base layer (no LoRA matmuls).
+            for layer in self.layers:
+                layer._disable_adapters = off
+            self._off = off
+
+    @contextlib.contextmanager
+    def masked(self, mask):
+        """``with plora.masked(mask): ...`` and LoRA is off again afterwards."""
+        self.set_mask(mask)
+        try:
+            yield
+        finally:
+            self.set_mask(None)
+
+    def prefill_only(self, mask, module):
+        """Apply ``mask`` to the next forward of ``module`` only; LoRA is off for all later forwards.
+
+        This is the generation rule of method.md 1.4: LoRA on the prompt (prefill),
+        never on the incremental text-token steps. Call ``clear_prefill()`` after generating.
+        """
+        self._pending_prefill = mask
+        if self._hook is None:
+            self._hook = module.register_forward_pre_hook(self._prefill_hook)
+
+    def _prefill_hook(self, module, args):
+        self.set_mask(self._pending_prefill)
+        self._pending_prefill = None
+
+    def clear_prefill(self):
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        self._pending_prefill = None
+        self.set_mask(None)
+
+
+def trainable_lora_state(model):
+    """``{name: tensor}`` of the LoRA matrices of a peft model."""
+    return {n: p for n, p in model.named_parameters() if "lora_" in n}

@@ -1,0 +1,434 @@
+"""Training, evaluating, caching and loading the three EPITOME classifiers.
+
+One model per mechanism (ER, IP, EX) is trained on the Reddit annotations with
+a fixed stratified 75:5:20 split, selected on the dev part, evaluated on the
+test part and cached under ``<cache>/epitome/<encoder tag>/<mechanism>/``:
+
+    model.pt      the trained weights minus the frozen seeker encoder (reloaded from the base model)
+    config.json   encoder name, max_len, dropout: what loading needs
+    split.json    the train/dev/test ids and the split seed
+    metrics.json  dev and test metrics, training time, data report
+    train_log.txt one line per evaluation
+    .done.train   options fingerprint (rellm.utils.stage)
+
+Speed on CPU: the seeker encoder is frozen, so its states are computed once per
+distinct post and shared by the three mechanisms (they label the same pairs);
+batches are bucketed by response length so little time goes into padding.
+"""
+import copy
+import json
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from tqdm import tqdm
+
+from rellm.scoring.epitome.data import (
+    MECHANISMS,
+    encode_responses_with_rationales,
+    level_counts,
+    load_pairs,
+    sha256_file,
+    stratified_split,
+    tokenize_texts,
+    CSV_FILES,
+)
+from rellm.scoring.epitome.metrics import classifier_metrics
+from rellm.scoring.epitome.model import EmpathyBiEncoder, epitome_loss
+from rellm.utils.io import atomic_path, atomic_write_json, atomic_write_text, read_json
+from rellm.utils.stage import DoneMarker
+
+logger = logging.getLogger(__name__)
+
+# Options that change a trained model; they make up the cache fingerprint.
+TRAIN_OPTION_KEYS = (
+    "encoder", "max_len", "split_seed", "split_fractions", "seed", "lr", "epochs", "batch_size",
+    "warmup_ratio", "weight_decay", "grad_clip", "dropout", "lambda_level", "lambda_rationale",
+    "level_weighting", "evals_per_epoch", "select_on",
+)
+
+
+def load_text_encoder(name_or_path):
+    """``(AutoModel, fast tokenizer)`` through the offline kit (registry name, local folder or hub name)."""
+    try:
+        from rellm.pretrained import load_text_encoder as kit_loader
+    except ImportError as err:  # the kit is part of the package; this only guards a broken install
+        raise ImportError(f"rellm.pretrained.load_text_encoder is unavailable ({err}); reinstall rellm") from err
+    return kit_loader(name_or_path)
+
+
+def encoder_tag(encoder, tag=None):
+    """Folder name of an encoder's models in the cache: ``tag`` or a filesystem-safe form of its name."""
+    if tag:
+        return str(tag)
+    name = Path(str(encoder).rstrip("/")).name or str(encoder)
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def epitome_cache_dir(cache_root, encoder, tag=None):
+    return Path(cache_root) / "epitome" / encoder_tag(encoder, tag)
+
+
+# ---------------------------------------------------------------- seeker states
+class SeekerStates:
+    """The frozen seeker encoder's last hidden states, one tensor ``[L, H]`` per distinct post."""
+
+    def __init__(self):
+        self._states = {}
+
+    def __contains__(self, text):
+        return text in self._states
+
+    def __len__(self):
+        return len(self._states)
+
+    def get(self, text):
+        return self._states[text]
+
+    @torch.no_grad()
+    def add(self, seeker_encoder, tokenizer, texts, max_len, batch_size=64, progress=True):
+        todo = sorted({t for t in texts if t not in self._states}, key=len)
+        if not todo:
+            return
+        seeker_encoder.eval()
+        batches = range(0, len(todo), batch_size)
+        for start in tqdm(batches, desc="seeker states", disable=not progress, leave=False):
+            chunk = todo[start:start + batch_size]
+            ids = tokenize_texts(tokenizer, chunk, max_len)
+            input_ids, mask = pad_batch(ids, tokenizer.pad_token_id)
+            states = seeker_encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            for k, text in enumerate(chunk):
+                self._states[text] = states[k, : len(ids[k])].clone()
+
+
+def pad_batch(sequences, pad_id):
+    tensors = [torch.as_tensor(s, dtype=torch.long) for s in sequences]
+    ids = pad_sequence(tensors, batch_first=True, padding_value=pad_id)
+    mask = pad_sequence([torch.ones(len(s), dtype=torch.long) for s in sequences], batch_first=True)
+    return ids, mask
+
+
+@dataclass
+class EncodedSplit:
+    ids: list
+    seekers: list
+    response_ids: list
+    rationale_labels: list
+    levels: np.ndarray
+
+    def __len__(self):
+        return len(self.ids)
+
+
+def encode_split(pairs, tokenizer, max_len):
+    response_ids, labels, report = encode_responses_with_rationales(
+        tokenizer, pairs.response, pairs.rationales, max_len)
+    return EncodedSplit(list(pairs.ids), list(pairs.seeker), response_ids, labels, pairs.level.copy()), report
+
+
+def length_bucketed_batches(lengths, batch_size, rng=None, bucket_factor=20):
+    """Index batches of similar response length (less padding); shuffled when ``rng`` is given."""
+    order = np.arange(len(lengths))
+    if rng is None:
+        order = order[np.argsort(np.asarray(lengths)[order], kind="stable")]
+        return [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    order = rng.permutation(order)
+    batches = []
+    chunk = batch_size * bucket_factor
+    for start in range(0, len(order), chunk):
+        part = order[start:start + chunk]
+        part = part[np.argsort(np.asarray(lengths)[part], kind="stable")]
+        batches += [part[i:i + batch_size].tolist() for i in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(batch, data, seeker_states, pad_id):
+    seeker = [seeker_states.get(data.seekers[i]) for i in batch]
+    seeker_tensor = pad_sequence(seeker, batch_first=True)
+    seeker_mask = pad_sequence([torch.ones(len(s), dtype=torch.long) for s in seeker], batch_first=True)
+    response_ids, response_mask = pad_batch([data.response_ids[i] for i in batch], pad_id)
+    rationale, _ = pad_batch([data.rationale_labels[i] for i in batch], 0)
+    levels = torch.as_tensor(data.levels[batch], dtype=torch.long)
+    return seeker_tensor, seeker_mask, response_ids, response_mask, rationale, levels
+
+
+@torch.no_grad()
+def predict(model, data, seeker_states, pad_id, batch_size=64):
+    """``(levels ndarray, level probabilities ndarray [N, 3], rationale 0/1 lists)`` in data order."""
+    model.eval()
+    n = len(data)
+    levels = np.zeros(n, dtype=np.int64)
+    probs = np.zeros((n, 3), dtype=np.float32)
+    rationales = [None] * n
+    lengths = [len(x) for x in data.response_ids]
+    for batch in length_bucketed_batches(lengths, batch_size):
+        seeker, seeker_mask, response_ids, response_mask, _, _ = collate(batch, data, seeker_states, pad_id)
+        level_logits, rationale_logits = model(seeker, seeker_mask, response_ids, response_mask)
+        p = level_logits.softmax(-1)
+        tags = rationale_logits.argmax(-1)
+        for k, i in enumerate(batch):
+            levels[i] = int(p[k].argmax())
+            probs[i] = p[k].numpy()
+            rationales[i] = tags[k, : lengths[i]].tolist()
+    return levels, probs, rationales
+
+
+def _strip_special(labels_list, data, special_ids):
+    """Rationale tags over the content tokens only ([CLS]/[SEP] never belong to a rationale)."""
+    out = []
+    for labels, ids in zip(labels_list, data.response_ids):
+        out.append([lab for lab, tok in zip(labels, ids) if tok not in special_ids])
+    return out
+
+
+def evaluate(model, data, seeker_states, tokenizer, batch_size=64):
+    levels, _, rationales = predict(model, data, seeker_states, tokenizer.pad_token_id, batch_size)
+    special = set(tokenizer.all_special_ids)
+    return classifier_metrics(
+        data.levels, levels,
+        _strip_special(rationales, data, special), _strip_special(data.rationale_labels, data, special))
+
+
+def level_class_weights(levels, scheme):
+    """Cross-entropy class weights: ``none``, ``balanced`` (n / (K n_k)) or ``sqrt_balanced`` (its square root)."""
+    if scheme in (None, "none"):
+        return None
+    counts = np.bincount(levels, minlength=3).astype(float)
+    if (counts == 0).any():
+        raise ValueError(f"a level has no training example (counts {counts.tolist()}); "
+                         "use --level_weighting=none")
+    weights = counts.sum() / (len(counts) * counts)
+    if scheme == "sqrt_balanced":
+        weights = np.sqrt(weights)
+    elif scheme != "balanced":
+        raise ValueError(f"unknown level_weighting {scheme!r}; use none, balanced or sqrt_balanced")
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def train_classifier(model, train, dev, seeker_states, tokenizer, hp, log_file=None, progress=True):
+    """Fine-tune ``model`` on ``train``; keep the state with the best dev ``hp['select_on']`` metric.
+
+    Returns ``(history, best_dev_metrics)``; ``model`` holds the selected weights afterwards.
+    """
+    torch.manual_seed(hp["seed"])
+    rng = np.random.default_rng(hp["seed"])
+    pad_id = tokenizer.pad_token_id
+    lengths = [len(x) for x in train.response_ids]
+    steps_per_epoch = math.ceil(len(train) / hp["batch_size"])
+    total_steps = steps_per_epoch * hp["epochs"]
+    warmup = int(hp["warmup_ratio"] * total_steps)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": hp["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=hp["lr"], eps=1e-8)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup
+        else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    weight = level_class_weights(train.levels, hp["level_weighting"])
+    eval_every = max(1, steps_per_epoch // max(1, hp["evals_per_epoch"]))
+    select_on = hp["select_on"]
+    best, best_state, history, step = None, None, [], 0
+    lines = []
+    for epoch in range(1, hp["epochs"] + 1):
+        batches = length_bucketed_batches(lengths, hp["batch_size"], rng)
+        bar = tqdm(batches, desc=f"epoch {epoch}/{hp['epochs']}", disable=not progress, leave=False)
+        running = []
+        for k, batch in enumerate(bar, 1):
+            model.train()
+            seeker, seeker_mask, response_ids, response_mask, rationale, levels = collate(
+                batch, train, seeker_states, pad_id)
+            level_logits, rationale_logits = model(seeker, seeker_mask, response_ids, response_mask)
+            loss, level_loss, rationale_loss = epitome_loss(
+                level_logits, rationale_logits, levels, rationale, response_mask,
+                hp["lambda_level"], hp["lambda_rationale"], weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, hp["grad_clip"])
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            running.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}")
+            if k % eval_every == 0 or k == len(batches):
+                dev_metrics = evaluate(model, dev, seeker_states, tokenizer)
+                record = {"epoch": epoch, "step": step, "train_loss": float(np.mean(running)),
+                          "dev": {m: dev_metrics[m] for m in ("accuracy", "macro_f1", "iou_f1")}}
+                history.append(record)
+                running = []
+                score = dev_metrics[select_on]
+                improved = best is None or score > best[select_on]
+                if improved:
+                    best = dev_metrics
+                    best_state = copy.deepcopy(model.trainable_state_dict())
+                line = (f"epoch {epoch} step {step}/{total_steps} train_loss {record['train_loss']:.4f} "
+                        f"dev acc {dev_metrics['accuracy']:.4f} macro_f1 {dev_metrics['macro_f1']:.4f} "
+                        f"iou_f1 {dev_metrics['iou_f1']:.4f}{' *' if improved else ''}")
+                logger.info(line)
+                lines.append(line)
+                if log_file:
+                    atomic_write_text(log_file, "\n".join(lines) + "\n")
+    model.load_state_dict(best_state, strict=False)
+    return history, best
+
+
+# ---------------------------------------------------------------- whole pipeline
+def train_options(conf):
+    return {k: conf[k] for k in TRAIN_OPTION_KEYS}
+
+
+def build_model(encoder_name, dropout, encoders=None):
+    """A fresh bi-encoder: both encoders start from the same base weights (as upstream)."""
+    if encoders is None:
+        base, tokenizer = load_text_encoder(encoder_name)
+    else:
+        base, tokenizer = encoders
+    model = EmpathyBiEncoder(base, copy.deepcopy(base), dropout=dropout)
+    return model, tokenizer
+
+
+def train_all(conf, data_dir, cache_root, overwrite=False, progress=True, encoders=None):
+    """Train (or reuse from the cache) one classifier per mechanism; returns ``{mech: test metrics}``.
+
+    ``encoders`` = ``(AutoModel, tokenizer)`` to use instead of loading ``conf['encoder']``
+    (tests pass tiny random ones).
+    """
+    root = epitome_cache_dir(cache_root, conf["encoder"], conf.get("encoder_tag"))
+    options = train_options(conf)
+    data_sha = {CSV_FILES[m]: sha256_file(Path(data_dir) / CSV_FILES[m]) for m in conf["mechanisms"]}
+    todo = []
+    for mech in conf["mechanisms"]:
+        if mech not in MECHANISMS:
+            raise ValueError(f"unknown mechanism {mech!r}; expected some of {', '.join(MECHANISMS)}")
+        marker = DoneMarker(root / mech, "train", hint="pass --overwrite=true (it retrains into the shared cache)")
+        if marker.is_done({**options, "mechanism": mech, "data_sha256": data_sha[CSV_FILES[mech]]}, overwrite):
+            logger.info("EPITOME %s classifier already trained with these options: %s", mech, root / mech)
+        else:
+            todo.append(mech)
+    if todo:
+        torch.set_num_threads(conf["num_threads"])
+        t0 = time.time()
+        model, tokenizer = build_model(conf["encoder"], conf["dropout"], encoders)
+        initial_state = copy.deepcopy(model.trainable_state_dict())
+        all_pairs = {m: load_pairs(m, data_dir) for m in todo}
+        seeker_states = SeekerStates()
+        seeker_states.add(model.seeker_encoder, tokenizer, all_pairs[todo[0]].seeker, conf["max_len"],
+                          conf["eval_batch_size"], progress)
+        seeker_seconds = time.time() - t0
+        logger.info("seeker states for %d distinct posts in %.1f s", len(seeker_states), seeker_seconds)
+        for mech in todo:
+            t1 = time.time()
+            model.load_state_dict(initial_state, strict=False)
+            metrics = _train_one(model, tokenizer, all_pairs[mech], seeker_states, conf, root / mech, progress)
+            metrics["train_seconds"] = round(time.time() - t1, 1)
+            metrics["seeker_cache_seconds"] = round(seeker_seconds, 1)
+            atomic_write_json(root / mech / "metrics.json", metrics)
+            DoneMarker(root / mech, "train").mark_done(
+                {**options, "mechanism": mech, "data_sha256": data_sha[CSV_FILES[mech]]})
+            logger.info("EPITOME %s: test %s (%.0f s)", mech, json.dumps(
+                {k: round(metrics["test"][k], 4) for k in ("accuracy", "macro_f1", "iou_f1")}),
+                metrics["train_seconds"])
+        logger.info("trained %s in %.1f s in all", ", ".join(todo), time.time() - t0)
+    return load_metrics(root, conf["mechanisms"])
+
+
+def _train_one(model, tokenizer, pairs, seeker_states, conf, out_dir, progress):
+    split = stratified_split(pairs, conf["split_fractions"], conf["split_seed"])
+    atomic_write_json(out_dir / "split.json", {"seed": conf["split_seed"], "fractions": conf["split_fractions"],
+                                               "grouped_by": "sp_id, rp_id", **split})
+    parts, reports = {}, {}
+    for name, ids in split.items():
+        parts[name], reports[name] = encode_split(pairs.subset(ids), tokenizer, conf["max_len"])
+    logger.info("%s: train/dev/test = %d/%d/%d, rationale spans not found in their response: %d",
+                pairs.mechanism, len(parts["train"]), len(parts["dev"]), len(parts["test"]),
+                sum(r["spans_not_found"] for r in reports.values()))
+    history, best_dev = train_classifier(model, parts["train"], parts["dev"], seeker_states, tokenizer, conf,
+                                         out_dir / "train_log.txt", progress)
+    test = evaluate(model, parts["test"], seeker_states, tokenizer, conf["eval_batch_size"])
+    with atomic_path(out_dir / "model.pt") as tmp:
+        torch.save(model.trainable_state_dict(), tmp)
+    atomic_write_json(out_dir / "config.json", {
+        "mechanism": pairs.mechanism, "encoder": str(conf["encoder"]), "max_len": conf["max_len"],
+        "dropout": conf["dropout"], "num_levels": 3})
+    return {
+        "mechanism": pairs.mechanism,
+        "test": test,
+        "dev": best_dev,
+        "level_counts": {name: level_counts(p.levels) for name, p in parts.items()},
+        "data_report": reports,
+        "history": history,
+        "options": train_options(conf),
+    }
+
+
+def load_metrics(root, mechanisms=MECHANISMS):
+    """``{mech: {"accuracy", "macro_f1", "iou_f1"}}`` from the cached test metrics."""
+    out = {}
+    for mech in mechanisms:
+        path = Path(root) / mech / "metrics.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no trained EPITOME {mech} classifier in {Path(root) / mech}; "
+                                    "run `python -m rellm.bin.epitome train conf/epitome.yaml` first")
+        test = read_json(path)["test"]
+        out[mech] = {k: test[k] for k in ("accuracy", "macro_f1", "iou_f1")}
+    return out
+
+
+class EpitomeScorer:
+    """Load the cached classifiers once and score (seeker post, response) pairs.
+
+    The three classifiers share one frozen seeker encoder (the base model), so a
+    post is encoded once for ER, IP and EX.
+    """
+
+    def __init__(self, root, mechanisms=MECHANISMS, encoders=None, num_threads=2, batch_size=64):
+        root = Path(root)
+        torch.set_num_threads(num_threads)
+        self.batch_size = batch_size
+        configs = {}
+        for mech in mechanisms:
+            if not (root / mech / ".done.train").is_file():
+                raise FileNotFoundError(f"no trained EPITOME {mech} classifier in {root / mech}; "
+                                        "run `python -m rellm.bin.epitome train conf/epitome.yaml` first")
+            configs[mech] = read_json(root / mech / "config.json")
+        encoder_names = {c["encoder"] for c in configs.values()}
+        if len(encoder_names) != 1:
+            raise ValueError(f"the classifiers in {root} were trained on different encoders {encoder_names}")
+        base, self.tokenizer = encoders if encoders is not None else load_text_encoder(encoder_names.pop())
+        self.max_len = next(iter(configs.values()))["max_len"]
+        self.models = {}
+        for mech, cfg in configs.items():
+            model = EmpathyBiEncoder(base, copy.deepcopy(base), num_levels=cfg["num_levels"], dropout=cfg["dropout"])
+            state = torch.load(root / mech / "model.pt", map_location="cpu", weights_only=True)
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            missing = [k for k in missing if not k.startswith("seeker_encoder.")]
+            if missing or unexpected:
+                raise ValueError(f"{root / mech / 'model.pt'} does not match the model "
+                                 f"(missing {missing[:5]}, unexpected {unexpected[:5]}); retrain with --overwrite=true")
+            model.eval()
+            self.models[mech] = model
+        self.seeker_encoder = base
+        self.seeker_states = SeekerStates()
+
+    def score(self, seekers, responses, progress=True):
+        """``{mech: {"level": ndarray[N], "probs": ndarray[N, 3]}}`` for the pairs in order."""
+        if len(seekers) != len(responses):
+            raise ValueError(f"{len(seekers)} seeker posts but {len(responses)} responses")
+        self.seeker_states.add(self.seeker_encoder, self.tokenizer, seekers, self.max_len, self.batch_size, progress)
+        data = EncodedSplit(
+            ids=list(range(len(seekers))), seekers=list(seekers),
+            response_ids=tokenize_texts(self.tokenizer, responses, self.max_len),
+            rationale_labels=None, levels=np.zeros(len(seekers), dtype=np.int64))
+        out = {}
+        for mech, model in tqdm(self.models.items(), desc="EPITOME", disable=not progress, leave=False):
+            levels, probs, _ = predict(model, data, self.seeker_states, self.tokenizer.pad_token_id, self.batch_size)
+            out[mech] = {"level": levels, "probs": probs}
+        return out

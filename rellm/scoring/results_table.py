@@ -1,0 +1,300 @@
+"""The recipe's RESULTS.md: environment, protocol, command, paper-style table, paper figures, plots.
+
+Rows: text-only LLM, BLSP-Emo baseline, RE-LLM; columns ER, IP, EX (mean
+EPITOME level, 0..2) and UA, WA (%). Under the table, RE-LLM's relative
+change against each baseline is written the way the paper writes it
+("EX +35.4% vs text-only"), with Wilcoxon / McNemar significance marks.
+"""
+import datetime
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+from rellm.scoring.significance import significance_mark
+from rellm.utils.io import read_json
+
+SYSTEM_ROWS = (("text_only", "text-only LLM"), ("blsp_emo", "BLSP-Emo baseline"), ("rellm", "RE-LLM"))
+SHORT_NAMES = {"text_only": "text-only", "blsp_emo": "BLSP-Emo"}
+PACKAGES = ("torch", "torchaudio", "transformers", "speechbrain", "peft", "numpy", "scipy", "scikit-learn")
+
+# method.md section 5: [ABS] relative gains from the abstract, [SUM] absolute RE-LLM numbers (leaderboard).
+PAPER_FIGURES = {
+    "iemocap": {
+        "absolute": {"ER": 1.856, "UA": 76.6},
+        "relative": {"text_only": {"ER": "slight", "EX": "+35.42%"},
+                     "blsp_emo": {"ER": "slight", "EX": "+3.91%", "UA": "+5.4"}},
+    },
+    "esd": {
+        "absolute": {"ER": 1.851, "UA": 98.9},
+        "relative": {"text_only": {"ER": "+14.79%", "EX": "+139.28%"},
+                     "blsp_emo": {"ER": "+6.76%", "EX": "+9.83%", "UA": "+2.3"}},
+    },
+    "msp_podcast": {
+        "absolute": {"ER": 1.889, "UA": 66.4},
+        "relative": {"text_only": {"EX": "+60.95%"}, "blsp_emo": {"EX": "+22.64%", "UA": "+6.9"}},
+    },
+}
+
+
+def git_revision(repo_dir):
+    """``(hash, dirty)`` of the code checkout, ``("unknown", None)`` outside git."""
+    try:
+        rev = subprocess.run(["git", "-C", str(repo_dir), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, check=True, timeout=20).stdout.strip()
+        status = subprocess.run(["git", "-C", str(repo_dir), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, check=True, timeout=20).stdout
+        return rev, bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", None
+
+
+def environment():
+    """Date, git hash, Python and package versions, device: the RESULTS.md environment block."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+        else:
+            device = f"CPU only ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    except ImportError:
+        device = "unknown"
+    rev, dirty = git_revision(Path(__file__).resolve().parents[2])
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "git": rev + (" (with uncommitted changes)" if dirty else ""),
+        "python": platform.python_version(),
+        "packages": versions,
+        "device": device,
+    }
+
+
+def _fmt(value, scale=1.0, digits=3):
+    return "–" if value is None else f"{value * scale:.{digits}f}"
+
+
+def _relative(value):
+    return "n/a" if value is None else f"{value:+.1f}%"
+
+
+def results_table(metrics, mechanisms):
+    """Markdown rows of the paper-style table for one test set (missing systems get a marked row)."""
+    header = "| system | " + " | ".join(mechanisms) + " | UA (%) | WA (%) | n |"
+    lines = [header, "|" + "---|" * (len(mechanisms) + 4)]
+    comparisons = metrics.get("comparisons", {})
+    reference = metrics.get("reference_system", "rellm")
+    marks_against = {}
+    for baseline, comp in comparisons.items():
+        for mech, c in comp.get("empathy", {}).items():
+            marks_against.setdefault(mech, []).append(
+                (baseline, significance_mark(c["wilcoxon"]["p_value"])))
+        if comp.get("ser"):
+            marks_against.setdefault("UA", []).append((baseline, significance_mark(comp["ser"]["mcnemar"]["p_value"])))
+    for system, label in _rows(metrics):
+        m = metrics["systems"].get(system)
+        if m is None:
+            why = metrics.get("missing_systems", {}).get(system, "not scored")
+            lines.append(f"| {label} | " + " | ".join(["missing"] * (len(mechanisms) + 2)) + f" | – |")
+            lines[-1] += f" <!-- {why} -->"
+            continue
+        cells = []
+        for mech in mechanisms:
+            cell = _fmt(m["empathy"][mech]["mean"])
+            if system == reference:
+                cell += _mark_suffix(marks_against.get(mech, []))
+            cells.append(cell)
+        ser = m["ser"]
+        ua = _fmt(ser["ua"], 100, 1) if ser else "–"
+        if ser and system == reference:
+            ua += _mark_suffix(marks_against.get("UA", []))
+        cells += [ua, _fmt(ser["wa"], 100, 1) if ser else "–", str(m["n"])]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _rows(metrics):
+    known = [s for s, _ in SYSTEM_ROWS]
+    rows = list(SYSTEM_ROWS)
+    for system in list(metrics["systems"]) + list(metrics.get("missing_systems", {})):
+        if system not in known:
+            rows.append((system, system))
+            known.append(system)
+    present = set(metrics["systems"]) | set(metrics.get("missing_systems", {}))
+    return [(s, label) for s, label in rows if s in present]
+
+
+def _mark_suffix(marks):
+    """``"¹*"`` style: one mark per baseline, in row order (text-only, BLSP-Emo)."""
+    text = "".join(f"<sup>{mark}{SHORT_NAMES.get(base, base)[0]}</sup>" for base, mark in marks if mark)
+    return f" {text}" if text else ""
+
+
+def improvement_lines(metrics, mechanisms):
+    """Sentences such as "EX +35.4% vs text-only (Wilcoxon p=0.003; 95% CI of the difference [0.08, 0.21])"."""
+    lines = []
+    reference = metrics.get("reference_system", "rellm")
+    for baseline, comp in metrics.get("comparisons", {}).items():
+        name = SHORT_NAMES.get(baseline, baseline)
+        parts = []
+        for mech in mechanisms:
+            c = comp["empathy"].get(mech)
+            if not c:
+                continue
+            boot = c["bootstrap"]
+            parts.append(f"{mech} {_relative(c['relative_improvement_pct'])} vs {name} "
+                         f"({c['reference_mean']:.3f} vs {c['baseline_mean']:.3f}; Wilcoxon p={c['wilcoxon']['p_value']:.3g}; "
+                         f"95% CI of the difference [{boot['ci_low']:+.3f}, {boot['ci_high']:+.3f}])")
+        if comp.get("ser"):
+            s = comp["ser"]
+            boot = s["ua_bootstrap"]
+            parts.append(f"UA {s['ua_difference_points']:+.1f} points ({_relative(s['ua_relative_improvement_pct'])}) "
+                         f"vs {name} (McNemar p={s['mcnemar']['p_value']:.3g}; 95% CI of the UA difference "
+                         f"[{boot['ci_low'] * 100:+.1f}, {boot['ci_high'] * 100:+.1f}] points)")
+        if parts:
+            lines.append(f"- {_label(reference)} vs {name} on {comp['n_paired']} paired utterances:")
+            lines += [f"  - {p}" for p in parts]
+    return lines
+
+
+def _label(system):
+    return dict(SYSTEM_ROWS).get(system, system)
+
+
+def paper_lines(corpus):
+    """The paper's published figures for a real corpus (method.md section 5), or nothing."""
+    paper = PAPER_FIGURES.get(corpus)
+    if not paper:
+        return []
+    absolute = paper["absolute"]
+    lines = ["Published RE-LLM figures for this corpus (method.md section 5; the paper's tables were not "
+             "available, so these come from the abstract [ABS] and a leaderboard summary [SUM]):", "",
+             "| source | ER (RE-LLM) | UA (RE-LLM, %) | vs text-only | vs BLSP-Emo |", "|---|---|---|---|---|"]
+    rel = paper["relative"]
+    lines.append(
+        f"| paper | {absolute['ER']:.3f} [SUM] | {absolute['UA']:.1f} [SUM] | "
+        + ", ".join(f"{k} {v}" for k, v in rel.get("text_only", {}).items()) + " [ABS] | "
+        + ", ".join(f"{k} {v}" for k, v in rel.get("blsp_emo", {}).items()) + " [ABS] |")
+    lines += ["", "The UA gains are given in the abstract without saying whether they are absolute points or "
+              "relative percentages; EX absolute values and the baselines' absolute values were not published in "
+              "a form we could retrieve."]
+    return lines
+
+
+def our_relative_summary(metrics, mechanisms):
+    """``"EX +35.4%, ER +2.1%"`` for each baseline, to put beside the paper's row."""
+    out = {}
+    for baseline, comp in metrics.get("comparisons", {}).items():
+        parts = [f"{m} {_relative(comp['empathy'][m]['relative_improvement_pct'])}"
+                 for m in mechanisms if m in comp["empathy"]]
+        if comp.get("ser"):
+            parts.append(f"UA {comp['ser']['ua_difference_points']:+.1f}")
+        out[baseline] = ", ".join(parts)
+    return out
+
+
+def copy_plots(scores_dir, test_set, figures_dir):
+    """Copy a test set's PNGs beside RESULTS.md; returns the copied paths."""
+    copied = []
+    src = Path(scores_dir) / test_set
+    for png in sorted(src.glob("*.png")):
+        dest = Path(figures_dir) / test_set / png.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(png, dest)
+        copied.append(dest)
+    return copied
+
+
+def render_results(corpus, split, seed, test_sets, scores_dir, output, command, mechanisms, notes=(),
+                   env=None, epitome_metrics=None):
+    """The RESULTS.md text; a test set without ``metrics.json`` gets a message instead of a table."""
+    env = env or environment()
+    output = Path(output)
+    figures_dir = output.parent / "results_figures" / f"{split}_seed{seed}"
+    lines = [f"# RESULTS: {corpus}", "", "Generated by stage 6 (`rellm.bin.results`); review before committing.", ""]
+    lines += ["## Environment", "", "```",
+              f"date: {env['date']}", f"git: {env['git']}", f"python: {env['python']}",
+              "packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+              f"device: {env['device']}", "```", ""]
+    classes, n_test = set(), {}
+    all_metrics = {}
+    for test_set in test_sets:
+        path = Path(scores_dir) / test_set / "metrics.json"
+        if path.is_file():
+            all_metrics[test_set] = read_json(path)
+            for m in all_metrics[test_set]["systems"].values():
+                n_test[test_set] = m["n"]
+                if m["ser"]:
+                    classes |= set(m["ser"]["classes_present"])
+                classes |= set(m["per_emotion"])
+    from rellm.data.emotions import EMOTIONS
+
+    lines += ["## Protocol", "",
+              f"- corpus: {corpus}; split/fold: {split}; seed(s): {seed} (one run)",
+              f"- test set(s): {', '.join(f'{t} ({n_test.get(t, 0)} utterances)' for t in test_sets)}",
+              f"- emotion classes present in the reference: {', '.join(e for e in EMOTIONS if e in classes) or 'none'}"
+              " (UA averages recall over these; an unparsed SER answer counts as wrong)",
+              "- empathy: mean EPITOME level (0..2) with seeker post = transcript, response = system response; "
+              "classifiers re-trained here (see below)",
+              "- significance: RE-LLM vs each baseline, Wilcoxon signed-rank on per-utterance levels, McNemar (exact) "
+              "on SER correctness; marks <sup>*t</sup>/<sup>*B</sup> = p<0.05 against text-only/BLSP-Emo "
+              "(** p<0.01, *** p<0.001); paired bootstrap 95% CIs below the table"]
+    lines += [f"- {note}" for note in notes]
+    if epitome_metrics:
+        lines.append("- EPITOME classifiers (test split of the Reddit annotations): " + "; ".join(
+            f"{m} acc {v['accuracy']:.3f} / macro-F1 {v['macro_f1']:.3f} / IOU-F1 {v['iou_f1']:.3f}"
+            for m, v in epitome_metrics.items()))
+    lines += ["", "## Command", "", "```bash", command, "```", ""]
+    for test_set in test_sets:
+        lines += [f"## Test set: {test_set}", ""]
+        metrics = all_metrics.get(test_set)
+        if metrics is None:
+            lines += [f"No scores for {test_set}: {Path(scores_dir) / test_set / 'metrics.json'} does not exist "
+                      "(run stage 6 scoring, `rellm.bin.score`, for this test set).", ""]
+            continue
+        if not metrics["systems"]:
+            lines += ["No system had outputs for this test set:", ""]
+            lines += [f"- {s}: {why}" for s, why in metrics.get("missing_systems", {}).items()] + [""]
+            continue
+        lines += results_table(metrics, mechanisms) + [""]
+        for system, why in metrics.get("missing_systems", {}).items():
+            lines.append(f"- {_label(system)} is missing: {why}")
+        lines += improvement_lines(metrics, mechanisms)
+        ours = our_relative_summary(metrics, mechanisms)
+        paper = paper_lines(corpus)
+        if paper:
+            lines += [""] + paper
+            lines += ["", "This run, RE-LLM relative to the baselines: "
+                      + "; ".join(f"{v} vs {SHORT_NAMES.get(b, b)}" for b, v in ours.items())]
+        lines += ["", _empathy_by_ser_table(metrics, mechanisms), ""]
+        plots = copy_plots(scores_dir, test_set, figures_dir)
+        if plots:
+            lines += ["Figures:", ""]
+            lines += [f"![{p.stem}]({os.path.relpath(p, output.parent)})" for p in plots]
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _empathy_by_ser_table(metrics, mechanisms):
+    rows = ["Empathy by SER correctness (mean level when the system named the emotion right / wrong; n right/wrong):",
+            "", "| system | " + " | ".join(mechanisms) + " | n |", "|" + "---|" * (len(mechanisms) + 2)]
+    any_row = False
+    for system, label in _rows(metrics):
+        m = metrics["systems"].get(system)
+        if not m or not m["empathy_by_ser"]:
+            continue
+        any_row = True
+        by = m["empathy_by_ser"]
+        cells = [f"{_fmt(by[x]['correct']['mean'], digits=2)} / {_fmt(by[x]['wrong']['mean'], digits=2)}"
+                 for x in mechanisms]
+        first = by[mechanisms[0]]
+        rows.append(f"| {label} | " + " | ".join(cells) + f" | {first['correct']['n']}/{first['wrong']['n']} |")
+    return "\n".join(rows) if any_row else ""

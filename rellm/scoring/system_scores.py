@@ -1,0 +1,188 @@
+"""Scoring the systems' stage-5 outputs on one test set: empathy, SER, breakdowns, paired tests.
+
+Input per system: ``<exp_root>/<system>/<split>/seed<seed>/infer/<test_set>/responses.jsonl``
+with records ``{utt_id, transcript, emotion, response, ser_output, ser_pred}``.
+Output: one ``metrics.json`` (per-system figures, comparisons of the reference
+system against each baseline) and ``per_utt.jsonl`` (one line per utterance,
+every system's response, SER answer and EPITOME levels).
+"""
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from rellm.data.emotions import EMOTIONS
+from rellm.scoring.epitome.data import LEVELS, MECHANISMS
+from rellm.scoring.ser_metrics import UNKNOWN, ser_metrics, unweighted_accuracy
+from rellm.scoring.significance import mcnemar_exact, paired_bootstrap_ci, paired_bootstrap_statistic, \
+    wilcoxon_signed_rank
+from rellm.utils.io import read_jsonl
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_FIELDS = ("utt_id", "transcript", "emotion", "response", "ser_pred")
+
+
+def responses_path(exp_root, system, split, seed, test_set):
+    return Path(exp_root) / system / split / f"seed{seed}" / "infer" / test_set / "responses.jsonl"
+
+
+def load_system_outputs(exp_root, systems, split, seed, test_set):
+    """``(outputs, missing)``: ``{system: {utt_id: record}}`` and ``{system: why}`` for those without outputs.
+
+    A record lacking a required field or a repeated utt_id is an error naming the file.
+    """
+    outputs, missing = {}, {}
+    for system in systems:
+        path = responses_path(exp_root, system, split, seed, test_set)
+        if not path.is_file():
+            missing[system] = f"{path} does not exist (run stage 5 for {system})"
+            logger.warning("no outputs for %s: %s", system, missing[system])
+            continue
+        records = {}
+        for k, rec in enumerate(read_jsonl(path), 1):
+            lacking = [f for f in REQUIRED_FIELDS if f not in rec]
+            if lacking:
+                raise ValueError(f"{path}: record {k} lacks {lacking}; stage 5 writes "
+                                 f"{', '.join(REQUIRED_FIELDS)}")
+            if rec["utt_id"] in records:
+                raise ValueError(f"{path}: utt_id {rec['utt_id']!r} occurs twice")
+            records[rec["utt_id"]] = rec
+        if not records:
+            missing[system] = f"{path} is empty"
+            logger.warning("no outputs for %s: %s", system, missing[system])
+            continue
+        outputs[system] = records
+    return outputs, missing
+
+
+def score_empathy(outputs, scorer, progress=True):
+    """Add ``levels = {ER, IP, EX}`` to every record (seeker = transcript, response = response)."""
+    for system, records in outputs.items():
+        ids = sorted(records)
+        logger.info("EPITOME levels for %s (%d responses)", system, len(ids))
+        result = scorer.score([records[i]["transcript"] or "" for i in ids],
+                              [records[i]["response"] or "" for i in ids], progress=progress)
+        for k, utt in enumerate(ids):
+            records[utt]["levels"] = {m: int(result[m]["level"][k]) for m in result}
+
+
+def _ser_available(records):
+    """A system answers SER when at least one answer is a parsed emotion (text-only ones may all be unknown)."""
+    return any(r.get("ser_pred") in EMOTIONS for r in records.values())
+
+
+def _mean(values):
+    return float(np.mean(values)) if len(values) else None
+
+
+def system_metrics(records, mechanisms):
+    """Mean levels, level distributions, SER figures and the two breakdowns for one system."""
+    ids = sorted(records)
+    refs = [records[i]["emotion"] for i in ids]
+    preds = [records[i]["ser_pred"] or UNKNOWN for i in ids]
+    correct = np.array([r == p for r, p in zip(refs, preds)])
+    out = {"n": len(ids), "empathy": {}, "ser": None, "empathy_by_ser": {}, "per_emotion": {}}
+    levels = {m: np.array([records[i]["levels"][m] for i in ids]) for m in mechanisms}
+    for m in mechanisms:
+        counts = [int(np.sum(levels[m] == lv)) for lv in LEVELS]
+        out["empathy"][m] = {"mean": _mean(levels[m]), "counts": counts,
+                             "distribution": [c / len(ids) for c in counts]}
+    if _ser_available(records):
+        out["ser"] = ser_metrics(refs, preds)
+        for m in mechanisms:
+            out["empathy_by_ser"][m] = {
+                "correct": {"n": int(correct.sum()), "mean": _mean(levels[m][correct])},
+                "wrong": {"n": int((~correct).sum()), "mean": _mean(levels[m][~correct])},
+            }
+    for emotion in EMOTIONS:
+        sel = np.array([r == emotion for r in refs])
+        if not sel.any():
+            continue
+        entry = {"n": int(sel.sum())}
+        for m in mechanisms:
+            entry[m] = _mean(levels[m][sel])
+        if out["ser"] is not None:
+            entry["ser_recall"] = float(correct[sel].mean())
+        out["per_emotion"][emotion] = entry
+    return out
+
+
+def compare_systems(reference, baseline, mechanisms, n_resamples, seed):
+    """Paired comparison of two systems' records over the utterances both have."""
+    common = sorted(set(reference) & set(baseline))
+    out = {"n_paired": len(common), "only_reference": len(set(reference) - set(baseline)),
+           "only_baseline": len(set(baseline) - set(reference)), "empathy": {}, "ser": None}
+    if not common:
+        return out
+    for m in mechanisms:
+        a = np.array([reference[u]["levels"][m] for u in common], dtype=float)
+        b = np.array([baseline[u]["levels"][m] for u in common], dtype=float)
+        mean_b = float(b.mean())
+        out["empathy"][m] = {
+            "reference_mean": float(a.mean()), "baseline_mean": mean_b,
+            "relative_improvement_pct": (float(a.mean()) - mean_b) / mean_b * 100 if mean_b > 0 else None,
+            "wilcoxon": wilcoxon_signed_rank(a, b),
+            "bootstrap": paired_bootstrap_ci(a, b, n_resamples=n_resamples, seed=seed),
+        }
+    ref_sub = {u: reference[u] for u in common}
+    base_sub = {u: baseline[u] for u in common}
+    if _ser_available(ref_sub) and _ser_available(base_sub):
+        refs = [reference[u]["emotion"] for u in common]
+        pred_a = [reference[u]["ser_pred"] or UNKNOWN for u in common]
+        pred_b = [baseline[u]["ser_pred"] or UNKNOWN for u in common]
+        ua_a, ua_b = unweighted_accuracy(refs, pred_a), unweighted_accuracy(refs, pred_b)
+        correct_a = np.array([r == p for r, p in zip(refs, pred_a)])
+        correct_b = np.array([r == p for r, p in zip(refs, pred_b)])
+        refs_arr, pa, pb = np.array(refs), np.array(pred_a), np.array(pred_b)
+        out["ser"] = {
+            "ua_reference": ua_a, "ua_baseline": ua_b,
+            "ua_difference_points": (ua_a - ua_b) * 100,
+            "ua_relative_improvement_pct": (ua_a - ua_b) / ua_b * 100 if ua_b > 0 else None,
+            "wa_reference": float(correct_a.mean()), "wa_baseline": float(correct_b.mean()),
+            "mcnemar": mcnemar_exact(correct_a, correct_b),
+            "ua_bootstrap": paired_bootstrap_statistic(
+                len(common),
+                lambda idx: unweighted_accuracy(list(refs_arr[idx]), list(pa[idx]))
+                - unweighted_accuracy(list(refs_arr[idx]), list(pb[idx])),
+                n_resamples=max(1, n_resamples // 10), seed=seed),
+        }
+    return out
+
+
+def per_utterance_records(outputs):
+    """One record per utterance with every system's answer and levels (``per_utt.jsonl``)."""
+    utts = sorted(set().union(*[set(r) for r in outputs.values()])) if outputs else []
+    lines = []
+    for utt in utts:
+        first = next(records[utt] for records in outputs.values() if utt in records)
+        line = {"utt_id": utt, "emotion": first["emotion"], "transcript": first["transcript"], "systems": {}}
+        for system, records in outputs.items():
+            if utt not in records:
+                continue
+            rec = records[utt]
+            line["systems"][system] = {
+                "response": rec["response"], "ser_pred": rec["ser_pred"],
+                "ser_correct": rec["ser_pred"] == rec["emotion"], **rec.get("levels", {})}
+        lines.append(line)
+    return lines
+
+
+def score_test_set(outputs, missing, reference_system, mechanisms=MECHANISMS, n_resamples=10000, seed=0):
+    """``metrics.json`` content for already EPITOME-scored outputs."""
+    metrics = {
+        "systems": {s: system_metrics(r, mechanisms) for s, r in outputs.items()},
+        "missing_systems": missing,
+        "reference_system": reference_system,
+        "comparisons": {},
+        "bootstrap": {"n_resamples": n_resamples, "seed": seed, "confidence": 0.95},
+    }
+    if reference_system not in outputs:
+        if outputs:
+            logger.warning("reference system %s has no outputs; no significance tests", reference_system)
+        return metrics
+    for system in outputs:
+        if system != reference_system:
+            metrics["comparisons"][system] = compare_systems(
+                outputs[reference_system], outputs[system], mechanisms, n_resamples, seed)
+    return metrics

@@ -1,0 +1,200 @@
+"""Stage 4 orchestration: the two alignment steps of BLSP-Emo / RE-LLM, resumable end to end.
+
+    step 1 semantic  (save/step1_semantic)   adapter only, KL to the text LLM on continuation.jsonl
+    step 2 behaviour (save/step2_behaviour)  adapter + PLoRA + heads on expected.jsonl
+    final/                                   own parameters + model.json, for stage 5
+
+Each step has its own ``AtomicCheckpointer``; re-running the same command skips finished
+steps (their epoch counters are recovered at the end) and resumes an interrupted one from
+its newest complete checkpoint, including mid-epoch ones written every
+``ckpt_interval_minutes``.
+"""
+import logging
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.dataio.dataloader import SaveableDataLoader
+from speechbrain.dataio.sampler import DynamicBatchSampler
+from speechbrain.utils.epoch_loop import EpochCounter
+from speechbrain.utils.train_logger import FileTrainLogger
+
+from rellm.data.pipelines import build_alignment_dataset
+from rellm.training.brain import AlignBrain
+from rellm.training.checkpointing import AtomicCheckpointer, RNGState, TrainableParameters, WarmupDecayLR
+from rellm.utils.io import atomic_write_json, read_json, read_jsonl
+
+logger = logging.getLogger(__name__)
+
+STEPS = ("semantic", "behaviour")
+STEP_DIRS = {"semantic": "step1_semantic", "behaviour": "step2_behaviour"}
+
+
+def open_feature_cache(folder):
+    """The stage 2 feature cache of one set (``rellm.features.cache.FeatureCache``)."""
+    folder = Path(folder)
+    if (folder / "toy_feats.pt").is_file():  # the layout written by rellm.training.toy (tests, smoke runs)
+        from rellm.training.toy import ToyFeatureCache
+
+        return ToyFeatureCache(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"feature folder {folder} does not exist; run stage 2 (rellm.bin.extract) first")
+    from rellm.features.cache import FeatureCache
+
+    return FeatureCache(folder)
+
+
+def load_set(hp, set_name, step, layout):
+    """``(dataset, report)`` for one set and one step."""
+    manifest_path = Path(hp["data_dir"]) / f"{set_name}.json"
+    kind = "continuation" if step == "semantic" else "expected"
+    responses_path = Path(hp["responses_dir"]) / set_name / f"{kind}.jsonl"
+    for path, stage in ((manifest_path, "1 (rellm.bin.prepare)"), (responses_path, "3 (rellm.bin.respond)")):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist; run stage {stage} first")
+    cache = open_feature_cache(Path(hp["feats_dir"]) / set_name)
+    behaviour = step == "behaviour"
+    teacher_system = None
+    if step == "semantic":
+        teacher_system = hp["system_prompt"]
+    elif hp["response_loss"] == "kl":
+        teacher_system = hp["system_prompt_empathetic"]
+    return build_alignment_dataset(
+        read_json(manifest_path), read_jsonl(responses_path), cache, layout,
+        system_prompt=hp["system_prompt_empathetic"] if behaviour else hp["system_prompt"],
+        instruction=hp["behaviour_instruction"] if behaviour else hp["semantic_instruction"],
+        teacher_system_prompt=teacher_system,
+        with_emotion=hp["emotion_dim"] > 0,
+        need_emotion_label=behaviour and hp["lambda_cat"] > 0,
+        avd_source=hp["avd_source"], min_duration=hp["min_duration"], max_duration=hp["max_duration"],
+        max_text_tokens=hp["max_text_tokens"],
+    )
+
+
+def loader_options(dataset, hp, seed, train):
+    """DataLoader options: duration-bucketed dynamic batches (``max_batch_duration`` s per device) or fixed
+    ``batch_size``. Returns ``(kwargs, sampler, num_batches)``; ``Brain.fit`` builds the loader (and wraps
+    the batch sampler for DDP)."""
+    generator = torch.Generator().manual_seed(seed)  # keeps the global RNG untouched (exact resume)
+    kwargs = {"collate_fn": PaddedBatch, "num_workers": hp["num_workers"], "generator": generator}
+    if hp["dynamic_batching"]:
+        sampler = DynamicBatchSampler(
+            dataset, max_batch_length=hp["max_batch_duration"], num_buckets=hp["num_buckets"],
+            length_func=lambda x: x["duration"], shuffle=train, batch_ordering="random" if train else "descending",
+            max_batch_ex=hp["max_batch_size"], seed=seed,
+        )
+        kwargs["batch_sampler"] = sampler
+        return kwargs, sampler, len(sampler)
+    kwargs.update(batch_size=hp["batch_size"], shuffle=train)
+    return kwargs, None, -(-len(dataset) // hp["batch_size"])
+
+
+def configure_step(model, step, hp):
+    """What trains in each step (method.md 1.7, 3.7)."""
+    if step == "semantic":
+        model.set_trainable(adapter=True, lora=False, emotion_head=False, avd_head=False)
+    else:
+        model.set_trainable(adapter=True, lora=True, emotion_head=hp["lambda_cat"] > 0 and hp["train_emotion_head"],
+                            avd_head=hp["lambda_dim"] > 0 and hp["emotion_dim"] > 0)
+
+
+def init_from_experiment(model, folder):
+    """Initialise from another experiment's ``final/`` (e.g. BLSP-Emo for RE-LLM).
+
+    LoRA and heads are copied; the speech-only adapter is expanded function-preservingly
+    into the fusion adapter (zero weights for the emotion channels, see
+    ``SpeechAdapter.expand_from``), so training starts from exactly the source model.
+    """
+    path = Path(folder) / "final" / "trainable.pt"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"init_from={folder}: {path} does not exist; train that model first (run.sh trains blsp_emo before "
+            "rellm) or set --init_from=null to run the semantic step from scratch"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    adapter_state = {k[len("adapter."):]: v for k, v in state.items() if k.startswith("adapter.")}
+    copied = model.adapter.expand_from(adapter_state)
+    rest = {k: v for k, v in state.items() if not k.startswith("adapter.")}
+    own = model.own_state_dict()
+    usable = {k: v for k, v in rest.items() if k in own and own[k].shape == v.shape}
+    model.load_own_state_dict(usable, strict=False)
+    logger.info("initialised from %s: adapter tensors %d, LoRA/head tensors %d (ignored %s)", folder, len(copied),
+                len(usable), sorted(set(rest) - set(usable))[:5])
+
+
+def run_step(model, step, hp, run_opts, output_folder, base_models, layout):
+    """Train one step with its own checkpointer; returns the epoch-level summary."""
+    n = 1 if step == "semantic" else 2
+    epochs = hp[f"step{n}_epochs"]
+    save_dir = Path(output_folder) / "save" / STEP_DIRS[step]
+    train_set, train_report = load_set(hp, hp["train_set"], step, layout)
+    valid_set, valid_report = load_set(hp, hp["valid_set"], step, layout)
+    if sb.utils.distributed.if_main_process():
+        atomic_write_json(save_dir / "data_report.json", {"train": train_report, "valid": valid_report})
+    logger.info("step %s: %d train / %d valid utterances", step, train_report["kept"], valid_report["kept"])
+    configure_step(model, step, hp)
+    train_kwargs, train_sampler, batches = loader_options(train_set, hp, hp["seed"], train=True)
+    valid_kwargs, _, _ = loader_options(valid_set, hp, hp["seed"], train=False)
+    accum = hp["grad_accumulation_factor"]
+    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    per_rank = -(-batches // world)
+    total_steps = max(per_rank // accum, 1) * epochs
+    schedule = WarmupDecayLR(hp[f"step{n}_lr"], hp[f"step{n}_warmup_steps"], total_steps)
+    counter = EpochCounter(epochs)
+    checkpointer = AtomicCheckpointer(save_dir, recoverables={
+        "model": TrainableParameters(model, base_models), "counter": counter, "lr_schedule": schedule,
+        "rng": RNGState(),
+    })
+    batch_desc = (f"dynamic batches of <= {hp['max_batch_duration']} s (<= {hp['max_batch_size']} utts)"
+                  if hp["dynamic_batching"] else f"{hp['batch_size']} utterances")
+    mean_batch = len(train_set) / max(batches, 1)
+    logger.info("step %s: per-device batch = %s, %d device(s) x grad accumulation %d -> effective batch = %d x "
+                "per-device batch (about %.1f utterances); %d batches/epoch, %d optimizer steps over %d epoch(s)",
+                step, batch_desc, world, accum, world * accum, world * accum * mean_batch, batches, total_steps, epochs)
+    brain_hparams = {
+        "step": step, "step_name": STEP_DIRS[step], "response_loss": hp["response_loss"],
+        "kd_temperature": hp["kd_temperature"], "lambda_cat": hp["lambda_cat"],
+        "lambda_dim": hp["lambda_dim"] if hp["emotion_dim"] > 0 else 0.0, "dim_loss": hp["dim_loss"],
+        "use_emotion": hp["emotion_dim"] > 0, "lr_schedule": schedule, "valid_set_size": valid_report["kept"],
+        "optimizer": lambda params: torch.optim.AdamW(params, lr=hp[f"step{n}_lr"], betas=(0.9, 0.999), eps=1e-8,
+                                                      weight_decay=hp["weight_decay"]),
+        "train_logger": FileTrainLogger(Path(output_folder) / "train_log.txt"),
+        "max_grad_norm": hp["max_grad_norm"], "grad_accumulation_factor": accum,
+        "ckpt_interval_minutes": hp["ckpt_interval_minutes"], "ckpt_interval_steps": hp["ckpt_interval_steps"],
+        "noprogressbar": hp["noprogressbar"],
+    }
+    brain = AlignBrain(modules={"model": model}, hparams=brain_hparams, run_opts=run_opts, checkpointer=checkpointer)
+    if train_sampler is not None and not brain.distributed_launch:
+        brain.train_sampler = train_sampler  # so that fit() calls set_epoch: a new order every epoch
+    brain.fit(counter, train_set, valid_set, train_loader_kwargs=train_kwargs, valid_loader_kwargs=valid_kwargs)
+    return brain
+
+
+def train_two_steps(hp, run_opts):
+    """Run both steps and write ``final/``. ``hp`` is the loaded config (a dict)."""
+    model = hp["model"]
+    output_folder = Path(hp["output_folder"])
+    base_models = {"llm": model.llm_name, "speech_encoder": hp["speech_encoder"],
+                   "emotion_encoder": hp["emotion_encoder"] if hp["emotion_dim"] > 0 else None}
+    steps = list(STEPS)
+    if hp["init_from"]:
+        step2_dir = output_folder / "save" / STEP_DIRS["behaviour"]
+        if not any(step2_dir.glob("CKPT+*")):
+            init_from_experiment(model, hp["init_from"])
+        steps = ["behaviour"]  # the source model already went through the semantic step
+        logger.info("init_from=%s: skipping the semantic step", hp["init_from"])
+    elif hp["step1_epochs"] <= 0:
+        steps = ["behaviour"]
+    for step in steps:
+        run_step(model, step, hp, run_opts, output_folder, base_models, model.layout)
+    if sb.utils.distributed.if_main_process():
+        model.save_final(output_folder / "final", extra={
+            "base_models": base_models,
+            "prompts": {"system_prompt": hp["system_prompt"], "system_prompt_empathetic": hp["system_prompt_empathetic"],
+                        "behaviour_instruction": hp["behaviour_instruction"]},
+            "steps": steps,
+        })
+        logger.info("final model written to %s", output_folder / "final")
+    sb.utils.distributed.ddp_barrier()
+    return model

@@ -1,0 +1,140 @@
+"""Tiny random-weight stand-ins (LLM, tokenizer, stage 2/3 outputs) for tests, smoke runs and benchmarks.
+
+Nothing here is downloaded: a byte-level BPE tokenizer is trained in memory on a few
+sentences and given a ChatML chat template, the LLM is a 2-layer Llama with random
+weights, and ``write_toy_recipe_data`` writes manifests, a feature cache in the stage 2
+layout and stage 3 response files with random features and hand-written text.
+"""
+from pathlib import Path
+
+import torch
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+TOY_SENTENCES = [
+    "I can't believe you did that to me again.",
+    "We finally got the keys to our new house today!",
+    "The meeting has been moved to Thursday afternoon.",
+    "My dog passed away last night and the house feels empty.",
+    "Wait, you mean the concert is tonight?",
+    "Continue the following text in a coherent style: ",
+    "Continue the following sentence based on the conveyed emotion tone in a coherent style: ",
+    "You are a helpful assistant. Your response should fulfill requests with empathy toward user's emotion tone.",
+    "That sounds wonderful, congratulations on your new home.",
+    "I am so sorry for your loss, that must be really hard.",
+    "It is okay to feel angry, let us talk about what happened.",
+]
+
+
+def toy_tokenizer(vocab_size=400):
+    """A ChatML byte-level BPE tokenizer trained in memory (special tokens im_start, im_end, endoftext)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(TOY_SENTENCES * 4, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=CHATML_TEMPLATE
+    )
+
+
+def toy_llm(vocab_size, hidden_size=64, num_layers=2, seed=0):
+    """A 2-layer Llama with random weights (SDPA attention)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=512, tie_word_embeddings=False,
+    )
+    config._attn_implementation = "sdpa"
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model.eval()
+
+
+def save_toy_llm(folder, hidden_size=64, num_layers=2):
+    """Write a toy LLM + tokenizer as a local HF folder (what ``rellm.pretrained`` resolves names to)."""
+    folder = Path(folder)
+    tokenizer = toy_tokenizer()
+    model = toy_llm(len(tokenizer), hidden_size, num_layers)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+TOY_EMOTIONS = ["angry", "happy", "neutral", "sad", "surprise"]
+
+
+def write_toy_recipe_data(root, num_utts=8, speech_dim=24, emotion_dim=8, sets=("train", "valid"), seed=0):
+    """Stage 1-3 outputs for ``num_utts`` utterances per set under ``root`` (random features).
+
+    Layout: ``data/<set>.json``, ``dump/<set>/`` (a ``rellm.training.toy.ToyFeatureCache``
+    folder: ``feats.pt``) and ``responses/<set>/{expected,continuation}.jsonl``.
+    """
+    from rellm.utils.io import atomic_write_json, write_jsonl
+
+    root = Path(root)
+    g = torch.Generator().manual_seed(seed)
+    for set_name in sets:
+        manifest, feats, expected, continuation = {}, {}, [], []
+        for i in range(num_utts):
+            utt = f"{set_name}_utt{i:03d}"
+            emotion = TOY_EMOTIONS[i % len(TOY_EMOTIONS)]
+            transcript = TOY_SENTENCES[i % 5]
+            duration = 1.0 + 0.25 * (i % 4)
+            frames = int(duration * 50)
+            avd = torch.rand(3, generator=g)
+            manifest[utt] = {
+                "wav": f"{{data_root}}/{utt}.wav", "duration": duration, "transcript": transcript,
+                "emotion": emotion, "arousal": float(avd[0]), "valence": float(avd[1]),
+                "dominance": float(avd[2]), "speaker": "spk1", "gender": "F",
+            }
+            feats[utt] = {
+                "whisper": torch.randn(frames, speech_dim, generator=g).half(),
+                "emb": torch.randn(emotion_dim, generator=g),
+                "avd": avd,
+            }
+            expected.append({
+                "utt_id": utt, "emotion": emotion, "transcript": transcript,
+                "instruction": f"Continue the following sentence that reflects a '{emotion}' emotion tone in a coherent style: ",
+                "output": TOY_SENTENCES[8 + i % 3], "early_stop": i % 4 == 3,
+            })
+            continuation.append({
+                "utt_id": utt, "emotion": emotion, "transcript": transcript,
+                "instruction": "Continue the following text in a coherent style: ",
+                "output": TOY_SENTENCES[(i + 1) % 5], "early_stop": False,
+            })
+        atomic_write_json(root / "data" / f"{set_name}.json", manifest)
+        (root / "dump" / set_name).mkdir(parents=True, exist_ok=True)
+        torch.save(feats, root / "dump" / set_name / "toy_feats.pt")
+        write_jsonl(root / "responses" / set_name / "expected.jsonl", expected)
+        write_jsonl(root / "responses" / set_name / "continuation.jsonl", continuation)
+    return root
+
+
+class ToyFeatureCache:
+    """The ``rellm.features.cache.FeatureCache`` interface over ``toy_feats.pt`` (tests only)."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self._feats = torch.load(self.folder / "toy_feats.pt", weights_only=True)
+
+    def keys(self):
+        return sorted(self._feats)
+
+    def whisper(self, utt_id):
+        return self._feats[utt_id]["whisper"]
+
+    def emotion(self, utt_id):
+        return self._feats[utt_id]["emb"], self._feats[utt_id]["avd"]

@@ -1,0 +1,153 @@
+"""Loaders on tiny random models saved as local HF folders (the real tokenizers, random small weights)."""
+import pytest
+import torch
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    WhisperConfig,
+    WhisperForConditionalGeneration,
+    WhisperModel,
+    WhisperProcessor,
+)
+
+from rellm.pretrained import load_causal_lm, load_text_encoder, load_whisper, load_whisper_encoder, mean_pool
+
+
+def _tiny_whisper_config():
+    return WhisperConfig(vocab_size=51864, num_mel_bins=80, d_model=32, encoder_layers=2, decoder_layers=1,
+                         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+                         decoder_ffn_dim=64, pad_token_id=50256, bos_token_id=50256, eos_token_id=50256,
+                         decoder_start_token_id=50257)
+
+
+@pytest.fixture(scope="module")
+def tiny_whisper(tmp_path_factory, whisper_tiny_dir):
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(_tiny_whisper_config()).eval()
+    folder = tmp_path_factory.mktemp("tiny_whisper")
+    model.save_pretrained(folder)
+    WhisperProcessor.from_pretrained(whisper_tiny_dir).save_pretrained(folder)
+    return model, folder
+
+
+def _features(batch=2, seed=0):
+    return torch.randn(batch, 80, 3000, generator=torch.Generator().manual_seed(seed))
+
+
+def test_whisper_encoder_is_loaded_alone_frozen_and_equal_to_the_full_models(tiny_whisper):
+    model, folder = tiny_whisper
+    encoder, feature_extractor = load_whisper_encoder(str(folder))
+    assert type(encoder).__name__ == "WhisperEncoder" and not encoder.training
+    assert all(not p.requires_grad for p in encoder.parameters())
+    assert feature_extractor.feature_size == 80 and feature_extractor.sampling_rate == 16000
+    feats = _features()
+    with torch.no_grad():
+        expected = model.model.encoder(feats).last_hidden_state
+        assert torch.equal(encoder(feats).last_hidden_state, expected)
+
+
+def test_whisper_encoder_from_sharded_and_whisper_model_checkpoints(tiny_whisper, tmp_path):
+    model, folder = tiny_whisper
+    processor = WhisperProcessor.from_pretrained(folder)
+    model.save_pretrained(tmp_path / "sharded", max_shard_size="300KB")
+    processor.save_pretrained(tmp_path / "sharded")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    base = WhisperModel(model.config)
+    base.load_state_dict(model.model.state_dict())
+    base.save_pretrained(tmp_path / "base")  # keys "encoder.*", not "model.encoder.*"
+    processor.save_pretrained(tmp_path / "base")
+    feats = _features(1, seed=1)
+    with torch.no_grad():
+        expected = model.model.encoder(feats).last_hidden_state
+        for sub in ("sharded", "base"):
+            encoder, _ = load_whisper_encoder(str(tmp_path / sub))
+            assert torch.equal(encoder(feats).last_hidden_state, expected), sub
+
+
+def test_whisper_dtype_is_what_the_caller_asks_not_what_was_saved(tiny_whisper, tmp_path):
+    model, folder = tiny_whisper
+    # Pitfall 6: transformers 5 would load an fp16 folder as fp16, which rejects fp32 features on CPU.
+    model.to(torch.float16).save_pretrained(tmp_path / "fp16")
+    model.to(torch.float32)
+    WhisperProcessor.from_pretrained(folder).save_pretrained(tmp_path / "fp16")
+    loaded, processor = load_whisper(str(tmp_path / "fp16"))
+    assert loaded.dtype == torch.float32 and not loaded.training
+    assert len(processor.tokenizer) == 51864
+    with torch.no_grad():
+        loaded.model.encoder(_features(1))  # fp32 input works
+    encoder, _ = load_whisper_encoder(str(tmp_path / "fp16"), dtype=torch.bfloat16)
+    assert {p.dtype for p in encoder.parameters()} == {torch.bfloat16}
+
+
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory, smollm2_dir):
+    """A 2-layer random Llama with SmolLM2's tokenizer (ChatML template) whose pad token was removed."""
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    tokenizer.pad_token = None
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    folder = tmp_path_factory.mktemp("tiny_llm")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model, folder
+
+
+def test_causal_lm_keeps_the_chat_template_and_gets_a_pad_token(tiny_llm):
+    model, folder = tiny_llm
+    loaded, tokenizer = load_causal_lm(str(folder))
+    assert not loaded.training and loaded.dtype == torch.float32
+    assert tokenizer.pad_token == tokenizer.eos_token == "<|im_end|>"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
+                                         add_generation_prompt=True)
+    assert text.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    ids = tokenizer("I failed my driving test.", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, model(ids).logits)
+
+
+def test_remote_code_is_never_run_unless_asked(tmp_path):
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    marker = tmp_path / "code_ran"
+    (folder / "config.json").write_text(
+        '{"model_type": "evil_lm", "auto_map": {"AutoConfig": "modeling_evil.EvilConfig", '
+        '"AutoModelForCausalLM": "modeling_evil.EvilLM"}}')
+    (folder / "tokenizer_config.json").write_text(
+        '{"tokenizer_class": "EvilTok", "auto_map": {"AutoTokenizer": ["tok_evil.EvilTok", null]}}')
+    payload = f"open({str(marker)!r}, 'w').write('ran')\n"
+    (folder / "modeling_evil.py").write_text(payload)
+    (folder / "tok_evil.py").write_text(payload)
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        load_causal_lm(str(folder))
+    assert not marker.exists()
+    # The switch is passed through when the user opts in (then the repository code runs).
+    with pytest.raises(Exception):  # noqa: B017  (the payload defines no classes)
+        load_causal_lm(str(folder), trust_remote_code=True)
+    assert marker.read_text() == "ran"
+
+
+def test_text_encoder_mean_pooling_ignores_padding(tmp_path, minilm_dir):
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path / "bert")
+    tokenizer.save_pretrained(tmp_path / "bert")
+    model, tok = load_text_encoder(str(tmp_path / "bert"))
+    assert not model.training
+    short, long = "I am fine.", "I have been waiting for the results of my exam all week long."
+    batch = tok([short, long], padding=True, return_tensors="pt")
+    alone = tok([short], return_tensors="pt")
+    assert batch.attention_mask[0].sum() < batch.attention_mask.shape[1]  # the short one is padded
+    with torch.no_grad():
+        pooled = mean_pool(model(**batch).last_hidden_state, batch.attention_mask)
+        single = mean_pool(model(**alone).last_hidden_state, alone.attention_mask)
+        manual = model(**alone).last_hidden_state[0].mean(0)
+    assert pooled.shape == (2, 32)
+    assert torch.allclose(pooled[0], single[0], atol=1e-5)
+    assert torch.allclose(single[0], manual, atol=1e-6)

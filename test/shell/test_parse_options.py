@@ -1,0 +1,77 @@
+"""tools/parse_options.sh, sourced by a small script the way run.sh sources it."""
+import subprocess
+
+import pytest
+
+SCRIPT = """#!/usr/bin/env bash
+# Demo script: prints its settings.
+# Second header line.
+set -euo pipefail
+stage=1            # first stage to run
+stop_stage=6
+use_gpu=false      # true or false only
+train_args=""      # passed on to training
+name="with space"
+. {parse_options}
+helper=7           # below the source line: not a flag
+printf '%s\\n' "stage=${{stage}}" "stop_stage=${{stop_stage}}" "use_gpu=${{use_gpu}}" \
+    "train_args=${{train_args}}" "name=${{name}}" "argc=$#"
+"""
+
+
+@pytest.fixture
+def script(tmp_path, repo_root):
+    path = tmp_path / "demo.sh"
+    path.write_text(SCRIPT.format(parse_options=repo_root / "tools" / "parse_options.sh"))
+    path.chmod(0o755)
+    return path
+
+
+def run(script, *args):
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=30, check=False)
+
+
+def settings(result):
+    assert result.returncode == 0, result.stderr
+    return dict(line.split("=", 1) for line in result.stdout.splitlines())
+
+
+def test_defaults_and_both_forms(script):
+    out = settings(run(script))
+    assert out == {"stage": "1", "stop_stage": "6", "use_gpu": "false", "train_args": "", "name": "with space",
+                   "argc": "0"}
+    out = settings(run(script, "--stage", "3", "--stop-stage=5", "--use_gpu", "true", "--name", "a  b;$x"))
+    assert (out["stage"], out["stop_stage"], out["use_gpu"], out["name"]) == ("3", "5", "true", "a  b;$x")
+    assert out["argc"] == "7"  # the script's "$@" is left as it was
+
+
+def test_values_may_start_with_dashes(script):
+    assert settings(run(script, "--train_args", "--lr=1e-4 --lora_rank 8"))["train_args"] == "--lr=1e-4 --lora_rank 8"
+    assert settings(run(script, "--train_args="))["train_args"] == ""
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--stages", "3"], "unknown option --stages"),
+        (["--helper", "1"], "unknown option --helper"),
+        (["--stage"], "option --stage needs a value"),
+        (["--use_gpu", "yes"], "option --use_gpu takes true or false, got 'yes'"),
+        (["extra"], "unexpected argument 'extra'"),
+    ],
+)
+def test_errors_name_the_flag(script, args, message):
+    result = run(script, *args)
+    assert result.returncode != 0
+    assert message in result.stderr and "demo.sh --help" in result.stderr
+    assert result.stdout == ""  # the script stopped before doing anything
+
+
+def test_help_lists_flags_defaults_and_comments(script):
+    result = run(script, "--help")
+    assert result.returncode == 0
+    assert "Demo script: prints its settings." in result.stdout
+    flags = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  --")]
+    assert flags == ["--stage", "--stop_stage", "--use_gpu", "--train_args", "--name"]
+    assert "[1]  first stage to run" in result.stdout
+    assert "[with space]" in result.stdout and "[false]  true or false only" in result.stdout

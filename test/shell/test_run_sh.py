@@ -1,0 +1,137 @@
+"""egs/TEMPLATE/run.sh driven with a fake --python that records its arguments.
+
+This tests the stage logic (selection, logging, job logs, failures) without running the stages.
+"""
+import os
+import re
+import subprocess
+
+import pytest
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+printf '%s\\n' "$*" >> "${FAKE_PYTHON_RECORD}"
+if [ -n "${FAKE_PYTHON_FAIL:-}" ] && [[ "$*" == *"${FAKE_PYTHON_FAIL}"* ]]; then
+    echo "boom: failing on purpose in $2" >&2
+    exit 3
+fi
+echo "fake python ran $2"
+"""
+TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
+
+
+@pytest.fixture
+def fake(tmp_path, tool_env):
+    python = tmp_path / "fake_python"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    record = tmp_path / "calls.txt"
+    env = {k: v for k, v in tool_env.items() if k not in ("IEMOCAP", "ESD", "MSP_PODCAST")}
+    env["FAKE_PYTHON_RECORD"] = str(record)
+    return python, record, env
+
+
+def run_sh(repo_root, tmp_path, fake, *args, **env):
+    python, _, base_env = fake
+    outputs = ["--datadir", str(tmp_path / "data"), "--dumpdir", str(tmp_path / "dump"),
+               "--expdir", str(tmp_path / "exp")]
+    return subprocess.run(["./run.sh", "--python", str(python), "--nj", "2", "--gen_nj", "2", "--infer_nj", "2",
+                           *outputs, *args], cwd=repo_root / "egs" / "TEMPLATE", env={**base_env, **env},
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def modules(record):
+    """The rellm.bin modules called, in order, without consecutive repeats."""
+    called = []
+    if record.exists():
+        for line in record.read_text().splitlines():
+            name = line.split()[1].removeprefix("rellm.bin.")
+            if not called or called[-1] != name:
+                called.append(name)
+    return called
+
+
+def test_help_lists_flags(repo_root):
+    result = subprocess.run(["./run.sh", "--help"], cwd=repo_root / "egs" / "TEMPLATE", capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    for flag in ("--stage", "--stop_stage", "--corpus", "--nj", "--ngpu", "--train_args", "--python"):
+        assert re.search(rf"^  {flag} +\[", result.stdout, re.MULTILINE), flag
+
+
+def test_unknown_flag_is_an_error(repo_root, tmp_path, fake):
+    result = run_sh(repo_root, tmp_path, fake, "--stages", "2")
+    assert result.returncode != 0 and "unknown option --stages" in result.stderr
+    assert not fake[1].exists()
+
+
+def test_all_stages_in_order_with_logs(repo_root, tmp_path, fake):
+    result = run_sh(repo_root, tmp_path, fake, "--corpus", "mini", "--train_emotion_encoder", "true")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert modules(fake[1]) == ["prepare", "train_emotion_encoder", "extract", "respond", "train", "infer", "epitome",
+                                "score", "results"]
+    out = result.stdout
+    assert re.search(rf"^{TIMESTAMP} \(run.sh:\d+\) ./run.sh --python .* --corpus mini", out, re.MULTILINE)
+    for stage in range(1, 7):
+        assert re.search(rf"^{TIMESTAMP} \(run.sh:\d+\) Stage {stage}", out, re.MULTILINE), stage
+    assert f"log(s): {tmp_path}/dump/official/train/log/extract.1.log {tmp_path}/dump/official/train/log/extract.2.log" in out
+    assert f"log(s): {tmp_path}/exp/rellm/official/seed1/train.log" in out
+    assert re.search(r"Successfully finished\. \[elapsed=\d+s\]", out)
+    log = (tmp_path / "dump/official/valid/log/extract.2.log").read_text().splitlines()
+    assert "--shard 2 --num_shards 2" in log[0] and log[-1].startswith("# Ended (code 0)")
+
+
+@pytest.mark.parametrize("flag", ["--stop_stage", "--stop-stage"])
+def test_stage_selection(repo_root, tmp_path, fake, flag):
+    result = run_sh(repo_root, tmp_path, fake, "--stage", "3", flag, "4")
+    assert result.returncode == 0, result.stderr
+    assert modules(fake[1]) == ["respond", "train"]
+    assert "Stage 2" not in result.stdout and "Stage 5" not in result.stdout
+
+
+def test_licensed_corpus_root_only_needed_by_stage_1(repo_root, tmp_path, fake):
+    result = run_sh(repo_root, tmp_path, fake, "--corpus", "iemocap", "--stop_stage", "1")
+    assert result.returncode != 0
+    assert "IEMOCAP is not set" in result.stderr and "Get the corpus from" in result.stderr
+    assert modules(fake[1]) == [] and "Successfully finished" not in result.stdout
+
+    result = run_sh(repo_root, tmp_path, fake, "--corpus", "iemocap", "--stage", "2", "--stop_stage", "2")
+    assert result.returncode == 0, result.stderr
+    assert modules(fake[1]) == ["extract"]
+
+
+def test_failing_job_shows_the_tail_of_its_log(repo_root, tmp_path, fake):
+    result = run_sh(repo_root, tmp_path, fake, "--stage", "2", "--stop_stage", "3", FAKE_PYTHON_FAIL="--shard 2")
+    assert result.returncode != 0
+    failed_log = f"{tmp_path}/dump/official/train/log/extract.2.log"
+    assert f"1 of 2 job(s) failed: {failed_log} (exit code 3)" in result.stderr
+    assert f"last lines of {failed_log}" in result.stderr
+    assert "boom: failing on purpose in rellm.bin.extract" in result.stderr
+    assert "Successfully finished" not in result.stdout
+    assert "respond" not in modules(fake[1])  # run.sh stopped at the failing stage
+
+
+def test_slurm_backend_selected_by_environment(repo_root, tmp_path, fake):
+    # sbatch is looked up only when a job is submitted; an unknown backend is refused before anything runs
+    result = run_sh(repo_root, tmp_path, fake, "--stage", "6", RELLM_CMD_BACKEND="pbs")
+    assert result.returncode != 0 and "RELLM_CMD_BACKEND=pbs: expected 'local' or 'slurm'" in result.stderr
+    assert not fake[1].exists()
+
+
+def test_path_sh_sets_environment(repo_root, tool_env):
+    script = ". ./path.sh; command -v python3; command -v python; echo $OMP_NUM_THREADS $PYTHONIOENCODING"
+    result = subprocess.run(["bash", "-c", script], cwd=repo_root / "egs" / "TEMPLATE", env=tool_env,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    venv_bin = os.path.realpath(repo_root / "tools" / "venv" / "bin")
+    python3, python, settings = result.stdout.splitlines()
+    assert os.path.dirname(python3) == venv_bin and os.path.dirname(python) == venv_bin
+    assert settings == "1 UTF-8"
+
+
+def test_path_sh_without_install_says_what_to_do(repo_root, tmp_path):
+    recipe = tmp_path / "egs" / "demo"
+    recipe.mkdir(parents=True)
+    (recipe / "path.sh").write_text((repo_root / "egs" / "TEMPLATE" / "path.sh").read_text())
+    result = subprocess.run(["bash", "-c", "set -e; . ./path.sh; echo reached"], cwd=recipe, capture_output=True,
+                            text=True, check=False)
+    assert result.returncode != 0 and "reached" not in result.stdout
+    assert "activate_python.sh not found" in result.stderr and "make install" in result.stderr
