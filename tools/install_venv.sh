@@ -27,6 +27,12 @@ write_activate() {
 EOF
 }
 
+# one install at a time (two 'make test' started together would otherwise both build the venv)
+if command -v flock > /dev/null; then
+    exec 9> "${TMPDIR:-/tmp}/rellm-install-$(echo "${root}" | sha256sum | cut -c1-16).lock"
+    flock 9
+fi
+
 wanted=$(cat "${root}/setup.py" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)
 if [ -x "${venv}/bin/python" ] && [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${wanted}" ]; then
     [ -f "${activate}" ] || write_activate

@@ -19,7 +19,8 @@ things cost that time, and both are removed here:
 
 Supported for the static path: Llama-style decoders (Llama, SmolLM2, Qwen2, Mistral, Qwen3: RMSNorm,
 rotary positions, gated MLP, GQA). Anything else falls back to plain ``generate`` with a logged
-reason. On CPU the static loop runs eagerly with attention sliced to the filled part of the cache.
+reason. On CPU the static loop runs eagerly with attention sliced to the filled part of the cache;
+it is no faster than ``generate`` there, so ``backend="auto"`` picks ``generate`` on CPU.
 
 Outputs are token-for-token the greedy ``generate`` result (tested on CPU in fp32); left padding is
 handled by the attention mask, and positions are the caller's ``position_ids`` (default
@@ -115,8 +116,8 @@ class _StaticState:
 class GreedyDecoder:
     """Greedy decoding with a static KV cache; LoRA (if any) in the prefill only.
 
-    ``backend``: ``static`` (own loop), ``hf`` (plain ``generate``), ``auto`` (static when the
-    architecture is supported). ``cuda_graphs`` records the decode step as a CUDA graph (CUDA only);
+    ``backend``: ``static`` (own loop), ``hf`` (plain ``generate``), ``auto`` (static on CUDA when
+    the architecture is supported, plain ``generate`` on CPU where both run at the same speed). ``cuda_graphs`` records the decode step as a CUDA graph (CUDA only);
     ``compile`` runs it through ``torch.compile`` first. Both fall back, with a warning, to the
     eager step if they fail, so a decode never dies of an optimisation.
     """
@@ -146,9 +147,14 @@ class GreedyDecoder:
         ok, reason = static_decoding_support(llm)
         if backend == "static" and not ok:
             raise ValueError(f"static decoding is not possible for this model: {reason}; use decoding_backend=hf")
-        if backend == "auto" and not ok:
-            logger.warning("static decoding unavailable (%s); using plain generate()", reason)
-        self.backend = "static" if (backend == "static" or (backend == "auto" and ok)) else "hf"
+        on_cuda = next(llm.parameters()).is_cuda
+        if backend == "auto":
+            # CPU: the static loop and generate() run at the same speed (measured with SmolLM2-135M,
+            # bench/decode_speed.py), so the plain path is used; the win is GPU launch overhead.
+            if on_cuda and not ok:
+                logger.warning("static decoding unavailable (%s); using plain generate()", reason)
+            backend = "static" if (on_cuda and ok) else "hf"
+        self.backend = backend
         self.cuda_graphs = bool(cuda_graphs)
         self.compile = bool(compile)
         self._states = {}

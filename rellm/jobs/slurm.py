@@ -145,10 +145,17 @@ def _write_batch_files(spec, slurm_dir, name):
     return script_path
 
 
+SQUEUE_GIVE_UP_S = 900  # the controller may restart or be busy; a quarter of an hour of failures is an outage
+
+
 def _wait(job_id, poll_interval):
-    """Poll squeue until the job has left the queue (squeue lists only pending/running jobs)."""
+    """Poll squeue until the job has left the queue (squeue lists only pending/running jobs).
+
+    Short jobs are seen to end quickly: the delay starts at 1 s and grows to ``poll_interval``.
+    """
     squeue = _require("squeue")
     delay = min(1.0, poll_interval)
+    failing_since = None
     while True:
         result = subprocess.run([squeue, "-h", "-j", job_id, "-o", "%i"], capture_output=True, text=True, check=False)
         if result.returncode == 0 and not result.stdout.strip():
@@ -156,9 +163,20 @@ def _wait(job_id, poll_interval):
         if result.returncode != 0 and "Invalid job id" in result.stderr:
             return  # already purged from the controller's memory: finished
         if result.returncode != 0:
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since > SQUEUE_GIVE_UP_S:
+                raise SlurmUnreachableError(
+                    f"squeue has failed for {SQUEUE_GIVE_UP_S} s ({result.stderr.strip()}); Slurm job {job_id} "
+                    "may still run: check it with 'squeue -j' and re-run with --pick failed when it is done")
             print(f"# squeue failed ({result.stderr.strip()}); retrying", file=sys.stderr, flush=True)
+        else:
+            failing_since = None
         time.sleep(delay)
         delay = min(poll_interval, delay * 1.5)
+
+
+class SlurmUnreachableError(RuntimeError):
+    """squeue kept failing: the job's fate is unknown (it is not cancelled)."""
 
 
 def run_slurm(spec):
@@ -198,11 +216,14 @@ def run_slurm(spec):
               f"{result.stderr.strip()}", file=sys.stderr)
         return 1
     job_id = result.stdout.strip().split(";")[0]
-    print(f"# submitted Slurm job {job_id} ({len(task_ids)} task(s), array {array}); log(s): {spec.describe_logs(task_ids)}",
-          flush=True)
+    print(f"# submitted Slurm job {job_id} ({len(task_ids)} task(s), array {array}); "
+          f"log(s): {spec.describe_logs(task_ids)}", flush=True)
     try:
         _wait(job_id, poll_interval)
-    except BaseException:
+    except SlurmUnreachableError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    except BaseException:  # Ctrl-C, or the runner killed: leave nothing running behind the user's back
         subprocess.run([shutil.which("scancel") or "scancel", job_id], capture_output=True, check=False)
         print(f"# cancelled Slurm job {job_id}", file=sys.stderr)
         raise

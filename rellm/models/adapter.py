@@ -94,10 +94,12 @@ class SpeechAdapter(nn.Module):
     def expand_from(self, other_state, prefix=""):
         """Initialise this fusion adapter from a speech-only adapter's state dict, function-preserving.
 
-        The first conv's weights for the Whisper channels are copied and those for the
-        emotion channels set to zero, so the fused model starts exactly as the source
-        model (RE-LLM initialised from BLSP-Emo, method.md 3.1) and learns to use the
-        emotion embedding from there. Returns the names copied.
+        The source's conv weights are embedded in the wider fusion convs: its channels are
+        copied into the first channels of each GLU half, every other weight and bias is zero,
+        so the extra channels carry exact zeros (``0 * sigmoid(.)``) and the fused model
+        starts as the source model whatever the emotion embedding (RE-LLM initialised from
+        BLSP-Emo, method.md 3.1); training then learns to use the emotion channels.
+        Returns the names copied.
         """
         own = self.state_dict()
         copied = []
@@ -107,9 +109,17 @@ class SpeechAdapter(nn.Module):
                 continue
             if src.shape == value.shape:
                 value.copy_(src)
-            elif name == "convs.0.weight" and src.shape[1] == self.input_dim and value.shape[1] == self.input_dim + self.emotion_dim:
+            elif name.startswith("convs.") and src.dim() in (1, 3) and all(
+                    s <= d for s, d in zip(src.shape, value.shape)):
                 value.zero_()
-                value[:, : self.input_dim].copy_(src)
+                half_src, half_dst = src.shape[0] // 2, value.shape[0] // 2
+                for h in range(2):  # GLU halves: values, then gates
+                    dst_rows = value[h * half_dst: h * half_dst + half_src]
+                    src_rows = src[h * half_src: (h + 1) * half_src]
+                    if src.dim() == 3:
+                        dst_rows[:, : src.shape[1]].copy_(src_rows)
+                    else:
+                        dst_rows.copy_(src_rows)
             else:
                 raise ValueError(f"cannot initialise adapter.{name} {tuple(value.shape)} from {tuple(src.shape)}")
             copied.append(name)

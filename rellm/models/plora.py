@@ -64,15 +64,17 @@ def add_lora(model, r=16, alpha=16, dropout=0.05, target_modules=("q_proj", "k_p
     config = LoraConfig(
         r=int(r), lora_alpha=alpha, lora_dropout=float(dropout), target_modules=list(target_modules), bias="none"
     )
-    # autocast_adapter_dtype=False keeps LoRA in the base weights' dtype; training runs under
-    # autocast anyway and a bf16 7B model must not get fp32 LoRA that upcasts every input.
-    peft_model = get_peft_model(model, config, autocast_adapter_dtype=False)
-    n = sum(1 for _ in lora_layers(peft_model))
-    if n == 0:
-        raise ValueError(
-            f"no module of {type(model).__name__} matches lora_target_modules={list(target_modules)}; "
-            "use the names of its linear layers (e.g. q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"
-        )
+    linear_names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+    hint = (f"no linear layer of {type(model).__name__} matches lora_target_modules={list(target_modules)}; "
+            f"its linear layers are named: {', '.join(linear_names)}")
+    try:
+        # peft keeps LoRA matrices in fp32 even on a bf16 LLM (autocast_adapter_dtype): fp32 master
+        # weights for the optimizer; under autocast the LoRA matmuls still run in bf16.
+        peft_model = get_peft_model(model, config)
+    except ValueError as err:
+        raise ValueError(f"{hint} ({err})") from None
+    if not any(True for _ in lora_layers(peft_model)):
+        raise ValueError(hint)
     return peft_model
 
 

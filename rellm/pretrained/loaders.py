@@ -17,6 +17,9 @@ from rellm.pretrained.registry import REGISTRY
 
 log = logging.getLogger("rellm.pretrained")
 
+# Every loader takes ``dtype``: a torch dtype, or None / "auto" for the dtype the checkpoint was saved in
+# (transformers 5's own default). The registry folders are saved in fp32.
+
 
 def resolve(name_or_path, cache_dir=None):
     """Registry name -> converted folder (fetched and converted on first use); local folder -> itself;
@@ -77,7 +80,7 @@ def _encoder_only_state_dict(folder):
     state = {}
     for name in files:
         with safe_open(folder / name, framework="pt") as f:
-            for key in f.keys():
+            for key in f.keys():  # noqa: SIM118  (safe_open handles have no __iter__)
                 for prefix in prefixes:
                     if key.startswith(prefix):
                         state[key[len(prefix):]] = f.get_tensor(key)
@@ -104,12 +107,14 @@ def load_whisper_encoder(name_or_path, dtype=torch.float32):
         config = WhisperConfig.from_pretrained(where)
         encoder = WhisperEncoder(config)
         missing, unexpected = encoder.load_state_dict(state, strict=False)
-        # embed_positions is a buffer-like sinusoid table in some versions; anything else missing is a bug.
-        missing = [k for k in missing if k != "embed_positions.weight" or "embed_positions.weight" in state]
+        # A checkpoint may omit the fixed sinusoidal position table: WhisperEncoder's init already
+        # computed it. Anything else missing means the folder is not a Whisper checkpoint.
+        missing = [k for k in missing if k != "embed_positions.weight"]
         if missing or unexpected:
             raise ValueError(f"{where}: encoder weights do not match WhisperEncoder "
                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
-        encoder = encoder.to(dtype)
+        saved = next(iter(state.values())).dtype
+        encoder = encoder.to(saved if dtype in (None, "auto") else dtype)
     else:
         encoder = WhisperModel.from_pretrained(where, dtype=dtype).get_encoder()
     return _freeze(encoder), feature_extractor

@@ -3,8 +3,8 @@
 Each entry pins the wheel (package, version, sha256) so that every machine
 converts the same bytes; the converted folder's ``card.json`` records them.
 """
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)

@@ -44,12 +44,18 @@ class AlignBrain(sb.Brain):
             _abs_lengths(batch.label_start, self.device),
         )
         if self._needs_teacher:
-            out["teacher_logits"] = self.raw_modules.model.teacher_logits(
+            out["teacher_logits"] = self.unwrapped_model.teacher_logits(
                 batch.teacher_prompt_ids.data, _abs_lengths(batch.teacher_prompt_len, self.device),
                 batch.tail_ids.data, _abs_lengths(batch.tail_len, self.device),
                 _abs_lengths(batch.label_start, self.device),
             )
         return out
+
+    @property
+    def unwrapped_model(self):
+        """The ``SpeechLLM`` itself (inside DDP when distributed)."""
+        model = self.modules["model"]
+        return model.module if isinstance(model, DistributedDataParallel) else model
 
     @property
     def _needs_teacher(self):

@@ -47,14 +47,18 @@ def toy_tokenizer(vocab_size=400):
     )
 
 
-def toy_llm(vocab_size, hidden_size=64, num_layers=2, seed=0):
-    """A 2-layer Llama with random weights (SDPA attention)."""
+def toy_llm(vocab_size, hidden_size=64, num_layers=2, seed=0, init_std=0.1):
+    """A 2-layer Llama with random weights (SDPA attention).
+
+    ``init_std`` 0.1 (not HF's 0.02) gives peaked, trained-like next-token distributions, so
+    losses computed through the frozen toy LLM can move within a few optimizer steps.
+    """
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
         vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
         num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=512, tie_word_embeddings=False,
+        max_position_embeddings=512, tie_word_embeddings=False, initializer_range=init_std,
     )
     config._attn_implementation = "sdpa"
     with torch.random.fork_rng():

@@ -5,16 +5,20 @@ and in its conf/*.yaml. Fix a drift by changing egs/TEMPLATE and recreating or c
 """
 import difflib
 import filecmp
+import importlib.util
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT / "tools"))
-from new_recipe import STAGE_SECTION_START, new_recipe, set_variables
+# tools/new_recipe.py is a script, not a package module: load it from its path
+_spec = importlib.util.spec_from_file_location("new_recipe", REPO_ROOT / "tools" / "new_recipe.py")
+_new_recipe_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_new_recipe_module)
+STAGE_SECTION_START = _new_recipe_module.STAGE_SECTION_START
+new_recipe, set_variables = _new_recipe_module.new_recipe, _new_recipe_module.set_variables
 
 TEMPLATE = REPO_ROOT / "egs" / "TEMPLATE"
 RECIPES = sorted(p.name for p in (REPO_ROOT / "egs").iterdir() if p.is_dir() and p.name != "TEMPLATE")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import build_esd, build_iemocap, build_msp
+from corpus_fixtures import build_esd, build_iemocap, build_msp
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 from rellm.bin.prepare import main

@@ -4,7 +4,7 @@ import codecs
 import shutil
 
 import pytest
-from conftest import ESD_LOCAL_NUMBERS, NORMAL_S, SHORT_S, build_esd, esd_text
+from corpus_fixtures import ESD_LOCAL_NUMBERS, NORMAL_S, SHORT_S, build_esd, esd_text
 
 from rellm.data.corpora.common import DuplicateUtteranceError
 from rellm.data.corpora.esd import decode_transcript, parse_transcript_line, prepare_esd
@@ -134,6 +134,25 @@ TEXT_ZH = "0001_000001\t打远一看，它们的确很是美丽，\t中立\n0001
 def test_decode_transcript(raw, speaker, text):
     decoded, codec = decode_transcript(raw, speaker)
     assert decoded == text, codec
+
+
+def test_a_few_bad_bytes_do_not_lose_the_file(tmp_path):
+    root = build_esd(tmp_path / "ESD", speakers=["0001"])
+    raw = (root / "0001" / "0001.txt").read_bytes()
+    (root / "0001" / "0001.txt").write_bytes(raw + "0001_001750\t打远".encode("gbk") + b"\xff\r\n")
+    report = prepare_esd(root, tmp_path / "out", esd_languages="zh")
+    assert report["notes"]["transcript_file_with_undecodable_bytes"]["examples"] == ["0001.txt (gbk)"]
+    valid = read_manifest(tmp_path / "out" / "valid.json")
+    assert valid["0001_000001"]["transcript"] == "打远一看，它们的确很是美丽1，"
+
+
+def test_repeated_transcript_line_keeps_the_first(tmp_path):
+    root = build_esd(tmp_path / "ESD", speakers=["0011"])
+    with open(root / "0011" / "0011.txt", "a", encoding="utf-8") as f:
+        f.write("0011_000001\tA second text.\tNeutral\r\n")
+    report = prepare_esd(root, tmp_path / "out")
+    assert report["skipped"]["repeated_transcript_line_first_kept"]["count"] == 1
+    assert read_manifest(tmp_path / "out" / "valid.json")["0011_000001"]["transcript"] == esd_text("0011_000001")
 
 
 def test_undecodable_transcript_is_reported(tmp_path):

@@ -4,7 +4,7 @@ import json
 import shutil
 
 import pytest
-from conftest import NORMAL_S, SHORT_S, build_iemocap
+from corpus_fixtures import NORMAL_S, SHORT_S, build_iemocap
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 from rellm.data.corpora.common import DuplicateUtteranceError
@@ -81,11 +81,13 @@ def test_fold5_four_classes(iemocap_root, tmp_path):
         "malformed_transcript_line": 1,
     }
     assert report["skipped"]["transcript_without_label"]["examples"][0] == "Ses01F_impro01_MXX0"
+    assert report["kept"] == {"train": 14, "valid": 2, "test": 5}
     assert report["kept_total"] == 21 and report["dropped_total"] == sum(dropped.values())
     assert report["sets"]["test"]["emotions"] == {"angry": 1, "happy": 1, "neutral": 2, "sad": 1}
     # a full 5-session copy with far fewer turns than the release: a loud warning with both counts
     (warning,) = report["warnings"]
     assert "COUNT MISMATCH" in warning and "41 labelled" in warning and "22 usable 4-class" in warning
+    assert "Session1 5 (release 1085), Session2 4 (release 1023)" in warning  # F005 of Session1 counts: too short
     assert (save / "data_root.txt").read_text().strip() == str(iemocap_root)
 
 

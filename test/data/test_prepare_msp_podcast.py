@@ -1,7 +1,7 @@
 """MSP-Podcast preparation on a copy in the 1.9+ and in the older release layout."""
 
 import pytest
-from conftest import MSP_ROWS, build_msp, msp_text
+from corpus_fixtures import MSP_ROWS, build_msp, msp_text
 
 from rellm.data.corpora.common import CorpusNotFoundError, DuplicateUtteranceError
 from rellm.data.corpora.msp_podcast import prepare_msp_podcast

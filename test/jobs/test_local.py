@@ -114,3 +114,19 @@ def test_usage_errors_exit_2_with_message(repo_root, tmp_path, tool_env):
     assert result.returncode == 2 and "unknown option --gpus" in result.stderr
     result = run(repo_root, tmp_path, ["--help"], env=tool_env)
     assert result.returncode == 0 and "--max_jobs_run" in result.stdout
+
+
+def test_task_killed_by_signal_records_128_plus_signal(repo_root, tmp_path, tool_env):
+    result = run(repo_root, tmp_path, ["JOB=1:1", "k.JOB.log", "bash", "-c", "kill -9 $$"], env=tool_env)
+    assert result.returncode == 1
+    assert "k.1.log (exit code 137)" in result.stderr
+    assert read_exit_code(tmp_path / "k.1.log") == 137
+
+
+def test_read_exit_code_of_unfinished_or_missing_log(tmp_path):
+    log = tmp_path / "x.log"
+    assert read_exit_code(log) is None
+    log.write_text("# true\n# Started at 2026-01-01 00:00:00 on host\nstill running\n")
+    assert read_exit_code(log) is None
+    log.write_text(log.read_text() + "# Ended (code 0) at 2026-01-01 00:00:01, elapsed time 1.0s\n")
+    assert read_exit_code(log) == 0

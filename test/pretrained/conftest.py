@@ -26,19 +26,24 @@ def smollm2_gguf(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def espeak_sentences():
-    """(text, 16 kHz float32 waveform) for a few sentences spoken by eSpeak NG in different voices."""
-    from espeak_tts import EspeakSynth
+    """(text, 16 kHz float32 waveform): sentences spoken by eSpeak NG in the mini corpus' styles and voices."""
+    from rellm.data.corpora.mini import SAMPLE_RATE, STYLES, get_synthesizer, to_16k_float
 
-    synth = EspeakSynth()
-    texts = [
-        ("Please leave me alone. I am really tired today.", 165, 50),
-        ("I finally got the job I have been dreaming about for years!", 190, 72),
-        ("Why would you do that without asking me first?", 195, 40),
-        ("My grandmother passed away last week.", 125, 32),
-        ("The train leaves at seven in the morning.", 165, 50),
-        ("Could you help me carry these boxes upstairs?", 175, 60),
+    synth = get_synthesizer()
+    plan = [
+        ("Please leave me alone. I am really tired today.", "en-us", "neutral"),
+        ("I finally got the job I have been dreaming about for years!", "en-us+f3", "happy"),
+        ("Why would you do that without asking me first?", "en-us", "angry"),
+        ("My grandmother passed away last week.", "en-us+f3", "sad"),
+        ("The train leaves at a quarter past eight.", "en-us+m3", "surprise"),
+        ("Could you help me carry these boxes upstairs?", "en-us+f2", "neutral"),
     ]
-    return [(text, synth(text, rate=rate, pitch=pitch)) for text, rate, pitch in texts]
+    out = []
+    for seed, (text, voice, style) in enumerate(plan):
+        wave = to_16k_float(synth.synthesize(text, voice, STYLES[style], seed=seed), synth.sample_rate)
+        assert SAMPLE_RATE == 16000 and wave.size > 16000, (text, wave.size)
+        out.append((text, wave))
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,7 @@ def fake(tmp_path, monkeypatch):
                      kind="text_encoder", description="test model", license="MIT")
     monkeypatch.setitem(REGISTRY, "fake", spec)
     monkeypatch.setenv("RELLM_CACHE", str(tmp_path / "cache"))
-    return dict(spec=spec, wheels=wheels, wheel=wheel, converter=converter, cache=tmp_path / "cache")
+    return {"spec": spec, "wheels": wheels, "wheel": wheel, "converter": converter, "cache": tmp_path / "cache"}
 
 
 def _leftovers(cache):
@@ -138,7 +138,7 @@ def test_concurrent_fetches_convert_once(fake):
     def worker():
         try:
             fetch("fake", find_links=fake["wheels"])
-        except Exception as err:  # surfaced below
+        except Exception as err:  # noqa: BLE001  (a thread's exception is otherwise lost; asserted below)
             errors.append(err)
 
     threads = [threading.Thread(target=worker) for _ in range(3)]

@@ -1,36 +1,21 @@
-"""Loaders on tiny random models saved as local HF folders (the real tokenizers, random small weights)."""
+"""Loaders on tiny random models saved as local HF folders (rellm.pretrained.testing: real tokenizers, random weights)."""
 import pytest
 import torch
 from transformers import (
     AutoTokenizer,
-    BertConfig,
-    BertModel,
-    LlamaConfig,
     LlamaForCausalLM,
-    WhisperConfig,
     WhisperForConditionalGeneration,
     WhisperModel,
     WhisperProcessor,
 )
 
-from rellm.pretrained import load_causal_lm, load_text_encoder, load_whisper, load_whisper_encoder, mean_pool
-
-
-def _tiny_whisper_config():
-    return WhisperConfig(vocab_size=51864, num_mel_bins=80, d_model=32, encoder_layers=2, decoder_layers=1,
-                         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
-                         decoder_ffn_dim=64, pad_token_id=50256, bos_token_id=50256, eos_token_id=50256,
-                         decoder_start_token_id=50257)
+from rellm.pretrained import load_causal_lm, load_text_encoder, load_whisper, load_whisper_encoder, mean_pool, testing
 
 
 @pytest.fixture(scope="module")
-def tiny_whisper(tmp_path_factory, whisper_tiny_dir):
-    torch.manual_seed(0)
-    model = WhisperForConditionalGeneration(_tiny_whisper_config()).eval()
-    folder = tmp_path_factory.mktemp("tiny_whisper")
-    model.save_pretrained(folder)
-    WhisperProcessor.from_pretrained(whisper_tiny_dir).save_pretrained(folder)
-    return model, folder
+def tiny_whisper(tmp_path_factory):
+    folder = testing.tiny_whisper(tmp_path_factory.mktemp("tiny_whisper"))
+    return WhisperForConditionalGeneration.from_pretrained(folder).eval(), folder
 
 
 def _features(batch=2, seed=0):
@@ -80,22 +65,20 @@ def test_whisper_dtype_is_what_the_caller_asks_not_what_was_saved(tiny_whisper, 
         loaded.model.encoder(_features(1))  # fp32 input works
     encoder, _ = load_whisper_encoder(str(tmp_path / "fp16"), dtype=torch.bfloat16)
     assert {p.dtype for p in encoder.parameters()} == {torch.bfloat16}
+    for keep_saved in (None, "auto"):
+        encoder, _ = load_whisper_encoder(str(tmp_path / "fp16"), dtype=keep_saved)
+        assert {p.dtype for p in encoder.parameters()} == {torch.float16}
 
 
 @pytest.fixture(scope="module")
-def tiny_llm(tmp_path_factory, smollm2_dir):
+def tiny_llm(tmp_path_factory):
     """A 2-layer random Llama with SmolLM2's tokenizer (ChatML template) whose pad token was removed."""
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    folder = testing.tiny_causal_lm(tmp_path_factory.mktemp("tiny_llm"))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert tokenizer.pad_token == "<|im_end|>"
     tokenizer.pad_token = None
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).eval()
-    folder = tmp_path_factory.mktemp("tiny_llm")
-    model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    return model, folder
+    return LlamaForCausalLM.from_pretrained(folder).eval(), folder
 
 
 def test_causal_lm_keeps_the_chat_template_and_gets_a_pad_token(tiny_llm):
@@ -132,13 +115,8 @@ def test_remote_code_is_never_run_unless_asked(tmp_path):
     assert marker.read_text() == "ran"
 
 
-def test_text_encoder_mean_pooling_ignores_padding(tmp_path, minilm_dir):
-    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path / "bert")
-    tokenizer.save_pretrained(tmp_path / "bert")
-    model, tok = load_text_encoder(str(tmp_path / "bert"))
+def test_text_encoder_mean_pooling_ignores_padding(tmp_path):
+    model, tok = load_text_encoder(str(testing.tiny_text_encoder(tmp_path / "bert")))
     assert not model.training
     short, long = "I am fine.", "I have been waiting for the results of my exam all week long."
     batch = tok([short, long], padding=True, return_tensors="pt")

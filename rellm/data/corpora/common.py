@@ -247,14 +247,16 @@ def duration_bounds(min_duration, max_duration):
 
 
 def build_sets(candidates, corpus_dir, data_root, set_names, report, min_duration, max_duration, filter_sets):
-    """Probe every candidate's audio and apply the duration policy; ``{set: {utt_id: entry}}``.
+    """Probe every candidate's audio and apply the duration policy.
+
+    Returns ``({set: {utt_id: entry}}, {sample_rate: count}, [ids dropped by the duration policy]).``
 
     Duplicate utterance ids are an error: they mean two files of the release claim
     the same utterance (a doubly extracted archive, or two layouts mixed), and any
     choice between them would be a guess.
     """
     sets = {name: {} for name in set_names}
-    where = {}
+    where, duration_dropped = {}, []
     sample_rates = collections.Counter()
     for cand in tqdm(candidates, desc="checking audio", unit="utt", mininterval=2.0):
         if cand.utt_id in where:
@@ -271,9 +273,11 @@ def build_sets(candidates, corpus_dir, data_root, set_names, report, min_duratio
         if cand.set_name in filter_sets:
             if duration < min_duration:
                 report.drop(f"shorter_than_{min_duration:g}s_in_{cand.set_name}", f"{cand.utt_id} ({duration:.2f}s)")
+                duration_dropped.append(cand.utt_id)
                 continue
             if max_duration is not None and duration > max_duration:
                 report.drop(f"longer_than_{max_duration:g}s_in_{cand.set_name}", f"{cand.utt_id} ({duration:.2f}s)")
+                duration_dropped.append(cand.utt_id)
                 continue
         sample_rates[info.samplerate] += 1
         sets[cand.set_name][cand.utt_id] = make_entry(
@@ -289,7 +293,7 @@ def build_sets(candidates, corpus_dir, data_root, set_names, report, min_duratio
         )
     if len(sample_rates) > 1 or (sample_rates and 16000 not in sample_rates):
         report.warn(f"audio sample rates are {dict(sample_rates)}, not all 16 kHz; stage 2 resamples them")
-    return sets, dict(sorted(sample_rates.items()))
+    return sets, dict(sorted(sample_rates.items())), duration_dropped
 
 
 def set_summary(entries):
@@ -320,8 +324,8 @@ def run_preparation(
 ):
     """Prepare one corpus split into ``save_folder`` unless it is already done with ``options``.
 
-    ``collect(root, report)`` returns ``(corpus_dir, candidates)``; ``check(sets, report)``
-    may add corpus-level warnings (published counts). Returns the report as a dict.
+    ``collect(root, report)`` returns ``(corpus_dir, candidates)``; ``check(sets, duration_dropped,
+    report)`` may add corpus-level warnings (published counts). Returns the report as a dict.
     """
     save_folder = Path(save_folder)
     if skip_prep:
@@ -341,7 +345,11 @@ def run_preparation(
         "max_duration": max_duration,
         "duration_filter_sets": list(filter_sets),
     }
-    marker = DoneMarker(save_folder, MARKER_NAME, hint=f"re-run with --overwrite=true (or delete {save_folder})")
+    marker = DoneMarker(
+        save_folder,
+        MARKER_NAME,
+        hint=f're-run with --overwrite=true (run.sh: --prepare_args "--overwrite=true"), or delete {save_folder}',
+    )
     outputs = [save_folder / f"{s}.json" for s in set_names] + [save_folder / REPORT_FILE]
     if not overwrite and marker.is_done(options):
         if all(p.is_file() for p in outputs):
@@ -354,11 +362,11 @@ def run_preparation(
     logger.info("preparing %s from %s into %s", corpus, root, save_folder)
     report = PrepReport(root)
     corpus_dir, candidates = collect(root, report)
-    sets, sample_rates = build_sets(
+    sets, sample_rates, duration_dropped = build_sets(
         candidates, corpus_dir, root, set_names, report, min_duration, max_duration, filter_sets
     )
     if check is not None:
-        check(sets, report)
+        check(sets, duration_dropped, report)
     if not any(sets.values()):
         raise CorpusError(
             f"no usable utterance found under {root}: {report.to_dict()['dropped']}. "
@@ -377,6 +385,7 @@ def run_preparation(
         "split": options.get("split"),
         "data_root": str(root),
         "options": options,
+        "kept": {name: s["utterances"] for name, s in summary.items()},
         "kept_total": sum(s["utterances"] for s in summary.values()),
         "sets": summary,
         "sample_rates": {str(k): v for k, v in sample_rates.items()},

@@ -132,7 +132,8 @@ def decode_transcript(raw, speaker):
             try:
                 return raw.decode(codec), codec
             except UnicodeDecodeError:
-                return None, None
+                text = raw.decode(codec, errors="replace")
+                return (text, f"{codec}+replace") if _plausible(text, speaker) else (None, None)
     candidates = list(FALLBACK_ENCODINGS)
     if raw[:200].count(b"\x00") > len(raw[:200]) // 4:  # UTF-16 without a BOM
         candidates = ["utf-16-le", "utf-16-be"] + candidates
@@ -143,6 +144,12 @@ def decode_transcript(raw, speaker):
             continue
         if _plausible(text, speaker):
             return text, codec
+    # A few bad bytes (a truncated GBK pair) must not cost a speaker all 1,750 transcripts:
+    # accept the first codec that fits once undecodable bytes become U+FFFD (the caller reports it).
+    for codec in ("utf-8", "gbk", "utf-16-le", "utf-16-be"):
+        text = raw.decode(codec, errors="replace")
+        if _plausible(text, speaker):
+            return text, f"{codec}+replace"
     return None, None
 
 
@@ -180,7 +187,9 @@ def read_transcript(path, speaker, report):
     if text is None:
         report.warn(f"cannot decode {path} as UTF-8/16, GBK or Latin-1 transcript lines of speaker {speaker}")
         return {}
-    logger.debug("%s decoded as %s", path, codec)
+    logger.info("%s: transcripts read as %s", path.name, codec)
+    if codec.endswith("+replace"):
+        report.note("transcript_file_with_undecodable_bytes", f"{path.name} ({codec.split('+')[0]})")
     out = {}
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -192,6 +201,9 @@ def read_transcript(path, speaker, report):
         utt, words, emotion = parsed
         if not utt.startswith(f"{speaker}_"):
             report.skip("transcript_line_of_another_speaker", f"{path.name}:{lineno}: {utt}")
+            continue
+        if utt in out:
+            report.skip("repeated_transcript_line_first_kept", f"{path.name}:{lineno}: {utt}")
             continue
         if emotion is None:
             report.note("transcript_line_without_emotion", f"{path.name}:{lineno}: {utt}")

@@ -13,6 +13,7 @@ Fold N (speaker independent): ``test`` = all of Session N, ``valid`` = the male
 speaker of session N-1 (Session 5 for N = 1), ``train`` = the other 7 speakers.
 """
 
+import collections
 import logging
 import re
 
@@ -55,6 +56,7 @@ CLASS_MAPS = {
 # turns in the 4 (5) classes. A full run that deviates means a damaged or partial copy.
 EXPECTED_LABELLED = 10039
 EXPECTED_IN_CLASSES = {4: 5531, 5: 5531 + 107}
+EXPECTED_4_CLASS_PER_SESSION = {1: 1085, 2: 1023, 3: 1151, 4: 1031, 5: 1241}  # EmoBox fold files
 
 # "[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]": [V, A, D] on 1..5.
 SUMMARY_RE = re.compile(
@@ -173,7 +175,7 @@ def collect_session(session_dir, session, fold, n_classes, require_transcript, r
         if code not in class_map:
             report.drop(f"label_{code}_not_in_{n_classes}_classes", utt)
             continue
-        text = texts.get(utt)
+        text = texts.get(utt) or None  # an empty transcript line counts as none
         if text is None and require_transcript:
             report.drop("no_transcript", utt)
             continue
@@ -254,19 +256,28 @@ def prepare_iemocap(
         counts.update(full=len(present) == NUM_SESSIONS, labelled=labelled)
         return corpus_dir, candidates
 
-    def check(sets, report):
+    def check(sets, duration_dropped, report):
         if not counts["full"]:
             return
-        in_classes = sum(len(s) for s in sets.values()) + sum(
-            slot["count"] for reason, slot in report.dropped.items() if reason.startswith(("shorter", "longer"))
-        )
+        # usable = written + dropped only by the duration policy (a protocol choice, not damage)
+        per_session = collections.Counter(int(utt[4]) for s in sets.values() for utt in s)
+        per_session.update(int(utt[4]) for utt in duration_dropped)
+        in_classes = sum(per_session.values())
         expected = EXPECTED_IN_CLASSES[classes]
         if counts["labelled"] != EXPECTED_LABELLED or in_classes != expected:
+            sessions = ""
+            if classes == 4:
+                off = [
+                    f"Session{n} {per_session[n]} (release {want})"
+                    for n, want in EXPECTED_4_CLASS_PER_SESSION.items()
+                    if per_session[n] != want
+                ]
+                sessions = f" Sessions off: {', '.join(off)}."
             report.warn(
                 f"!!! IEMOCAP COUNT MISMATCH: {counts['labelled']} labelled turns (full release: "
                 f"{EXPECTED_LABELLED}) and {in_classes} usable {classes}-class utterances (full release: "
-                f"{expected}). The copy under the root looks damaged or incomplete; compare the dropped "
-                f"reasons in prepare_report.json and re-extract the corpus before comparing results !!!"
+                f"{expected}).{sessions} The copy under the root looks damaged or incomplete; compare the "
+                f"dropped reasons in prepare_report.json and re-extract the corpus before comparing results !!!"
             )
 
     return run_preparation(

@@ -25,6 +25,7 @@ a model cannot pass by memorising sentences.
 """
 import ctypes
 import hashlib
+import json
 import logging
 import math
 from pathlib import Path
@@ -310,7 +311,7 @@ def plan_corpus(seed, voices, num_sentences, valid_sentences, test_sentences):
 
 
 def _synthesise_all(jobs, data_folder):
-    """Synthesise and write ``jobs`` in order; runs in a freshly spawned process (see below)."""
+    """Synthesise and write ``jobs`` in order; runs in a fresh process (see ``synthesise_corpus``)."""
     from tqdm import tqdm
 
     synth = get_synthesizer()
@@ -334,10 +335,8 @@ def synthesise_corpus(plan, data_folder, options, overwrite=False):
     (e.g. the phase of its pitch flutter), so an utterance's samples depend on
     what the process synthesised before it. To make the corpus a function of the
     options alone, the whole plan is synthesised in plan order by a freshly
-    spawned process whose library has never spoken.
+    started process whose library has never spoken.
     """
-    import multiprocessing
-
     import soundfile as sf
 
     data_folder = Path(data_folder)
@@ -353,10 +352,30 @@ def synthesise_corpus(plan, data_folder, options, overwrite=False):
         return info
     marker.clear()
     jobs = [(i["utt_id"], i["relpath"], i["transcript"], i["voice"], i["params"], i["noise_seed"]) for i in plan]
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        info, version = pool.apply(_synthesise_all, (jobs, str(data_folder)))
+    info, version = run_in_fresh_process(jobs, data_folder)
     marker.mark_done(options, espeak_version=version, utterances=len(plan))
     return info
+
+
+def run_in_fresh_process(jobs, data_folder):
+    """``_synthesise_all(jobs, data_folder)`` in a new interpreter (``python -m rellm.data.corpora.mini``).
+
+    A plain subprocess rather than multiprocessing's spawn: spawn re-imports the
+    caller's main script, which hangs scripts without a ``__main__`` guard.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mini_synth_") as tmp:
+        request, result = Path(tmp) / "jobs.json", Path(tmp) / "result.json"
+        request.write_text(json.dumps({"jobs": jobs, "data_folder": str(data_folder)}), encoding="utf-8")
+        proc = subprocess.run([sys.executable, "-m", "rellm.data.corpora.mini", str(request), str(result)],
+                              check=False)
+        if proc.returncode != 0 or not result.is_file():
+            raise RuntimeError(f"the eSpeak NG synthesis process failed (exit {proc.returncode}); see its messages above")
+        out = json.loads(result.read_text(encoding="utf-8"))
+    return {k: tuple(v) for k, v in out["info"].items()}, out["version"]
 
 
 def prepare_mini(data_folder, save_folder, split="official", seed=1234, voices=("en-us", "en-us+f3"),
@@ -445,3 +464,17 @@ def prepare_mini(data_folder, save_folder, split="official", seed=1234, voices=(
     logger.info("mini corpus: kept %s utterances; report in %s", report["kept"], save_folder / "prepare_report.json")
     manifest_marker.mark_done({**options, "data_root": str(data_folder)})
     return report
+
+
+def _worker_main(argv):
+    """``python -m rellm.data.corpora.mini JOBS.json RESULT.json``: the synthesis process."""
+    request, result = argv
+    spec = json.loads(Path(request).read_text(encoding="utf-8"))
+    info, version = _synthesise_all([tuple(j) for j in spec["jobs"]], spec["data_folder"])
+    atomic_write_json(result, {"info": info, "version": version})
+
+
+if __name__ == "__main__":
+    import sys
+
+    _worker_main(sys.argv[1:])

@@ -154,7 +154,7 @@ def collect_msp(root, require_transcript, report):
     logger.info("labels from %s, audio from %s", labels_path, wav_dir)
     rows = read_labels(labels_path, report)
     candidates = []
-    for utt, (_lineno, name, row) in tqdm(rows.items(), desc="reading labels", unit="utt", mininterval=2.0):
+    for utt, (_lineno, _name, row) in tqdm(rows.items(), desc="reading labels", unit="utt", mininterval=2.0):
         parsed = parse_row(utt, row, report)
         if parsed is None:
             continue
@@ -169,7 +169,7 @@ def collect_msp(root, require_transcript, report):
             Candidate(
                 utt_id=utt,
                 set_name=set_name,
-                wav=wav_dir / name,
+                wav=wav_dir / f"{utt}.wav",
                 transcript=text or "",
                 emotion=emotion,
                 arousal=arousal,

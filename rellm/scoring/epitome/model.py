@@ -16,6 +16,7 @@ its batch mates, so pad keys are masked instead.
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers.masking_utils import create_bidirectional_mask
 
 
 class EmpathyBiEncoder(nn.Module):
@@ -40,6 +41,12 @@ class EmpathyBiEncoder(nn.Module):
             nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, num_levels))
         self.rationale_head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, 2))
+        self.responder_start_layer = 0  # first trained responder block (0: all trained, as upstream)
+
+    def set_responder_trainable_layers(self, trainable_layers):
+        """Train only the top ``trainable_layers`` responder blocks (None: all, embeddings included)."""
+        self.responder_start_layer = freeze_bottom_layers(self.responder_encoder, trainable_layers)
+        return self.responder_start_layer
 
     def train(self, mode=True):
         super().train(mode)
@@ -54,6 +61,18 @@ class EmpathyBiEncoder(nn.Module):
 
     def forward(self, seeker_states, seeker_mask, response_ids, response_mask):
         responder = self.responder_encoder(input_ids=response_ids, attention_mask=response_mask).last_hidden_state
+        return self.fuse_and_classify(seeker_states, seeker_mask, responder, response_mask)
+
+    def forward_from_layer(self, seeker_states, seeker_mask, response_hidden, response_mask, start_layer):
+        """Same as ``forward`` from the responder's hidden states after ``start_layer`` layers.
+
+        Training with the bottom layers frozen feeds their (cached) output here and
+        runs only the top layers, which is what makes CPU training affordable.
+        """
+        responder = run_top_layers(self.responder_encoder, response_hidden, response_mask, start_layer)
+        return self.fuse_and_classify(seeker_states, seeker_mask, responder, response_mask)
+
+    def fuse_and_classify(self, seeker_states, seeker_mask, responder, response_mask):
         attended, _ = self.cross_attention(
             responder, seeker_states, seeker_states, key_padding_mask=~seeker_mask.bool(), need_weights=False)
         fused = responder + self.attention_dropout(attended)
@@ -62,6 +81,49 @@ class EmpathyBiEncoder(nn.Module):
     def trainable_state_dict(self):
         """Everything but the frozen seeker encoder (it is reloaded from the base model)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("seeker_encoder.")}
+
+
+def encoder_layers(encoder):
+    """The transformer blocks of a BERT/RoBERTa-like ``AutoModel`` (``encoder.encoder.layer``)."""
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if layers is None:
+        raise ValueError(f"{type(encoder).__name__} has no encoder.layer list; freezing responder layers needs a "
+                         "BERT/RoBERTa-like encoder: set responder_trainable_layers to all")
+    return layers
+
+
+def run_top_layers(encoder, hidden, attention_mask, start_layer, stop_layer=None):
+    """Run ``encoder``'s blocks ``start_layer..stop_layer-1`` on ``hidden`` (the output of block ``start_layer - 1``)."""
+    mask = create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden, attention_mask=attention_mask)
+    for layer in encoder_layers(encoder)[start_layer:stop_layer]:
+        hidden = layer(hidden, mask)
+        if isinstance(hidden, tuple):  # older transformers return (hidden, ...)
+            hidden = hidden[0]
+    return hidden
+
+
+def bottom_states(encoder, input_ids, attention_mask, num_layers):
+    """Output of the embeddings and the first ``num_layers`` blocks (what a frozen bottom feeds the top)."""
+    hidden = encoder.embeddings(input_ids=input_ids)
+    return run_top_layers(encoder, hidden, attention_mask, 0, num_layers)
+
+
+def freeze_bottom_layers(encoder, trainable_layers):
+    """Freeze the embeddings and all but the top ``trainable_layers`` blocks; returns the first trained block.
+
+    ``trainable_layers`` None means all blocks (and the embeddings) are trained, as upstream.
+    """
+    layers = encoder_layers(encoder) if trainable_layers is not None else None
+    if layers is None:
+        encoder.requires_grad_(True)
+        return 0
+    if not 0 <= trainable_layers <= len(layers):
+        raise ValueError(f"responder_trainable_layers must be in 0..{len(layers)} (or all), got {trainable_layers}")
+    start = len(layers) - trainable_layers
+    encoder.requires_grad_(False)
+    for layer in layers[start:]:
+        layer.requires_grad_(True)
+    return start
 
 
 def epitome_loss(level_logits, rationale_logits, levels, rationale_labels, response_mask,

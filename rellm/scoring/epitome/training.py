@@ -40,7 +40,7 @@ from rellm.scoring.epitome.data import (
     CSV_FILES,
 )
 from rellm.scoring.epitome.metrics import classifier_metrics
-from rellm.scoring.epitome.model import EmpathyBiEncoder, epitome_loss
+from rellm.scoring.epitome.model import EmpathyBiEncoder, bottom_states, epitome_loss
 from rellm.utils.io import atomic_path, atomic_write_json, atomic_write_text, read_json
 from rellm.utils.stage import DoneMarker
 
@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 TRAIN_OPTION_KEYS = (
     "encoder", "max_len", "split_seed", "split_fractions", "seed", "lr", "epochs", "batch_size",
     "warmup_ratio", "weight_decay", "grad_clip", "dropout", "lambda_level", "lambda_rationale",
-    "level_weighting", "evals_per_epoch", "select_on",
+    "level_weighting", "evals_per_epoch", "select_on", "responder_trainable_layers",
 )
 
 
@@ -75,11 +75,16 @@ def epitome_cache_dir(cache_root, encoder, tag=None):
     return Path(cache_root) / "epitome" / encoder_tag(encoder, tag)
 
 
-# ---------------------------------------------------------------- seeker states
-class SeekerStates:
-    """The frozen seeker encoder's last hidden states, one tensor ``[L, H]`` per distinct post."""
+# ---------------------------------------------------------------- cached encoder states
+class EncoderStates:
+    """Hidden states of a frozen encoder (or of its frozen bottom), one ``[L, H]`` tensor per distinct text.
 
-    def __init__(self):
+    ``layer`` None = the last hidden state (the seeker encoder); ``layer`` k = the
+    output of the first k blocks (the frozen bottom of the responder, 0 = embeddings).
+    """
+
+    def __init__(self, layer=None):
+        self.layer = layer
         self._states = {}
 
     def __contains__(self, text):
@@ -92,17 +97,19 @@ class SeekerStates:
         return self._states[text]
 
     @torch.no_grad()
-    def add(self, seeker_encoder, tokenizer, texts, max_len, batch_size=64, progress=True):
+    def add(self, encoder, tokenizer, texts, max_len, batch_size=64, progress=True, desc="encoder states"):
         todo = sorted({t for t in texts if t not in self._states}, key=len)
         if not todo:
             return
-        seeker_encoder.eval()
-        batches = range(0, len(todo), batch_size)
-        for start in tqdm(batches, desc="seeker states", disable=not progress, leave=False):
+        encoder.eval()
+        for start in tqdm(range(0, len(todo), batch_size), desc=desc, disable=not progress, leave=False):
             chunk = todo[start:start + batch_size]
             ids = tokenize_texts(tokenizer, chunk, max_len)
             input_ids, mask = pad_batch(ids, tokenizer.pad_token_id)
-            states = seeker_encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            if self.layer is None:
+                states = encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            else:
+                states = bottom_states(encoder, input_ids, mask, self.layer)
             for k, text in enumerate(chunk):
                 self._states[text] = states[k, : len(ids[k])].clone()
 
@@ -118,6 +125,7 @@ def pad_batch(sequences, pad_id):
 class EncodedSplit:
     ids: list
     seekers: list
+    responses: list
     response_ids: list
     rationale_labels: list
     levels: np.ndarray
@@ -129,7 +137,8 @@ class EncodedSplit:
 def encode_split(pairs, tokenizer, max_len):
     response_ids, labels, report = encode_responses_with_rationales(
         tokenizer, pairs.response, pairs.rationales, max_len)
-    return EncodedSplit(list(pairs.ids), list(pairs.seeker), response_ids, labels, pairs.level.copy()), report
+    return EncodedSplit(list(pairs.ids), list(pairs.seeker), list(pairs.response), response_ids, labels,
+                        pairs.level.copy()), report
 
 
 def length_bucketed_batches(lengths, batch_size, rng=None, bucket_factor=20):
@@ -149,18 +158,32 @@ def length_bucketed_batches(lengths, batch_size, rng=None, bucket_factor=20):
     return batches
 
 
-def collate(batch, data, seeker_states, pad_id):
-    seeker = [seeker_states.get(data.seekers[i]) for i in batch]
-    seeker_tensor = pad_sequence(seeker, batch_first=True)
-    seeker_mask = pad_sequence([torch.ones(len(s), dtype=torch.long) for s in seeker], batch_first=True)
-    response_ids, response_mask = pad_batch([data.response_ids[i] for i in batch], pad_id)
-    rationale, _ = pad_batch([data.rationale_labels[i] for i in batch], 0)
-    levels = torch.as_tensor(data.levels[batch], dtype=torch.long)
-    return seeker_tensor, seeker_mask, response_ids, response_mask, rationale, levels
+class Batch:
+    """Padded tensors of one batch; ``response_hidden`` only when the responder bottom is cached."""
+
+    def __init__(self, indices, data, seeker_states, pad_id, response_states=None):
+        seeker = [seeker_states.get(data.seekers[i]) for i in indices]
+        self.seeker = pad_sequence(seeker, batch_first=True)
+        self.seeker_mask = pad_sequence([torch.ones(len(x), dtype=torch.long) for x in seeker], batch_first=True)
+        self.response_ids, self.response_mask = pad_batch([data.response_ids[i] for i in indices], pad_id)
+        self.response_hidden = None
+        if response_states is not None:
+            self.response_hidden = pad_sequence([response_states.get(data.responses[i]) for i in indices],
+                                                batch_first=True)
+        self.rationale = None
+        if data.rationale_labels is not None:
+            self.rationale, _ = pad_batch([data.rationale_labels[i] for i in indices], 0)
+        self.levels = torch.as_tensor(data.levels[indices], dtype=torch.long)
+
+    def run(self, model):
+        if self.response_hidden is None:
+            return model(self.seeker, self.seeker_mask, self.response_ids, self.response_mask)
+        return model.forward_from_layer(self.seeker, self.seeker_mask, self.response_hidden, self.response_mask,
+                                        model.responder_start_layer)
 
 
 @torch.no_grad()
-def predict(model, data, seeker_states, pad_id, batch_size=64):
+def predict(model, data, seeker_states, pad_id, batch_size=64, response_states=None):
     """``(levels ndarray, level probabilities ndarray [N, 3], rationale 0/1 lists)`` in data order."""
     model.eval()
     n = len(data)
@@ -168,12 +191,11 @@ def predict(model, data, seeker_states, pad_id, batch_size=64):
     probs = np.zeros((n, 3), dtype=np.float32)
     rationales = [None] * n
     lengths = [len(x) for x in data.response_ids]
-    for batch in length_bucketed_batches(lengths, batch_size):
-        seeker, seeker_mask, response_ids, response_mask, _, _ = collate(batch, data, seeker_states, pad_id)
-        level_logits, rationale_logits = model(seeker, seeker_mask, response_ids, response_mask)
+    for indices in length_bucketed_batches(lengths, batch_size):
+        level_logits, rationale_logits = Batch(indices, data, seeker_states, pad_id, response_states).run(model)
         p = level_logits.softmax(-1)
         tags = rationale_logits.argmax(-1)
-        for k, i in enumerate(batch):
+        for k, i in enumerate(indices):
             levels[i] = int(p[k].argmax())
             probs[i] = p[k].numpy()
             rationales[i] = tags[k, : lengths[i]].tolist()
@@ -188,8 +210,8 @@ def _strip_special(labels_list, data, special_ids):
     return out
 
 
-def evaluate(model, data, seeker_states, tokenizer, batch_size=64):
-    levels, _, rationales = predict(model, data, seeker_states, tokenizer.pad_token_id, batch_size)
+def evaluate(model, data, seeker_states, tokenizer, batch_size=64, response_states=None):
+    levels, _, rationales = predict(model, data, seeker_states, tokenizer.pad_token_id, batch_size, response_states)
     special = set(tokenizer.all_special_ids)
     return classifier_metrics(
         data.levels, levels,
@@ -212,9 +234,21 @@ def level_class_weights(levels, scheme):
     return torch.tensor(weights / weights.mean(), dtype=torch.float32)
 
 
-def train_classifier(model, train, dev, seeker_states, tokenizer, hp, log_file=None, progress=True):
+def _lr_lambda(warmup, total_steps):
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return factor
+
+
+def train_classifier(model, train, dev, seeker_states, tokenizer, hp, response_states=None, log_file=None,
+                     progress=True):
     """Fine-tune ``model`` on ``train``; keep the state with the best dev ``hp['select_on']`` metric.
 
+    ``response_states`` holds the frozen responder bottom's output (layer
+    ``model.responder_start_layer``) per response text, or None to run the whole responder.
     Returns ``(history, best_dev_metrics)``; ``model`` holds the selected weights afterwards.
     """
     torch.manual_seed(hp["seed"])
@@ -225,31 +259,27 @@ def train_classifier(model, train, dev, seeker_states, tokenizer, hp, log_file=N
     total_steps = steps_per_epoch * hp["epochs"]
     warmup = int(hp["warmup_ratio"] * total_steps)
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": hp["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        [{"params": [p for p in params if p.ndim >= 2], "weight_decay": hp["weight_decay"]},
+         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
         lr=hp["lr"], eps=1e-8)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup
-        else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, total_steps))
     weight = level_class_weights(train.levels, hp["level_weighting"])
-    eval_every = max(1, steps_per_epoch // max(1, hp["evals_per_epoch"]))
+    n_evals = max(1, min(hp["evals_per_epoch"], steps_per_epoch))
+    eval_steps = {round(steps_per_epoch * j / n_evals) for j in range(1, n_evals + 1)}
+    cpu0 = time.process_time()
     select_on = hp["select_on"]
-    best, best_state, history, step = None, None, [], 0
-    lines = []
+    best, best_state, history, lines, step = None, None, [], [], 0
     for epoch in range(1, hp["epochs"] + 1):
         batches = length_bucketed_batches(lengths, hp["batch_size"], rng)
         bar = tqdm(batches, desc=f"epoch {epoch}/{hp['epochs']}", disable=not progress, leave=False)
         running = []
-        for k, batch in enumerate(bar, 1):
+        for k, indices in enumerate(bar, 1):
             model.train()
-            seeker, seeker_mask, response_ids, response_mask, rationale, levels = collate(
-                batch, train, seeker_states, pad_id)
-            level_logits, rationale_logits = model(seeker, seeker_mask, response_ids, response_mask)
-            loss, level_loss, rationale_loss = epitome_loss(
-                level_logits, rationale_logits, levels, rationale, response_mask,
-                hp["lambda_level"], hp["lambda_rationale"], weight)
+            batch = Batch(indices, train, seeker_states, pad_id, response_states)
+            level_logits, rationale_logits = batch.run(model)
+            loss, _, _ = epitome_loss(level_logits, rationale_logits, batch.levels, batch.rationale,
+                                      batch.response_mask, hp["lambda_level"], hp["lambda_rationale"], weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, hp["grad_clip"])
@@ -258,20 +288,20 @@ def train_classifier(model, train, dev, seeker_states, tokenizer, hp, log_file=N
             step += 1
             running.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}")
-            if k % eval_every == 0 or k == len(batches):
-                dev_metrics = evaluate(model, dev, seeker_states, tokenizer)
+            if k in eval_steps:
+                dev_metrics = evaluate(model, dev, seeker_states, tokenizer, hp["eval_batch_size"], response_states)
                 record = {"epoch": epoch, "step": step, "train_loss": float(np.mean(running)),
+                          "cpu_seconds": round(time.process_time() - cpu0, 1),
                           "dev": {m: dev_metrics[m] for m in ("accuracy", "macro_f1", "iou_f1")}}
                 history.append(record)
                 running = []
-                score = dev_metrics[select_on]
-                improved = best is None or score > best[select_on]
+                improved = best is None or dev_metrics[select_on] > best[select_on]
                 if improved:
                     best = dev_metrics
                     best_state = copy.deepcopy(model.trainable_state_dict())
                 line = (f"epoch {epoch} step {step}/{total_steps} train_loss {record['train_loss']:.4f} "
                         f"dev acc {dev_metrics['accuracy']:.4f} macro_f1 {dev_metrics['macro_f1']:.4f} "
-                        f"iou_f1 {dev_metrics['iou_f1']:.4f}{' *' if improved else ''}")
+                        f"iou_f1 {dev_metrics['iou_f1']:.4f} cpu {record['cpu_seconds']:.0f}s{' *' if improved else ''}")
                 logger.info(line)
                 lines.append(line)
                 if log_file:
@@ -287,12 +317,12 @@ def train_options(conf):
 
 def build_model(encoder_name, dropout, encoders=None):
     """A fresh bi-encoder: both encoders start from the same base weights (as upstream)."""
-    if encoders is None:
-        base, tokenizer = load_text_encoder(encoder_name)
-    else:
-        base, tokenizer = encoders
-    model = EmpathyBiEncoder(base, copy.deepcopy(base), dropout=dropout)
-    return model, tokenizer
+    base, tokenizer = encoders if encoders is not None else load_text_encoder(encoder_name)
+    return EmpathyBiEncoder(base, copy.deepcopy(base), dropout=dropout), tokenizer
+
+
+def _trainable_layers(value):
+    return None if value in (None, "all") else int(value)
 
 
 def train_all(conf, data_dir, cache_root, overwrite=False, progress=True, encoders=None):
@@ -303,44 +333,62 @@ def train_all(conf, data_dir, cache_root, overwrite=False, progress=True, encode
     """
     root = epitome_cache_dir(cache_root, conf["encoder"], conf.get("encoder_tag"))
     options = train_options(conf)
-    data_sha = {CSV_FILES[m]: sha256_file(Path(data_dir) / CSV_FILES[m]) for m in conf["mechanisms"]}
-    todo = []
+    todo, marker_options = [], {}
     for mech in conf["mechanisms"]:
         if mech not in MECHANISMS:
             raise ValueError(f"unknown mechanism {mech!r}; expected some of {', '.join(MECHANISMS)}")
+        marker_options[mech] = {**options, "mechanism": mech,
+                                "data_sha256": sha256_file(Path(data_dir) / CSV_FILES[mech])}
         marker = DoneMarker(root / mech, "train", hint="pass --overwrite=true (it retrains into the shared cache)")
-        if marker.is_done({**options, "mechanism": mech, "data_sha256": data_sha[CSV_FILES[mech]]}, overwrite):
+        if marker.is_done(marker_options[mech], overwrite):
             logger.info("EPITOME %s classifier already trained with these options: %s", mech, root / mech)
         else:
             todo.append(mech)
-    if todo:
-        torch.set_num_threads(conf["num_threads"])
-        t0 = time.time()
-        model, tokenizer = build_model(conf["encoder"], conf["dropout"], encoders)
-        initial_state = copy.deepcopy(model.trainable_state_dict())
-        all_pairs = {m: load_pairs(m, data_dir) for m in todo}
-        seeker_states = SeekerStates()
-        seeker_states.add(model.seeker_encoder, tokenizer, all_pairs[todo[0]].seeker, conf["max_len"],
-                          conf["eval_batch_size"], progress)
-        seeker_seconds = time.time() - t0
-        logger.info("seeker states for %d distinct posts in %.1f s", len(seeker_states), seeker_seconds)
-        for mech in todo:
-            t1 = time.time()
-            model.load_state_dict(initial_state, strict=False)
-            metrics = _train_one(model, tokenizer, all_pairs[mech], seeker_states, conf, root / mech, progress)
-            metrics["train_seconds"] = round(time.time() - t1, 1)
-            metrics["seeker_cache_seconds"] = round(seeker_seconds, 1)
-            atomic_write_json(root / mech / "metrics.json", metrics)
-            DoneMarker(root / mech, "train").mark_done(
-                {**options, "mechanism": mech, "data_sha256": data_sha[CSV_FILES[mech]]})
-            logger.info("EPITOME %s: test %s (%.0f s)", mech, json.dumps(
-                {k: round(metrics["test"][k], 4) for k in ("accuracy", "macro_f1", "iou_f1")}),
-                metrics["train_seconds"])
-        logger.info("trained %s in %.1f s in all", ", ".join(todo), time.time() - t0)
+    if not todo:
+        return load_metrics(root, conf["mechanisms"])
+    torch.set_num_threads(conf["num_threads"])
+    t0, cpu0 = time.time(), time.process_time()
+    model, tokenizer = build_model(conf["encoder"], conf["dropout"], encoders)
+    start_layer = model.set_responder_trainable_layers(_trainable_layers(conf["responder_trainable_layers"]))
+    initial_state = copy.deepcopy(model.trainable_state_dict())
+    all_pairs = {m: load_pairs(m, data_dir) for m in todo}
+    # The three files label the same pairs: the frozen states are computed once for all mechanisms.
+    seekers = sorted({t for p in all_pairs.values() for t in p.seeker})
+    responses = sorted({t for p in all_pairs.values() for t in p.response})
+    seeker_states = EncoderStates()
+    seeker_states.add(model.seeker_encoder, tokenizer, seekers, conf["max_len"], conf["eval_batch_size"],
+                      progress, desc="seeker states")
+    response_states = None
+    if start_layer > 0:
+        response_states = EncoderStates(layer=start_layer)
+        response_states.add(model.responder_encoder, tokenizer, responses, conf["max_len"],
+                            conf["eval_batch_size"], progress, desc="frozen responder layers")
+    cache_seconds, cache_cpu = time.time() - t0, time.process_time() - cpu0
+    logger.info("frozen states of %d posts and %d responses in %.1f s", len(seeker_states),
+                len(response_states or []), cache_seconds)
+    for mech in todo:
+        t1, cpu1 = time.time(), time.process_time()
+        model.load_state_dict(initial_state, strict=False)
+        metrics = _train_one(model, tokenizer, all_pairs[mech], seeker_states, response_states, conf,
+                             root / mech, progress)
+        metrics["train_seconds"] = round(time.time() - t1, 1)
+        metrics["train_cpu_seconds"] = round(time.process_time() - cpu1, 1)
+        metrics["frozen_state_seconds"] = round(cache_seconds, 1)
+        metrics["frozen_state_cpu_seconds"] = round(cache_cpu, 1)
+        metrics["num_threads"] = conf["num_threads"]
+        atomic_write_json(root / mech / "metrics.json", metrics)
+        DoneMarker(root / mech, "train").mark_done(marker_options[mech])
+        logger.info("EPITOME %s: test %s (%.0f s)", mech, json.dumps(
+            {k: round(metrics["test"][k], 4) for k in ("accuracy", "macro_f1", "iou_f1")}), metrics["train_seconds"])
+    summary = {"mechanisms": todo, "wall_seconds": round(time.time() - t0, 1),
+               "cpu_seconds": round(time.process_time() - cpu0, 1), "num_threads": conf["num_threads"]}
+    atomic_write_json(root / "training_time.json", summary)
+    logger.info("trained %s in %.1f s wall, %.1f s CPU (the machine may be shared: CPU time is the fairer measure)",
+                ", ".join(todo), summary["wall_seconds"], summary["cpu_seconds"])
     return load_metrics(root, conf["mechanisms"])
 
 
-def _train_one(model, tokenizer, pairs, seeker_states, conf, out_dir, progress):
+def _train_one(model, tokenizer, pairs, seeker_states, response_states, conf, out_dir, progress):
     split = stratified_split(pairs, conf["split_fractions"], conf["split_seed"])
     atomic_write_json(out_dir / "split.json", {"seed": conf["split_seed"], "fractions": conf["split_fractions"],
                                                "grouped_by": "sp_id, rp_id", **split})
@@ -351,8 +399,8 @@ def _train_one(model, tokenizer, pairs, seeker_states, conf, out_dir, progress):
                 pairs.mechanism, len(parts["train"]), len(parts["dev"]), len(parts["test"]),
                 sum(r["spans_not_found"] for r in reports.values()))
     history, best_dev = train_classifier(model, parts["train"], parts["dev"], seeker_states, tokenizer, conf,
-                                         out_dir / "train_log.txt", progress)
-    test = evaluate(model, parts["test"], seeker_states, tokenizer, conf["eval_batch_size"])
+                                         response_states, out_dir / "train_log.txt", progress)
+    test = evaluate(model, parts["test"], seeker_states, tokenizer, conf["eval_batch_size"], response_states)
     with atomic_path(out_dir / "model.pt") as tmp:
         torch.save(model.trainable_state_dict(), tmp)
     atomic_write_json(out_dir / "config.json", {
@@ -389,7 +437,7 @@ class EpitomeScorer:
     post is encoded once for ER, IP and EX.
     """
 
-    def __init__(self, root, mechanisms=MECHANISMS, encoders=None, num_threads=2, batch_size=64):
+    def __init__(self, root, mechanisms=MECHANISMS, encoders=None, num_threads=1, batch_size=64):
         root = Path(root)
         torch.set_num_threads(num_threads)
         self.batch_size = batch_size
@@ -416,19 +464,20 @@ class EpitomeScorer:
             model.eval()
             self.models[mech] = model
         self.seeker_encoder = base
-        self.seeker_states = SeekerStates()
+        self.seeker_states = EncoderStates()
 
     def score(self, seekers, responses, progress=True):
         """``{mech: {"level": ndarray[N], "probs": ndarray[N, 3]}}`` for the pairs in order."""
+        seekers, responses = list(seekers), list(responses)
         if len(seekers) != len(responses):
             raise ValueError(f"{len(seekers)} seeker posts but {len(responses)} responses")
-        self.seeker_states.add(self.seeker_encoder, self.tokenizer, seekers, self.max_len, self.batch_size, progress)
-        data = EncodedSplit(
-            ids=list(range(len(seekers))), seekers=list(seekers),
-            response_ids=tokenize_texts(self.tokenizer, responses, self.max_len),
-            rationale_labels=None, levels=np.zeros(len(seekers), dtype=np.int64))
+        self.seeker_states.add(self.seeker_encoder, self.tokenizer, seekers, self.max_len, self.batch_size,
+                               progress, desc="seeker states")
+        data = EncodedSplit(ids=list(range(len(seekers))), seekers=seekers, responses=responses,
+                            response_ids=tokenize_texts(self.tokenizer, responses, self.max_len),
+                            rationale_labels=None, levels=np.zeros(len(seekers), dtype=np.int64))
         out = {}
-        for mech, model in tqdm(self.models.items(), desc="EPITOME", disable=not progress, leave=False):
+        for mech, model in self.models.items():
             levels, probs, _ = predict(model, data, self.seeker_states, self.tokenizer.pad_token_id, self.batch_size)
             out[mech] = {"level": levels, "probs": probs}
         return out

@@ -1,0 +1,199 @@
+"""Stage 4 training throughput: our cached-feature path against the naive path, same model and batch.
+
+    naive          the frozen Whisper encoder runs every step on 30 s of padded log-mel, and its whole
+                   output (1500 frames -> 188 speech tokens) goes to the adapter and the LLM: the
+                   definition used by ../shared/bench/gpu_anchor.py
+    naive_trimmed  encoder on 30 s every step, output trimmed to the real length (the released
+                   BLSP-Emo code); reported for reference
+    cached         what stage 4 does: stage 2's trimmed fp16 encoder states, nothing frozen recomputed,
+                   gap-free packing (no padding, SDPA causal kernel), partial LoRA, LM head only at the
+                   target rows, fused AdamW on CUDA
+
+Every mode is one full optimizer step of the RE-LLM model (fusion adapter with the emotion
+embedding, LoRA on all linear layers of the LLM, emotion and A/V/D heads), under bf16 autocast
+on GPU. Prints one JSON object per line; the last has ``speedup_vs_naive``.
+
+    python bench/train_throughput.py --scale small            # CPU: tiny.en-shaped encoder + SmolLM2-135M
+    python bench/train_throughput.py --scale 7b               # GPU: large-v2 encoder + 7B Qwen2, bf16
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
+
+
+def emit(**kw):
+    kw = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in kw.items()}
+    print(json.dumps(kw), flush=True)
+    return kw
+
+
+def build(scale, device, real_llm, lora_r):
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    from rellm.models.speech_llm import SpeechLLM
+    from rellm.training.toy import toy_tokenizer
+
+    tokenizer = toy_tokenizer()  # chat layout only; the benchmark feeds random token ids of the LLM's vocab
+    llm_dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    if scale == "7b":
+        lcfg = Qwen2Config(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                           num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=4096)
+        wcfg = WhisperConfig(d_model=1280, encoder_layers=32, encoder_attention_heads=20, encoder_ffn_dim=5120,
+                             num_mel_bins=80)
+        llm_cls, emotion_dim = Qwen2ForCausalLM, 1024
+    else:
+        lcfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                           num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=2048,
+                           tie_word_embeddings=True, rope_theta=100000.0)
+        wcfg = WhisperConfig(d_model=384, encoder_layers=4, encoder_attention_heads=6, encoder_ffn_dim=1536,
+                             num_mel_bins=80)
+        llm_cls, emotion_dim = LlamaForCausalLM, 256
+    lcfg._attn_implementation = "sdpa"
+    wcfg._attn_implementation = "sdpa"
+    t0 = time.time()
+    if real_llm and scale == "small":
+        from rellm.pretrained import load_causal_lm
+
+        llm, tokenizer = load_causal_lm(real_llm)
+    else:
+        # Built directly on the device in the target dtype: no CPU initialisation of 7B weights.
+        torch.set_default_dtype(llm_dtype)
+        with torch.device(device):
+            llm = llm_cls(lcfg)
+        torch.set_default_dtype(torch.float32)
+    torch.set_default_dtype(llm_dtype)
+    with torch.device(device):
+        encoder = WhisperEncoder(wcfg).eval().requires_grad_(False)
+    torch.set_default_dtype(torch.float32)
+    model = SpeechLLM(llm, speech_dim=wcfg.d_model, emotion_dim=emotion_dim, tokenizer=tokenizer, lora_r=lora_r,
+                      lora_alpha=lora_r, lora_dropout=0.05,
+                      lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    model.to(device).train()
+    build_s = time.time() - t0
+    return model, encoder, wcfg, build_s
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", choices=["small", "7b"], default="small")
+    ap.add_argument("--batch", type=int, default=None, help="utterances per step (default: 8 on GPU, 4 on CPU)")
+    ap.add_argument("--audio_s", type=float, default=4.5)
+    ap.add_argument("--prompt_tokens", type=int, default=32)
+    ap.add_argument("--response_tokens", type=int, default=64)
+    ap.add_argument("--lora_r", type=int, default=16)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--real_llm", default=None, help="small scale: a registry name (e.g. smollm2-135m-instruct)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip_naive_trimmed", action="store_true")
+    args = ap.parse_args()
+
+    import transformers
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.scale == "7b" and device != "cuda":
+        sys.exit("--scale 7b needs a CUDA GPU")
+    if device == "cpu":
+        torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.manual_seed(0)
+    B = args.batch or (8 if device == "cuda" else 4)
+    gpu = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+    emit(what="env", torch=torch.__version__, transformers=transformers.__version__, device=gpu,
+         threads=torch.get_num_threads())
+
+    model, encoder, wcfg, build_s = build(args.scale, device, args.real_llm, args.lora_r)
+    n_llm = sum(p.numel() for n, p in model.base_llm.named_parameters() if "lora_" not in n)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    emit(what="build", scale=args.scale, llm_params=n_llm, encoder_params=sum(p.numel() for p in encoder.parameters()),
+         trainable_params=sum(p.numel() for p in trainable), build_s=build_s)
+    opt = torch.optim.AdamW(trainable, lr=1e-5, weight_decay=0.05, fused=device == "cuda")
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
+    vocab = model.base_llm.config.vocab_size
+
+    frames = int(args.audio_s * 50)
+    cached = torch.randn(B, frames, wcfg.d_model, device=device, dtype=torch.float16)  # stage 2 cache: fp16, trimmed
+    mel = torch.randn(B, 80, 3000, device=device, dtype=encoder.conv1.weight.dtype)
+    emo = torch.randn(B, model.emotion_dim, device=device)
+    prompt = torch.randint(0, vocab, (B, args.prompt_tokens), device=device)
+    tail = torch.randint(0, vocab, (B, args.response_tokens), device=device)
+    p_len = torch.full((B,), args.prompt_tokens, device=device)
+    t_len = torch.full((B,), args.response_tokens, device=device)
+    label_start = torch.zeros(B, dtype=torch.long, device=device)
+    labels = torch.randint(0, 5, (B,), device=device)
+    avd = torch.rand(B, 3, device=device)
+    seq = {}
+
+    def train_step(states, lengths, name):
+        with autocast:
+            out = model(states, lengths, emo, prompt, p_len, tail, t_len, label_start)
+            loss = (torch.nn.functional.cross_entropy(out["logits"].float(), out["target_ids"])
+                    + torch.nn.functional.cross_entropy(out["emotion_logits"].float(), labels)
+                    + torch.nn.functional.mse_loss(out["avd"].float(), avd))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        seq[name] = args.prompt_tokens + int(out["speech_tokens"].max()) + args.response_tokens
+
+    def encode_30s():
+        with torch.no_grad(), autocast:
+            return encoder(mel).last_hidden_state  # [B, 1500, D]: HF Whisper always sees 30 s
+
+    modes = {
+        "naive": lambda: train_step(encode_30s(), torch.full((B,), 1500, device=device), "naive"),
+        "cached": lambda: train_step(cached, torch.full((B,), frames, device=device), "cached"),
+    }
+    if not args.skip_naive_trimmed:
+        modes["naive_trimmed"] = lambda: train_step(encode_30s()[:, :frames], torch.full((B,), frames, device=device),
+                                                    "naive_trimmed")
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    times = {m: [] for m in modes}
+    for i in range(args.warmup + args.iters):
+        for m, fn in modes.items():  # interleaved, so load changes on a shared machine hit every mode alike
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            if i >= args.warmup:
+                times[m].append(time.perf_counter() - t0)
+    peak = PEAK_BF16_TFLOPS.get(next((k for k in PEAK_BF16_TFLOPS if k in gpu), ""), None) if device == "cuda" else None
+    results = {}
+    for m, ts in times.items():
+        t = statistics.median(ts)
+        # Model FLOPs of the frozen LLM per step, as gpu_anchor.py counts them: 4 N per token
+        # (forward 2N + activation-gradient backward 2N; LoRA weight gradients are negligible).
+        tflops = 4 * n_llm * B * seq[m] / t / 1e12
+        results[m] = emit(what="train_step", mode=m, batch=B, audio_s=args.audio_s, seq=seq[m], step_s=t,
+                          utt_per_s=B / t, audio_s_per_s=B * args.audio_s / t, llm_model_tflops=tflops,
+                          llm_mfu=(tflops / peak) if peak else None,
+                          peak_gib=torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+                          runs=len(ts))
+    speedup = results["cached"]["utt_per_s"] / results["naive"]["utt_per_s"]
+    final = {"what": "summary", "scale": args.scale, "device": gpu, "batch": B,
+             "naive_utt_per_s": results["naive"]["utt_per_s"], "cached_utt_per_s": results["cached"]["utt_per_s"],
+             "cached_llm_mfu": results["cached"]["llm_mfu"], "target": 2.5}
+    if "naive_trimmed" in results:
+        final["speedup_vs_naive_trimmed"] = results["cached"]["utt_per_s"] / results["naive_trimmed"]["utt_per_s"]
+    final["speedup_vs_naive"] = speedup
+    emit(**final)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""EPITOME empathy classifiers (ER, IP, EX): train once into the shared cache, report, score, fetch data.
+
+    python -m rellm.bin.epitome train   [conf/epitome.yaml] [--key=value ...] [--overwrite=true]
+    python -m rellm.bin.epitome metrics [conf/epitome.yaml]      # test-split metrics as JSON
+    python -m rellm.bin.epitome score   [conf/epitome.yaml] --input responses.jsonl [--output levels.jsonl]
+    python -m rellm.bin.epitome fetch   [conf/epitome.yaml] [--dest FOLDER]
+
+Without a config the package default (``rellm/scoring/epitome/epitome.yaml``) is used.
+Trained models live in ``<cache>/epitome/<encoder tag>/<ER|IP|EX>/`` (cache: ``$RELLM_CACHE``
+or ``~/.cache/rellm``) and every recipe reuses them. ``score`` reads JSONL records with
+``transcript`` (or ``seeker_post``) and ``response`` (or ``response_post``) and writes one
+record per line with ``ER``, ``IP``, ``EX`` levels (0..2) added; to stdout without ``--output``.
+"""
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from rellm.utils.config import ConfigError, load_config, run_main, split_overrides
+from rellm.utils.io import read_jsonl, write_jsonl
+from rellm.utils.logging import setup_logging
+
+logger = logging.getLogger("rellm.bin.epitome")
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "scoring" / "epitome" / "epitome.yaml"
+COMMANDS = ("train", "metrics", "score", "fetch")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m rellm.bin.epitome", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("command", choices=COMMANDS)
+    parser.add_argument("config", nargs="?", default=None, help=f"hyperpyyaml config (default {DEFAULT_CONFIG})")
+    parser.add_argument("--input", help="score: JSONL with transcript/response fields")
+    parser.add_argument("--output", help="score: where to write the levels (default stdout)")
+    parser.add_argument("--dest", help="fetch: folder for the CSVs (default <cache>/epitome/data)")
+    args, rest = parser.parse_known_args(argv)
+    if args.config and args.config.startswith("--"):
+        rest.insert(0, args.config)
+        args.config = None
+    return args, split_overrides(rest)
+
+
+def load(args, overrides):
+    path = Path(args.config) if args.config else DEFAULT_CONFIG
+    hp = load_config(path, overrides)
+    for key in ("encoder", "mechanisms", "max_len"):
+        if key not in hp:
+            raise ConfigError(f"{path} lacks '{key}'; is it an EPITOME config (see {DEFAULT_CONFIG})?")
+    hp["mechanisms"] = _as_list(hp["mechanisms"])
+    return hp
+
+
+def _as_list(value):
+    return value.split() if isinstance(value, str) else list(value)
+
+
+def cache_root(hp):
+    from rellm.scoring.epitome.data import default_cache_root
+
+    return Path(hp["cache_dir"]) if hp.get("cache_dir") else default_cache_root()
+
+
+def model_root(hp):
+    from rellm.scoring.epitome.training import epitome_cache_dir
+
+    return epitome_cache_dir(cache_root(hp), hp["encoder"], hp.get("encoder_tag"))
+
+
+def data_dir(hp):
+    from rellm.scoring.epitome.data import find_data_dir
+
+    found = find_data_dir(hp.get("data_dir"))
+    if found is None:
+        raise FileNotFoundError(
+            "the EPITOME CSVs are not available: set $RELLM_EPITOME_DIR or data_dir, or run "
+            "`python -m rellm.bin.epitome fetch` to download them (sha256-checked)")
+    return found
+
+
+def cmd_train(hp):
+    from rellm.scoring.epitome.data import verify_csvs
+    from rellm.scoring.epitome.training import train_all
+
+    folder = data_dir(hp)
+    verify_csvs(folder)
+    root = model_root(hp)
+    setup_logging(root / "train.log")
+    logger.info("EPITOME classifiers for %s from %s -> %s", ", ".join(hp["mechanisms"]), folder, root)
+    metrics = train_all(hp, folder, cache_root(hp), overwrite=bool(hp["overwrite"]))
+    print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def cmd_metrics(hp):
+    from rellm.scoring.epitome.training import load_metrics
+
+    metrics = load_metrics(model_root(hp), hp["mechanisms"])
+    print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _field(record, names, k, path):
+    for name in names:
+        if name in record:
+            return record[name] or ""
+    raise ConfigError(f"{path}: record {k} has none of the fields {names}")
+
+
+def cmd_score(hp, input_path, output_path):
+    from rellm.scoring.epitome.training import EpitomeScorer
+
+    if not input_path:
+        raise ConfigError("score needs --input responses.jsonl")
+    records = read_jsonl(input_path)
+    seekers = [_field(r, ("transcript", "seeker_post"), k, input_path) for k, r in enumerate(records, 1)]
+    responses = [_field(r, ("response", "response_post"), k, input_path) for k, r in enumerate(records, 1)]
+    scorer = EpitomeScorer(model_root(hp), hp["mechanisms"], num_threads=hp["num_threads"],
+                           batch_size=hp["eval_batch_size"])
+    levels = scorer.score(seekers, responses)
+    out = [{**r, **{m: int(levels[m]["level"][k]) for m in levels}} for k, r in enumerate(records)]
+    if output_path:
+        write_jsonl(output_path, out)
+        logger.info("EPITOME levels of %d responses -> %s", len(out), output_path)
+    else:
+        for rec in out:
+            print(json.dumps(rec, ensure_ascii=False))
+    return out
+
+
+def cmd_fetch(hp, dest):
+    from rellm.scoring.epitome.data import fetch_csvs, find_data_dir, verify_csvs
+
+    if dest is None:
+        existing = find_data_dir(hp.get("data_dir"))
+        if existing is not None:
+            verify_csvs(existing)
+            print(f"EPITOME CSVs already present and verified in {existing}")
+            return existing
+        dest = cache_root(hp) / "epitome" / "data"
+    folder = fetch_csvs(dest)
+    verify_csvs(folder)
+    print(f"EPITOME CSVs downloaded and verified in {folder}")
+    return folder
+
+
+def main(argv=None):
+    args, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
+    hp = load(args, overrides)
+    if args.command != "train":
+        setup_logging()
+    if args.command == "train":
+        return cmd_train(hp)
+    if args.command == "metrics":
+        return cmd_metrics(hp)
+    if args.command == "score":
+        return cmd_score(hp, args.input, args.output)
+    return cmd_fetch(hp, args.dest)
+
+
+def cli():
+    """Console entry point ``rellm-epitome``."""
+    run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

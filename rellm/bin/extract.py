@@ -1,0 +1,76 @@
+"""Stage 2: frozen Whisper encoder states + emotion-encoder embeddings and A/V/D, per utterance.
+
+    python -m rellm.bin.extract conf/extract.yaml --manifest data/<split>/<set>.json \\
+        --output_dir dump/<split>/<set> --emotion_encoder_dir exp/emotion_encoder/<split> \\
+        --shard J --num_shards N                      # one job of the JOB=1:N array
+    python -m rellm.bin.extract conf/extract.yaml ... --merge true --num_shards N
+
+Writes the feature cache read by ``rellm.features.cache.FeatureCache(output_dir)``
+(layout in that module), ``report.json`` (cached / skipped by reason, A/V/D
+annotation vs prediction counts) and ``features.json``. Finished shards are
+skipped on re-runs; changed options stop with a message (``--overwrite=true``).
+"""
+from pathlib import Path
+
+import torch
+
+from rellm.data.manifest import read_data_root, read_manifest
+from rellm.features.emotion import EmotionEmbedder, resolve_emotion_encoder
+from rellm.features.extraction import extract_shard, merge_shards
+from rellm.features.whisper_states import WhisperStateExtractor
+from rellm.utils.config import ConfigError, load_config, parse_stage_args, run_main
+from rellm.utils.logging import setup_logging
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def pick_device(name):
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def check_options(hp):
+    if not hp["manifest"] or not Path(hp["manifest"]).is_file():
+        raise FileNotFoundError(f"--manifest {hp['manifest']!r} is not a file; run stage 1 first "
+                                "(it writes data/<split>/<set>.json)")
+    if not hp["output_dir"]:
+        raise ConfigError("--output_dir is required (dump/<split>/<set>)")
+    for key in ("whisper_dtype", "emotion_dtype"):
+        if hp[key] not in DTYPES:
+            raise ConfigError(f"--{key} must be one of {', '.join(DTYPES)}, got {hp[key]!r}")
+    if not 1 <= int(hp["shard"]) <= int(hp["num_shards"]):
+        raise ConfigError(f"--shard must be in 1..{hp['num_shards']}, got {hp['shard']}")
+
+
+def main(argv=None):
+    config_path, overrides = parse_stage_args(argv, description=__doc__)
+    hp = load_config(config_path, overrides)
+    setup_logging()
+    check_options(hp)
+    torch.set_num_threads(int(hp["num_threads"]))
+    manifest = Path(hp["manifest"])
+    data_root = hp["data_root"] or read_data_root(manifest.parent)
+    entries = read_manifest(manifest, data_root)
+    emotion_folder = resolve_emotion_encoder(hp["emotion_encoder"], hp["emotion_encoder_dir"])
+    # what makes the features: a change here must not silently mix old and new shards
+    options = {"whisper": str(hp["whisper"]), "whisper_dtype": hp["whisper_dtype"],
+               "emotion_encoder": str(Path(emotion_folder).resolve()), "emotion_dtype": hp["emotion_dtype"],
+               "emotion_max_seconds": float(hp["emotion_max_seconds"]), "data_root": str(data_root)}
+    if hp["merge"]:
+        return merge_shards(entries, hp["output_dir"], int(hp["num_shards"]), options,
+                            meta={**options, "manifest": str(manifest)}, overwrite=bool(hp["overwrite"]))
+    device = pick_device(hp["device"])
+    return extract_shard(
+        entries, hp["output_dir"], int(hp["shard"]), int(hp["num_shards"]), options,
+        make_whisper=lambda: WhisperStateExtractor.from_pretrained(hp["whisper"], device=device,
+                                                                   dtype=DTYPES[hp["whisper_dtype"]]),
+        make_emotion=lambda: EmotionEmbedder.from_folder(emotion_folder, device=device,
+                                                         max_seconds=float(hp["emotion_max_seconds"]),
+                                                         dtype=DTYPES[hp["emotion_dtype"]]),
+        batch_size=int(hp["batch_size"]), overwrite=bool(hp["overwrite"]),
+    )
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,113 @@
+"""Stage 6: score the systems' responses and SER answers on one test set.
+
+    python -m rellm.bin.score conf/score.yaml --systems "text_only blsp_emo rellm" --exp_root exp \\
+        --split S --seed N --test_set T --output_dir exp/scores/<split>/seed<seed>/<test_set>
+
+Reads ``<exp_root>/<system>/<split>/seed<seed>/infer/<test_set>/responses.jsonl`` per system
+and writes into ``output_dir``: ``metrics.json`` (per system: mean EPITOME levels and level
+distributions, SER UA/WA/macro-F1/confusion, empathy by SER correctness, per-emotion
+breakdowns; RE-LLM against each baseline: Wilcoxon, paired bootstrap CI, McNemar),
+``per_utt.jsonl`` and PNG plots. A system without outputs is reported as missing.
+The EPITOME classifiers come from the cache that ``rellm.bin.epitome train`` fills.
+"""
+import logging
+from pathlib import Path
+
+from rellm.utils.config import ConfigError, load_config, parse_stage_args, run_main
+from rellm.utils.io import atomic_write_json, write_jsonl
+from rellm.utils.logging import setup_logging
+from rellm.utils.stage import DoneMarker, fingerprint
+
+logger = logging.getLogger("rellm.bin.score")
+
+
+def as_list(value):
+    """``"a b"`` (from the shell) or ``[a, b]`` (from YAML) -> ``["a", "b"]``."""
+    if value is None:
+        return []
+    return value.split() if isinstance(value, str) else [str(v) for v in value]
+
+
+def default_output_dir(hp):
+    return Path(hp["exp_root"]) / "scores" / str(hp["split"]) / f"seed{hp['seed']}" / str(hp["test_set"])
+
+
+def load_epitome_config(path):
+    """The recipe's EPITOME config (it names the encoder, hence the cached models)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"epitome_config {path} does not exist; point --epitome_config at conf/epitome.yaml")
+    return load_config(path)
+
+
+def main(argv=None):
+    from rellm.scoring import plots
+    from rellm.scoring.epitome.data import sha256_file
+    from rellm.scoring.epitome.training import EpitomeScorer, load_metrics
+    from rellm.scoring.system_scores import (
+        load_system_outputs,
+        per_utterance_records,
+        responses_path,
+        score_empathy,
+        score_test_set,
+    )
+    from rellm.bin.epitome import model_root
+
+    config, overrides = parse_stage_args(argv, description=__doc__)
+    hp = load_config(config, overrides)
+    systems = as_list(hp["systems"])
+    if not systems:
+        raise ConfigError("--systems is empty; name the systems to score, e.g. \"text_only blsp_emo rellm\"")
+    output_dir = Path(hp["output_dir"]) if hp["output_dir"] else default_output_dir(hp)
+    setup_logging(output_dir / "score.log")
+
+    # 1. inputs: each system's stage-5 outputs (missing ones are reported, not fatal)
+    outputs, missing = load_system_outputs(hp["exp_root"], systems, str(hp["split"]), hp["seed"], str(hp["test_set"]))
+    if not outputs:
+        raise FileNotFoundError(
+            f"no system has outputs for test set {hp['test_set']}: " + "; ".join(missing.values()))
+
+    # 2. skip when already scored from the same inputs, classifiers and settings
+    epitome_hp = load_epitome_config(hp["epitome_config"])
+    root = model_root(epitome_hp)
+    mechanisms = as_list(epitome_hp["mechanisms"])
+    classifier_markers = {m: (root / m / ".done.train") for m in mechanisms}
+    options = {
+        "systems": systems, "reference_system": hp["reference_system"],
+        "inputs": {s: sha256_file(responses_path(hp["exp_root"], s, str(hp["split"]), hp["seed"], str(hp["test_set"])))
+                   for s in outputs},
+        "missing": sorted(missing),
+        "classifiers": {m: fingerprint({"marker": p.read_text()}) if p.is_file() else None
+                        for m, p in classifier_markers.items()},
+        "bootstrap_resamples": hp["bootstrap_resamples"], "bootstrap_seed": hp["bootstrap_seed"],
+    }
+    marker = DoneMarker(output_dir, "score")
+    if marker.is_done(options, overwrite=bool(hp["overwrite"])):
+        logger.info("%s already scored from the same inputs; nothing to do", output_dir)
+        return output_dir
+
+    # 3. EPITOME levels per utterance, then per-system figures and paired tests
+    scorer = EpitomeScorer(root, mechanisms, num_threads=hp["num_threads"], batch_size=hp["batch_size"])
+    score_empathy(outputs, scorer)
+    metrics = score_test_set(outputs, missing, hp["reference_system"], mechanisms,
+                             n_resamples=hp["bootstrap_resamples"], seed=hp["bootstrap_seed"])
+    metrics["test_set"] = str(hp["test_set"])
+    metrics["split"] = str(hp["split"])
+    metrics["seed"] = hp["seed"]
+    metrics["epitome"] = {"models": str(root), "encoder": str(epitome_hp["encoder"]),
+                          "test_metrics": load_metrics(root, mechanisms)}
+
+    # 4. outputs
+    write_jsonl(output_dir / "per_utt.jsonl", per_utterance_records(outputs))
+    atomic_write_json(output_dir / "metrics.json", metrics)
+    figures = plots.plot_all(metrics, mechanisms, output_dir)
+    for system, m in metrics["systems"].items():
+        logger.info("%s: %s%s", system, ", ".join(f"{k} {m['empathy'][k]['mean']:.3f}" for k in mechanisms),
+                    f", UA {m['ser']['ua'] * 100:.1f}%" if m["ser"] else "")
+    logger.info("metrics.json, per_utt.jsonl and %d figures in %s", len(figures), output_dir)
+    marker.mark_done(options)
+    return output_dir
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,65 @@
+"""Stage 2a: train a small dimensional emotion encoder (recipes without a pretrained one, e.g. mini).
+
+    python -m rellm.bin.train_emotion_encoder conf/emotion_encoder.yaml \\
+        --train_manifest data/<split>/train.json --valid_manifest data/<split>/valid.json \\
+        --output_folder exp/emotion_encoder/<split>
+
+Trains ``rellm.models.emotion_encoder.EmotionEncoder`` with a small config on A/V/D
+regression + 5 categories, logs valid CCC and UA per epoch, and saves the best epoch,
+frozen, as ``config.json`` + ``model.safetensors`` (the audeering checkpoint format) with
+``train_log.txt`` and ``metrics.json``. Stage 2 loads that folder via --emotion_encoder_dir.
+"""
+from pathlib import Path
+
+import torch
+
+from rellm.data.manifest import read_data_root, read_manifest
+from rellm.features.emotion_encoder_training import config_from_options, train_emotion_encoder
+from rellm.utils.config import ConfigError, load_config, parse_stage_args, resolved_yaml, run_main
+from rellm.utils.io import atomic_write_text
+from rellm.utils.logging import setup_logging
+from rellm.utils.stage import DoneMarker
+
+
+def load_entries(manifest):
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise FileNotFoundError(f"manifest {manifest} does not exist; run stage 1 first")
+    return read_manifest(manifest, read_data_root(manifest.parent))
+
+
+def main(argv=None):
+    config_path, overrides = parse_stage_args(argv, description=__doc__)
+    hp = load_config(config_path, overrides)
+    if not hp["output_folder"]:
+        raise ConfigError("--output_folder is required (exp/emotion_encoder/<split>)")
+    out = Path(hp["output_folder"])
+    logger = setup_logging(out / "log.txt")
+    torch.set_num_threads(int(hp["num_threads"]))
+    train_entries, valid_entries = load_entries(hp["train_manifest"]), load_entries(hp["valid_manifest"])
+    model_keys = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "conv_dim", "num_categories",
+                  "dropout")
+    train_keys = ("epochs", "batch_size", "lr", "weight_decay", "category_weight", "max_seconds", "seed")
+    options = {k: hp[k] for k in model_keys + train_keys}
+    options.update(train_manifest=str(Path(hp["train_manifest"]).resolve()),
+                   valid_manifest=str(Path(hp["valid_manifest"]).resolve()),
+                   train_size=len(train_entries), valid_size=len(valid_entries))
+    marker = DoneMarker(out, "train_emotion_encoder")
+    if marker.is_done(options, overwrite=bool(hp["overwrite"])):
+        logger.info("emotion encoder in %s is trained with these options; skipping", out)
+        return None
+    marker.clear()
+    atomic_write_text(out / "hyperparams.yaml", resolved_yaml(config_path, overrides))
+    summary = train_emotion_encoder(
+        train_entries, valid_entries, out,
+        model_config=config_from_options(*(hp[k] for k in model_keys)),
+        epochs=int(hp["epochs"]), batch_size=int(hp["batch_size"]), lr=float(hp["lr"]),
+        weight_decay=float(hp["weight_decay"]), category_weight=float(hp["category_weight"]),
+        max_seconds=float(hp["max_seconds"]), seed=int(hp["seed"]), max_minutes=hp["max_minutes"],
+    )
+    marker.mark_done(options, best_epoch=summary["best_epoch"], valid=summary["valid"])
+    return summary
+
+
+if __name__ == "__main__":
+    run_main(main)

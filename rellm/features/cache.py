@@ -1,0 +1,194 @@
+"""The per-utterance feature cache written by stage 2 and read by training and inference.
+
+Layout of ``dump/<split>/<set>/`` (scales to ~150k utterances: two binary
+files per shard, one JSONL index; nothing per utterance on disk)::
+
+    shards/whisper.<j>of<N>.f16    Whisper states of shard j, fp16, utterances back to back
+    shards/emotion.<j>of<N>.npy    [n_j, E] float32 pooled emotion embeddings (row = index "emotion_row")
+    shards/index.<j>of<N>.jsonl    one record per utterance (below)
+    index.jsonl                    the merged index, sorted by utt_id (what FeatureCache reads)
+    features.json                  what made the cache: models, dims, format version
+    report.json                    counts: done, skipped by reason, A/V/D sources, truncations
+
+An index record::
+
+    {"utt_id", "whisper_file", "whisper_offset" (bytes), "frames", "dim",
+     "emotion_file", "emotion_row", "avd" [a, v, d], "avd_source" ("annotation" | "prediction"),
+     "avd_pred" [a, v, d], "duration", "whisper_truncated"}
+
+``avd`` is the annotation when the manifest has all three values, otherwise the
+encoder's prediction clipped to [0, 1] (the pseudo-label); ``avd_pred`` is
+always the raw prediction.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rellm.utils.io import atomic_path, read_jsonl, write_jsonl
+from rellm.utils.sharding import shard_path
+
+FORMAT_VERSION = 1
+INDEX_NAME = "index"
+
+
+def whisper_blob_path(output_dir, shard, num_shards):
+    return shard_path(output_dir, "whisper", shard, num_shards, suffix=".f16")
+
+
+def emotion_matrix_path(output_dir, shard, num_shards):
+    return shard_path(output_dir, "emotion", shard, num_shards, suffix=".npy")
+
+
+class ShardWriter:
+    """Writes one shard's blob, embedding matrix and index, each atomically on :meth:`close`.
+
+    Use as a context manager; on an exception nothing is left under the final names.
+    """
+
+    def __init__(self, output_dir, shard, num_shards):
+        self.output_dir = Path(output_dir)
+        self.blob_path = whisper_blob_path(output_dir, shard, num_shards)
+        self.emotion_path = emotion_matrix_path(output_dir, shard, num_shards)
+        self.index_path = shard_path(output_dir, INDEX_NAME, shard, num_shards)
+        self.records, self.embeddings = [], []
+        self._offset = 0
+
+    def __enter__(self):
+        self._blob_ctx = atomic_path(self.blob_path)
+        self._blob_tmp = self._blob_ctx.__enter__()
+        self._blob = open(self._blob_tmp, "wb")
+        return self
+
+    def add(self, utt_id, whisper_states, embedding, avd, avd_source, avd_pred, duration, whisper_truncated=False):
+        """``whisper_states`` [T, D] (stored fp16), ``embedding`` [E], ``avd``/``avd_pred`` length-3 sequences."""
+        states = whisper_states.detach().to("cpu", torch.float16).contiguous().numpy()
+        self._blob.write(states.tobytes(order="C"))
+        self.records.append({
+            "utt_id": utt_id,
+            "whisper_file": self.blob_path.relative_to(self.output_dir).as_posix(),
+            "whisper_offset": self._offset, "frames": int(states.shape[0]), "dim": int(states.shape[1]),
+            "emotion_file": self.emotion_path.relative_to(self.output_dir).as_posix(),
+            "emotion_row": len(self.embeddings),
+            "avd": [round(float(x), 6) for x in avd], "avd_source": avd_source,
+            "avd_pred": [round(float(x), 6) for x in avd_pred],
+            "duration": round(float(duration), 4), "whisper_truncated": bool(whisper_truncated),
+        })
+        self._offset += states.nbytes
+        self.embeddings.append(np.asarray(embedding, dtype=np.float32).reshape(-1))
+
+    def __exit__(self, exc_type, exc, tb):
+        self._blob.close()
+        if exc_type is not None:
+            self._blob_ctx.__exit__(exc_type, exc, tb)
+            return False
+        self._blob_ctx.__exit__(None, None, None)
+        dim = self.embeddings[0].shape[0] if self.embeddings else 0
+        matrix = np.stack(self.embeddings) if self.embeddings else np.zeros((0, dim), dtype=np.float32)
+        with atomic_path(self.emotion_path) as tmp, open(tmp, "wb") as f:
+            np.save(f, matrix)
+        write_jsonl(self.index_path, self.records)  # last: an index implies its blob and matrix are complete
+        return False
+
+
+class FeatureCache:
+    """Read-only access to a stage-2 feature folder.
+
+    ``keys()``, ``whisper(utt_id) -> Tensor[T, D] fp16``, ``emotion(utt_id) ->
+    (embedding Tensor[E] fp32, avd Tensor[3] in [arousal, valence, dominance])``,
+    ``avd_source(utt_id)`` ("annotation" or "prediction"), ``avd_prediction(utt_id)``
+    (the encoder's raw A/V/D, whatever the source of ``avd``).
+
+    Files are memory-mapped on first use, so opening is cheap and the object can be
+    handed to DataLoader workers (the maps are re-opened in each process).
+    """
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        index = self.folder / f"{INDEX_NAME}.jsonl"
+        if not index.is_file():
+            raise FileNotFoundError(
+                f"{index} does not exist: run stage 2 (rellm.bin.extract) for this set, including the "
+                "--merge true step, before reading its features"
+            )
+        self._records = {r["utt_id"]: r for r in read_jsonl(index)}
+        meta = self.folder / "features.json"
+        self.meta = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
+        self._maps = {}
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_maps"] = {}
+        return state
+
+    def __len__(self):
+        return len(self._records)
+
+    def __contains__(self, utt_id):
+        return utt_id in self._records
+
+    def keys(self):
+        return list(self._records)
+
+    def record(self, utt_id):
+        try:
+            return self._records[utt_id]
+        except KeyError:
+            raise KeyError(f"utterance {utt_id!r} is not in the feature cache {self.folder} "
+                           f"(see its report.json for skipped utterances)") from None
+
+    @property
+    def whisper_dim(self):
+        return next(iter(self._records.values()))["dim"] if self._records else self.meta.get("whisper_dim")
+
+    @property
+    def emotion_dim(self):
+        if not self._records:
+            return self.meta.get("emotion_dim")
+        return int(self._map(next(iter(self._records.values()))["emotion_file"], npy=True).shape[1])
+
+    def _map(self, relpath, npy=False):
+        m = self._maps.get(relpath)
+        if m is None:
+            path = self.folder / relpath
+            m = np.load(path, mmap_mode="r") if npy else np.memmap(path, dtype=np.float16, mode="r")
+            self._maps[relpath] = m
+        return m
+
+    def whisper(self, utt_id):
+        r = self.record(utt_id)
+        start = r["whisper_offset"] // 2  # bytes -> fp16 elements
+        flat = self._map(r["whisper_file"])[start: start + r["frames"] * r["dim"]]
+        return torch.from_numpy(np.array(flat).reshape(r["frames"], r["dim"]))
+
+    def emotion(self, utt_id):
+        r = self.record(utt_id)
+        emb = torch.from_numpy(np.array(self._map(r["emotion_file"], npy=True)[r["emotion_row"]]))
+        return emb, torch.tensor(r["avd"], dtype=torch.float32)
+
+    def avd_source(self, utt_id):
+        return self.record(utt_id)["avd_source"]
+
+    def avd_prediction(self, utt_id):
+        return torch.tensor(self.record(utt_id)["avd_pred"], dtype=torch.float32)
+
+
+def feature_cache_pipeline(cache):
+    """SpeechBrain dynamic item: ``id`` -> ``whisper_states`` [T, D] fp16, ``emotion_embedding`` [E],
+    ``avd`` [3] (arousal, valence, dominance) and ``avd_source``.
+
+    Usage: ``dataset.add_dynamic_item(feature_cache_pipeline(FeatureCache(dir)))``.
+    """
+    from speechbrain.utils.data_pipeline import provides, takes
+
+    @takes("id")
+    @provides("whisper_states", "emotion_embedding", "avd", "avd_source")
+    def features(utt_id):
+        yield cache.whisper(utt_id)
+        emb, avd = cache.emotion(utt_id)
+        yield emb
+        yield avd
+        yield cache.avd_source(utt_id)
+
+    return features

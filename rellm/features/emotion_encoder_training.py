@@ -1,0 +1,236 @@
+"""Stage 2a: train a small dimensional emotion encoder where no pretrained one is available.
+
+The mini recipe cannot download audeering's model, so it trains a small
+:class:`~rellm.models.emotion_encoder.EmotionEncoder` (same code, small config)
+from scratch on its own training split: A/V/D regression (MSE on the
+annotated dimensions) plus 5-way categories (cross-entropy). The best epoch
+by validation score (mean CCC over A/V/D + UA, halved) is frozen and saved in
+the audeering checkpoint format, so stage 2 loads it exactly like the real one.
+
+On CPU the convolutional feature encoder over raw 16 kHz audio costs most of
+the model (forward and backward), so it is frozen, as is usual when fine-tuning
+wav2vec2, here at its random initialisation: its output is computed once per
+utterance and the transformer, pooling and heads train on those features (an
+epoch then takes seconds). Its random filters still expose the pitch, timing and
+spectral-shape cues the styles differ in. Batches are length-bucketed; utterances
+longer than ``max_seconds`` are randomly cropped in training (whole in validation).
+The intended corpora are small, so features are held in memory.
+"""
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from rellm.data.emotions import EMOTION_TO_ID, EMOTIONS
+from rellm.features.audio import AudioError, load_audio
+from rellm.models.emotion_encoder import AVD, EmotionEncoder, save_emotion_encoder, small_emotion_config
+from rellm.utils.io import atomic_write_json, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+
+def concordance_cc(pred, gold):
+    """Lin's concordance correlation coefficient of two 1-D arrays (0 for constant input)."""
+    pred, gold = np.asarray(pred, dtype=np.float64), np.asarray(gold, dtype=np.float64)
+    if len(pred) < 2:
+        return 0.0
+    cov = np.mean((pred - pred.mean()) * (gold - gold.mean()))
+    denom = pred.var() + gold.var() + (pred.mean() - gold.mean()) ** 2
+    return float(2 * cov / denom) if denom > 0 else 0.0
+
+
+def unweighted_accuracy(pred_ids, gold_ids, num_classes=len(EMOTIONS)):
+    """Mean per-class recall over the classes present in ``gold_ids`` (UA)."""
+    pred_ids, gold_ids = np.asarray(pred_ids), np.asarray(gold_ids)
+    recalls = [np.mean(pred_ids[gold_ids == c] == c) for c in range(num_classes) if np.any(gold_ids == c)]
+    return float(np.mean(recalls)) if recalls else 0.0
+
+
+def load_split(entries, desc, report):
+    """Audio + targets of a manifest (``{data_root}`` resolved); unusable items are counted in ``report``."""
+    from tqdm import tqdm
+
+    items = []
+    for utt_id in tqdm(sorted(entries), desc=f"loading {desc}", unit="utt"):
+        e = entries[utt_id]
+        try:
+            audio = load_audio(e["wav"])
+        except AudioError as err:
+            report[f"{desc}.skipped.{err.reason}"] = report.get(f"{desc}.skipped.{err.reason}", 0) + 1
+            continue
+        avd = [e.get(k) for k in AVD]
+        emotion = EMOTION_TO_ID.get(e.get("emotion"), -100)
+        if emotion < 0:
+            report[f"{desc}.no_category_label"] = report.get(f"{desc}.no_category_label", 0) + 1
+        if any(v is None for v in avd):
+            report[f"{desc}.no_avd_label"] = report.get(f"{desc}.no_avd_label", 0) + 1
+        items.append({"id": utt_id, "audio": torch.from_numpy(audio),
+                      "avd": torch.tensor([float("nan") if v is None else float(v) for v in avd]),
+                      "emotion": emotion})
+    if not items:
+        raise ValueError(f"no usable utterance in the {desc} manifest: {report}")
+    return items
+
+
+@torch.inference_mode()
+def precompute_conv_features(model, items, batch_size, desc):
+    """Run the frozen feature encoder once per utterance; store ``features`` [T, C] and drop the audio."""
+    from tqdm import tqdm
+
+    order = sorted(range(len(items)), key=lambda i: len(items[i]["audio"]))
+    for start in tqdm(range(0, len(order), batch_size), desc=f"conv features ({desc})", unit="batch"):
+        idx = order[start: start + batch_size]
+        lengths = torch.tensor([len(items[i]["audio"]) for i in idx])
+        wave = torch.zeros(len(idx), int(lengths.max()))
+        for row, i in enumerate(idx):
+            wave[row, : lengths[row]] = items[i]["audio"]
+        feats, frames = model.conv_features(wave, lengths)
+        for row, i in enumerate(idx):
+            items[i]["features"] = feats[row, : int(frames[row])].clone()
+            del items[i]["audio"]
+
+
+def collate(items, max_frames=None, generator=None):
+    """Pad (after a random crop to ``max_frames`` when given) into ``(features [B,T,C], frames, avd, emotion)``."""
+    clips = []
+    for it in items:
+        f = it["features"]
+        if max_frames and len(f) > max_frames:
+            start = int(torch.randint(0, len(f) - max_frames + 1, (1,), generator=generator))
+            f = f[start: start + max_frames]
+        clips.append(f)
+    frames = torch.tensor([len(c) for c in clips])
+    feats = torch.zeros(len(clips), int(frames.max()), clips[0].shape[1])
+    for i, c in enumerate(clips):
+        feats[i, : len(c)] = c
+    return (feats, frames, torch.stack([it["avd"] for it in items]),
+            torch.tensor([it["emotion"] for it in items], dtype=torch.long))
+
+
+def length_batches(items, batch_size, generator):
+    """Shuffled batches of similar length: sort by length (with jitter), chunk, shuffle the chunks."""
+    noise = torch.rand(len(items), generator=generator) * 0.1  # different neighbours each epoch
+    order = sorted(range(len(items)), key=lambda i: len(items[i]["features"]) * (1 + float(noise[i])))
+    chunks = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    return [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
+
+
+def losses(out, avd, emotion, category_weight):
+    known = ~torch.isnan(avd)
+    mse = ((out["avd"] - torch.nan_to_num(avd)) ** 2 * known).sum() / known.sum().clamp(min=1)
+    total, parts = mse, {"mse": mse.item()}
+    if "category_logits" in out and bool((emotion >= 0).any()):
+        ce = nn.functional.cross_entropy(out["category_logits"], emotion, ignore_index=-100)
+        total = total + category_weight * ce
+        parts["ce"] = ce.item()
+    return total, parts
+
+
+@torch.no_grad()
+def evaluate(model, items, batch_size):
+    """Valid metrics: CCC per dimension (annotated items), UA and loss-free predictions."""
+    model.eval()
+    preds, golds, cat_pred, cat_gold = [], [], [], []
+    order = sorted(range(len(items)), key=lambda i: len(items[i]["features"]))
+    for i in range(0, len(order), batch_size):
+        batch = [items[j] for j in order[i: i + batch_size]]
+        feats, frames, avd, emotion = collate(batch)
+        out = model.forward_conv_features(feats, frames)
+        preds.append(out["avd"]), golds.append(avd)
+        if "category_logits" in out:
+            cat_pred.append(out["category_logits"].argmax(-1)), cat_gold.append(emotion)
+    pred, gold = torch.cat(preds).numpy(), torch.cat(golds).numpy()
+    metrics = {}
+    for d, name in enumerate(AVD):
+        ok = ~np.isnan(gold[:, d])
+        metrics[f"ccc_{name}"] = concordance_cc(pred[ok, d], gold[ok, d]) if ok.any() else float("nan")
+    cccs = [metrics[f"ccc_{n}"] for n in AVD if not math.isnan(metrics[f"ccc_{n}"])]
+    metrics["ccc_mean"] = float(np.mean(cccs)) if cccs else float("nan")
+    if cat_pred:
+        p, g = torch.cat(cat_pred).numpy(), torch.cat(cat_gold).numpy()
+        metrics["ua"] = unweighted_accuracy(p[g >= 0], g[g >= 0])
+    parts = [v for v in (metrics["ccc_mean"], metrics.get("ua")) if v is not None and not math.isnan(v)]
+    metrics["score"] = float(np.mean(parts)) if parts else float("-inf")
+    return metrics
+
+
+def train_emotion_encoder(train_entries, valid_entries, output_folder, *, model_config, epochs=20, batch_size=8,
+                          lr=1e-3, weight_decay=1e-2, category_weight=1.0, max_seconds=6.0, seed=1,
+                          max_minutes=None):
+    """Train, keep the best epoch, freeze it and save it to ``output_folder`` (config.json + model.safetensors).
+
+    Returns a summary dict (best epoch and its validation metrics, data counts).
+    """
+    from tqdm import tqdm
+
+    output_folder = Path(output_folder)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    data_report = {}
+    train, valid = load_split(train_entries, "train", data_report), load_split(valid_entries, "valid", data_report)
+    model = EmotionEncoder(model_config)
+    model.wav2vec2.freeze_feature_encoder()
+    model.wav2vec2.feature_extractor.eval()
+    precompute_conv_features(model, train, batch_size, "train")
+    precompute_conv_features(model, valid, batch_size, "valid")
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("emotion encoder: %.2f M parameters, %d train / %d valid utterances", n_params / 1e6,
+                len(train), len(valid))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                  weight_decay=weight_decay)
+    steps = epochs * math.ceil(len(train) / batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.15)
+    frames_per_second = 16000 / float(np.prod(model_config.conv_stride))
+    max_frames = int(max_seconds * frames_per_second) if max_seconds else None
+    best, best_state, log_lines, started = None, None, [], time.time()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        model.wav2vec2.feature_extractor.eval()  # frozen (and has no dropout; kept explicit)
+        totals, n = {}, 0
+        for idx in tqdm(length_batches(train, batch_size, generator), desc=f"epoch {epoch}/{epochs}", unit="batch"):
+            feats, frames, avd, emotion = collate([train[i] for i in idx], max_frames, generator)
+            loss, parts = losses(model.forward_conv_features(feats, frames), avd, emotion, category_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            scheduler.step()
+            for k, v in parts.items():
+                totals[k] = totals.get(k, 0.0) + v * len(idx)
+            n += len(idx)
+        metrics = evaluate(model, valid, batch_size)
+        train_part = ", ".join(f"train_{k}={v / n:.4f}" for k, v in totals.items())
+        valid_part = ", ".join(f"valid_{k}={v:.4f}" for k, v in metrics.items())
+        line = f"epoch {epoch}: {train_part}, {valid_part}"
+        logger.info(line)
+        log_lines.append(line)
+        if best is None or metrics["score"] > best["metrics"]["score"]:
+            best = {"epoch": epoch, "metrics": metrics}
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if max_minutes and (time.time() - started) / 60 > max_minutes and epoch < epochs:
+            logger.warning("stopping after epoch %d: the time budget of %s minutes is spent", epoch, max_minutes)
+            log_lines.append(f"stopped after epoch {epoch} (max_minutes={max_minutes})")
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    save_emotion_encoder(model, output_folder)
+    atomic_write_text(output_folder / "train_log.txt", "\n".join(log_lines) + "\n")
+    summary = {"best_epoch": best["epoch"], "valid": best["metrics"], "parameters": n_params,
+               "train_utterances": len(train), "valid_utterances": len(valid), "data": data_report,
+               "minutes": round((time.time() - started) / 60, 2)}
+    atomic_write_json(output_folder / "metrics.json", summary)
+    logger.info("saved the frozen emotion encoder (epoch %d: valid CCC %.3f, UA %.3f) to %s", best["epoch"],
+                best["metrics"]["ccc_mean"], best["metrics"].get("ua", float("nan")), output_folder)
+    return summary
+
+
+def config_from_options(hidden_size, num_layers, num_heads, intermediate_size, conv_dim, num_categories, dropout):
+    return small_emotion_config(hidden_size=hidden_size, num_hidden_layers=num_layers, num_attention_heads=num_heads,
+                                intermediate_size=intermediate_size, conv_dim=conv_dim,
+                                num_categories=num_categories, final_dropout=dropout, hidden_dropout=dropout)

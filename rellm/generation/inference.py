@@ -1,0 +1,170 @@
+"""Stage 5: empathetic responses and SER answers of the three systems on a test set.
+
+* ``text_only``: the base LLM given the transcript (no training; the paper's text-only baseline);
+* ``blsp_emo`` / ``rellm``: a trained :class:`rellm.models.speech_llm.SpeechLLM` given the speech
+  (cached Whisper states, plus the emotion embedding for RE-LLM's emotion nuance module).
+
+Two passes per utterance (method.md 2.3, 3.9):
+
+* response: empathetic system prompt, empty instruction, the speech (transcript) as the user turn;
+* SER: the five-option instruction followed by the speech (transcript), plain system prompt;
+  the free-text answer goes through :func:`rellm.generation.ser_parser.parse_ser_answer`.
+
+The text-only baseline cannot hear; its "SER" answer is what the LLM infers from the words
+alone (a useful floor for the speech systems' UA, never a speech result).
+
+Batches are planned over the whole test set by length before sharding (see ``teacher.py`` for
+why: identical output for any number of jobs), left-padded, and decoded by
+:class:`rellm.generation.decoding.GreedyDecoder` (static KV cache, LoRA in the prefill only).
+"""
+import contextlib
+import logging
+
+import torch
+from tqdm import tqdm
+
+from rellm.generation.ser_parser import parse_ser_answer
+from rellm.generation.teacher import left_pad
+
+logger = logging.getLogger(__name__)
+
+SYSTEMS = ("text_only", "blsp_emo", "rellm")
+PASSES = ("response", "ser")
+
+
+def lora_prefill_context(model, lora_mask):
+    """A context factory that puts PLoRA on the speech positions for the prompt forward only.
+
+    ``prefill_only`` applies the mask to the next forward of the LLM and switches LoRA off for all
+    later ones, so it is right for both decoder backends (our static loop leaves the context
+    after the prefill; plain ``generate`` runs its incremental steps inside it).
+    """
+    plora = getattr(model, "plora", None)
+    if plora is None or lora_mask is None or not bool(lora_mask.any()):
+        return None
+    from rellm.models.plora import ALL_POSITIONS
+
+    mask = ALL_POSITIONS if getattr(model, "lora_scope", "speech") == "all" else lora_mask
+
+    @contextlib.contextmanager
+    def context():
+        plora.prefill_only(mask, model.base_llm)
+        try:
+            yield
+        finally:
+            plora.clear_prefill()
+
+    return context
+
+
+class TextOnlySystem:
+    """The base LLM answering the transcript (the user turn is ``instruction + transcript``)."""
+
+    name = "text_only"
+
+    def __init__(self, llm, tokenizer, layout, decoder):
+        self.llm, self.tokenizer, self.layout, self.decoder = llm, tokenizer, layout, decoder
+
+    def prompt_ids(self, system_prompt, instruction, transcript):
+        # Segments tokenised separately, as the speech model's prompt is (method.md 1.5); the
+        # transcript sits where the speech vectors would.
+        return (
+            self.layout.prompt_ids(system_prompt, instruction)
+            + self.layout.encode_content(transcript)
+            + list(self.layout.header_ids)
+        )
+
+    def length(self, utt_id, entry):
+        return len(self.layout.encode_content(entry["transcript"]))
+
+    @torch.no_grad()
+    def generate(self, utt_ids, entries, system_prompt, instruction, max_new_tokens):
+        device = self.llm.get_input_embeddings().weight.device
+        ids = [self.prompt_ids(system_prompt, instruction, entries[u]["transcript"].strip()) for u in utt_ids]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.decoder.pad_token_id
+        input_ids, mask = left_pad(ids, pad, device)
+        embeds = self.llm.get_input_embeddings()(input_ids)
+        result = self.decoder.generate(embeds, mask, max_new_tokens=max_new_tokens)
+        return [t.strip() for t in self.tokenizer.batch_decode(result.tokens, skip_special_tokens=True)]
+
+
+class SpeechSystem:
+    """A trained SpeechLLM answering the speech (cached stage-2 features)."""
+
+    def __init__(self, name, model, features, decoder, dtype):
+        self.name, self.model, self.features, self.decoder, self.dtype = name, model, features, decoder, dtype
+        self.uses_emotion = bool(getattr(model, "emotion_dim", 0))
+        self._speech_cache = {}
+
+    def length(self, utt_id, entry):
+        # Whisper runs at 50 frames/s; the manifest duration orders batches without reading features.
+        return int(round(float(entry.get("duration") or 0.0) * 50))
+
+    def speech_batch(self, utt_ids):
+        """``(states [B, T, D], lengths [B], emo [B, E] | None)`` from the feature cache."""
+        device = self.model.base_llm.get_input_embeddings().weight.device
+        states = [self.features.whisper(u) for u in utt_ids]
+        lengths = torch.tensor([s.shape[0] for s in states], dtype=torch.long)
+        padded = torch.zeros(len(states), int(lengths.max()), states[0].shape[-1], dtype=states[0].dtype)
+        for i, s in enumerate(states):
+            padded[i, : s.shape[0]] = s
+        emo = None
+        if self.uses_emotion:
+            emo = torch.stack([torch.as_tensor(self.features.emotion(u)[0]) for u in utt_ids]).to(device)
+        return padded.to(device), lengths.to(device), emo
+
+    @torch.no_grad()
+    def encode(self, utt_ids):
+        key = tuple(utt_ids)
+        if key not in self._speech_cache:  # the response and SER passes share one adapter run
+            self._speech_cache = {key: self.model.encode_speech(*self.speech_batch(utt_ids))}
+        return self._speech_cache[key]
+
+    @torch.no_grad()
+    def generate(self, utt_ids, entries, system_prompt, instruction, max_new_tokens):
+        speech = self.encode(utt_ids)
+        inputs = self.model.build_generation_inputs(system_prompt, [instruction] * len(utt_ids), speech=speech)
+        result = self.decoder.generate(
+            inputs["inputs_embeds"].to(self.dtype),
+            inputs["attention_mask"],
+            position_ids=inputs["position_ids"],
+            max_new_tokens=max_new_tokens,
+            prefill_context=lora_prefill_context(self.model, inputs["lora_mask"]),
+        )
+        return [t.strip() for t in self.model.tokenizer.batch_decode(result.tokens, skip_special_tokens=True)]
+
+
+def run_inference(system, entries, batches, prompts, desc=None):
+    """Decode both passes for ``batches`` (``{key: [utt_id]}``); records sorted by utt_id.
+
+    ``prompts``: dict with ``response_system_prompt``, ``response_instruction``,
+    ``response_max_new_tokens``, ``ser_system_prompt``, ``ser_instruction``, ``ser_max_new_tokens``.
+    """
+    records = []
+    total = sum(len(b) for b in batches.values())
+    with tqdm(total=total, desc=desc or system.name, unit="utt", dynamic_ncols=True) as bar:
+        for key in sorted(batches):
+            utt_ids = batches[key]
+            responses = system.generate(
+                utt_ids, entries, prompts["response_system_prompt"], prompts["response_instruction"],
+                prompts["response_max_new_tokens"],
+            )
+            ser_outputs = system.generate(
+                utt_ids, entries, prompts["ser_system_prompt"], prompts["ser_instruction"],
+                prompts["ser_max_new_tokens"],
+            )
+            for utt_id, response, ser in zip(utt_ids, responses, ser_outputs):
+                entry = entries[utt_id]
+                records.append(
+                    {
+                        "utt_id": utt_id,
+                        "transcript": (entry.get("transcript") or "").strip(),
+                        "emotion": entry.get("emotion"),
+                        "response": response,
+                        "ser_output": ser,
+                        "ser_pred": parse_ser_answer(ser),
+                    }
+                )
+            bar.update(len(utt_ids))
+    records.sort(key=lambda r: r["utt_id"])
+    return records

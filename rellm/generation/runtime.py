@@ -1,0 +1,91 @@
+"""Device, dtype and model set-up shared by stage 3, stage 5 and the responder."""
+import logging
+
+import torch
+
+from rellm.generation.decoding import GreedyDecoder
+from rellm.generation.prompts import CHATML_START
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+
+def pick_device(name="auto"):
+    """``auto`` -> ``cuda`` when available, else ``cpu``; an explicit CUDA request without a GPU is an error."""
+    name = str(name or "auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name} but no CUDA GPU is visible; use --device=cpu or --device=auto")
+    return device
+
+
+def pick_dtype(name, device):
+    """``auto`` -> bf16 on CUDA (the paper's LLM precision), fp32 on CPU (bf16 matmuls are slow there)."""
+    name = str(name or "auto")
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be auto or one of {', '.join(sorted(DTYPES))}, got {name!r}")
+    return DTYPES[name]
+
+
+def set_threads(num_threads):
+    """Cap intra-op threads (shared CPU machines; DEVELOPING.md says at most 2 here). 0 keeps torch's default."""
+    if num_threads and int(num_threads) > 0:
+        torch.set_num_threads(int(num_threads))
+
+
+def load_llm(name_or_path, dtype="auto", device=None, num_threads=0):
+    """``(llm, tokenizer, ChatLayout)`` of a frozen chat LLM (registry name, local folder or hub name)."""
+    from rellm.models.chat_layout import ChatLayout
+    from rellm.pretrained import load_causal_lm
+
+    device = device or pick_device("auto")
+    set_threads(num_threads)
+    llm, tokenizer = load_causal_lm(name_or_path, dtype=pick_dtype(dtype, device))
+    llm = llm.to(device).eval()
+    for p in llm.parameters():
+        p.requires_grad_(False)
+    return llm, tokenizer, ChatLayout(tokenizer)
+
+
+def stop_ids_for(tokenizer, layout):
+    """End-of-turn ids of the chat template plus ``<|im_start|>`` where the vocabulary has it.
+
+    Stopping on a new turn's start too mirrors the original generation scripts: a small model
+    sometimes skips ``<|im_end|>`` and opens another turn.
+    """
+    ids = set(layout.stop_token_ids)
+    start = tokenizer.get_vocab().get(CHATML_START)
+    if start is not None:
+        ids.add(start)
+    return sorted(ids)
+
+
+def build_decoder(llm, tokenizer, layout, hp):
+    """A :class:`GreedyDecoder` configured from the stage config's decoding keys."""
+    stops = stop_ids_for(tokenizer, layout)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    return GreedyDecoder(
+        llm,
+        stops,
+        pad_token_id=pad,
+        backend=hp["decoding_backend"],
+        cuda_graphs=hp["cuda_graphs"],
+        compile=hp["compile_decode"],
+        min_new_tokens=hp["min_new_tokens"],
+    )
+
+
+def options_fingerprint_base(hp, llm_key):
+    """The options every generating stage fingerprints (what changes its text)."""
+    return {
+        llm_key: str(hp[llm_key]),
+        "dtype": str(hp["dtype"]),
+        "min_new_tokens": hp["min_new_tokens"],
+        "batch_seed": hp.get("batch_seed", 0),
+    }

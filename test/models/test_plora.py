@@ -1,0 +1,100 @@
+import pytest
+import torch
+
+from rellm.models.plora import ALL_POSITIONS
+from rellm.training.toy import toy_llm
+
+SYSTEM = "You are a helpful assistant."
+
+
+def _text_inputs(model):
+    inp = model.build_generation_inputs(SYSTEM, ["Continue the following text in a coherent style: ", ""],
+                                        texts=["We finally got the keys to our new house today!", "I am sad."])
+    return inp
+
+
+def test_text_only_outputs_are_identical_to_the_base_llm(make_model, tokenizer):
+    model = make_model()  # LoRA B is non-zero: LoRA would change every output it touches
+    base = toy_llm(len(tokenizer), seed=0)  # the same random weights, never wrapped
+    inp = _text_inputs(model)
+    assert not inp["lora_mask"].any()
+    kw = {k: inp[k] for k in ("inputs_embeds", "attention_mask", "position_ids")}
+    with torch.no_grad():
+        ref = base(**kw).logits
+        # LoRA switched off (mask None) and an all-zero mask both give the frozen LLM exactly.
+        model.plora.set_mask(None)
+        off = model.base_llm(**kw).logits
+        model.plora.set_mask(torch.zeros_like(inp["lora_mask"]))
+        zero = model.base_llm(**kw).logits
+        model.plora.set_mask(ALL_POSITIONS)
+        on = model.base_llm(**kw).logits
+        model.plora.set_mask(None)
+    assert torch.equal(off, ref)
+    assert torch.equal(zero, ref)
+    assert not torch.allclose(on, ref)  # sanity: the LoRA weights do matter
+
+
+def test_lora_acts_only_at_speech_positions(make_model):
+    model = make_model(emotion_dim=0)
+    E, M = model.encode_speech(torch.randn(1, 60, 24), torch.tensor([60]))
+    inp = model.build_generation_inputs(SYSTEM, ["Hi "], speech=(E, M))
+    mask = inp["lora_mask"]
+    first = int(mask[0].nonzero()[0])
+    kw = {k: inp[k] for k in ("inputs_embeds", "attention_mask", "position_ids")}
+    with torch.no_grad():
+        model.plora.set_mask(mask)
+        plora = model.base_llm(**kw).logits
+        model.plora.set_mask(None)
+        frozen = model.base_llm(**kw).logits
+    # Causal LM: positions before the first speech token never see LoRA.
+    assert torch.equal(plora[:, :first], frozen[:, :first])
+    assert not torch.allclose(plora[:, first:], frozen[:, first:])
+
+
+def test_mask_none_skips_the_lora_matmuls(make_model):
+    model = make_model()
+    calls = []
+    hooks = [layer.lora_A["default"].register_forward_hook(lambda *a: calls.append(1)) for layer in model.plora.layers]
+    inp = _text_inputs(model)
+    with torch.no_grad():
+        model.base_llm(inputs_embeds=inp["inputs_embeds"], attention_mask=inp["attention_mask"])
+        assert calls == []
+        model.plora.set_mask(torch.zeros_like(inp["lora_mask"]))
+        model.base_llm(inputs_embeds=inp["inputs_embeds"], attention_mask=inp["attention_mask"])
+        model.plora.set_mask(None)
+    assert len(calls) == len(model.plora.layers)
+    for h in hooks:
+        h.remove()
+
+
+def test_generate_applies_lora_to_the_prefill_only(make_model):
+    """KV-cached generate == a no-cache greedy loop whose LoRA mask covers the prompt's speech positions only."""
+    model = make_model(emotion_dim=0)
+    E, M = model.encode_speech(torch.randn(2, 80, 24), torch.tensor([80, 41]))
+    inp = model.build_generation_inputs(SYSTEM, ["", "Tell me: "], speech=(E, M))
+    new = model.generate(inp, max_new_tokens=6, min_new_tokens=6)
+    assert new.shape == (2, 6)
+    embeds, attn, mask = inp["inputs_embeds"], inp["attention_mask"], inp["lora_mask"]
+    emb = model.base_llm.get_input_embeddings()
+    tokens = []
+    with torch.no_grad():
+        for _ in range(6):
+            pos = (attn.cumsum(1) - 1).clamp_min(0)
+            model.plora.set_mask(mask)
+            logits = model.base_llm(inputs_embeds=embeds, attention_mask=attn, position_ids=pos).logits[:, -1]
+            model.plora.set_mask(None)
+            nxt = logits.argmax(-1)
+            tokens.append(nxt)
+            embeds = torch.cat([embeds, emb(nxt)[:, None]], 1)
+            attn = torch.cat([attn, torch.ones_like(attn[:, :1])], 1)
+            mask = torch.cat([mask, torch.zeros_like(mask[:, :1])], 1)
+    assert torch.equal(new, torch.stack(tokens, 1))
+    # After generate, LoRA is off again and no hook is left behind.
+    assert model.plora.state.mask is None and model.plora._hook is None
+
+
+def test_wrong_target_modules_is_a_clear_error(tokenizer):
+    from rellm.models.speech_llm import SpeechLLM
+
+    with pytest.raises(ValueError, match="lora_target_modules"):
+        SpeechLLM(toy_llm(len(tokenizer)), 24, tokenizer=tokenizer, lora_target_modules=["c_attn"])

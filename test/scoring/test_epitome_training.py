@@ -1,0 +1,129 @@
+"""The bi-encoder trains (loss falls), caches once, reloads for scoring, and matches the full forward."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rellm.scoring.epitome import training as T
+from rellm.scoring.epitome.data import load_pairs, stratified_split
+from rellm.scoring.epitome.model import EmpathyBiEncoder, bottom_states, epitome_loss, run_top_layers
+from rellm.utils.stage import OptionsChangedError
+
+from scoring_fixtures import tiny_encoder
+
+
+def test_model_shapes_and_frozen_seeker(tiny_text_encoder):
+    base, tok = tiny_text_encoder
+    model = EmpathyBiEncoder(base, tiny_encoder(seed=1)[0])
+    seeker = tok(["my dog died", "i feel alone today"], padding=True, return_tensors="pt")
+    response = tok(["so sorry", "are you okay ?"], padding=True, return_tensors="pt")
+    states = model.encode_seeker(seeker["input_ids"], seeker["attention_mask"])
+    levels, rationale = model(states, seeker["attention_mask"], response["input_ids"], response["attention_mask"])
+    assert levels.shape == (2, 3) and rationale.shape == (2, response["input_ids"].shape[1], 2)
+    assert not any(p.requires_grad for p in model.seeker_encoder.parameters())
+    assert all(not k.startswith("seeker_encoder.") for k in model.trainable_state_dict())
+
+
+def test_seeker_padding_does_not_change_the_prediction(tiny_text_encoder):
+    """Pad keys are masked, so a pair scores the same alone or beside a longer post."""
+    base, tok = tiny_text_encoder
+    model = EmpathyBiEncoder(base, tiny_encoder(seed=1)[0]).eval()
+    alone = tok(["my dog died"], return_tensors="pt")
+    padded = tok(["my dog died", "i have been feeling sad alone today again"], padding=True, return_tensors="pt")
+    response = tok(["so sorry", "so sorry"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        a, _ = model(model.encode_seeker(alone["input_ids"], alone["attention_mask"]), alone["attention_mask"],
+                     response["input_ids"][:1], response["attention_mask"][:1])
+        b, _ = model(model.encode_seeker(padded["input_ids"], padded["attention_mask"]), padded["attention_mask"],
+                     response["input_ids"], response["attention_mask"])
+    torch.testing.assert_close(a[0], b[0])
+
+
+@pytest.mark.parametrize("start", [0, 1, 2])
+def test_cached_bottom_plus_top_layers_equals_the_full_encoder(tiny_text_encoder, start):
+    base, tok = tiny_text_encoder
+    enc = tok(["hope it gets better", "so sorry"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        full = base(**enc).last_hidden_state
+        split = run_top_layers(base, bottom_states(base, enc["input_ids"], enc["attention_mask"], start),
+                               enc["attention_mask"], start)
+    mask = enc["attention_mask"].bool()
+    torch.testing.assert_close(split[mask], full[mask])
+
+
+def test_freezing_keeps_only_the_top_blocks_trainable(tiny_text_encoder):
+    base, _ = tiny_text_encoder
+    model = EmpathyBiEncoder(base, tiny_encoder(seed=1)[0])
+    assert model.set_responder_trainable_layers(1) == 1
+    trainable = {n for n, p in model.responder_encoder.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("encoder.layer.1.") for n in trainable)
+    assert model.set_responder_trainable_layers(None) == 0
+    assert all(p.requires_grad for p in model.responder_encoder.parameters())
+    with pytest.raises(ValueError, match="0..2"):
+        model.set_responder_trainable_layers(5)
+
+
+def test_loss_weights_and_mask():
+    level_logits = torch.tensor([[2.0, 0.0, 0.0]])
+    rationale_logits = torch.tensor([[[0.0, 3.0], [5.0, -5.0]]])
+    levels, labels = torch.tensor([0]), torch.tensor([[1, 1]])
+    total, level_loss, rat_loss = epitome_loss(level_logits, rationale_logits, levels, labels,
+                                               torch.tensor([[1, 0]]), 1.0, 0.5)
+    # the second token is padding: only the first (correct, margin 3) enters the rationale loss
+    assert rat_loss.item() == pytest.approx(np.log1p(np.exp(-3.0)), rel=1e-5)
+    assert total.item() == pytest.approx(level_loss.item() + 0.5 * rat_loss.item(), rel=1e-6)
+
+
+def test_training_loss_falls_and_dev_is_learned(tiny_text_encoder, epitome_csv_dir, tiny_epitome_conf):
+    base, tok = tiny_text_encoder
+    model = EmpathyBiEncoder(base, tiny_encoder(seed=1)[0], dropout=0.0)
+    model.set_responder_trainable_layers(None)
+    pairs = load_pairs("EX", epitome_csv_dir)
+    split = stratified_split(pairs, seed=12)
+    train, _ = T.encode_split(pairs.subset(split["train"]), tok, 24)
+    test, _ = T.encode_split(pairs.subset(split["test"]), tok, 24)
+    seekers = T.EncoderStates()
+    seekers.add(model.seeker_encoder, tok, pairs.seeker, 24, progress=False)
+    history, best = T.train_classifier(model, train, test, seekers, tok, {**tiny_epitome_conf, "epochs": 8},
+                                       progress=False)
+    losses = [h["train_loss"] for h in history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert best["accuracy"] >= 0.8  # well above the majority level (4 of 7 responses); the response decides it
+
+
+def test_train_all_caches_and_is_idempotent(tiny_text_encoder, epitome_csv_dir, tiny_epitome_conf, tmp_path):
+    encoders = tiny_text_encoder
+    metrics = T.train_all(tiny_epitome_conf, epitome_csv_dir, tmp_path, progress=False, encoders=encoders)
+    root = tmp_path / "epitome" / "tiny-test-encoder"
+    assert set(metrics) == {"ER", "IP", "EX"}
+    for mech in ("ER", "IP", "EX"):
+        for name in ("model.pt", "config.json", "split.json", "metrics.json", "train_log.txt", ".done.train"):
+            assert (root / mech / name).is_file(), (mech, name)
+        split = json.loads((root / mech / "split.json").read_text())
+        assert split["seed"] == 12 and len(split["train"]) + len(split["dev"]) + len(split["test"]) == 120
+        assert 0.0 <= metrics[mech]["iou_f1"] <= 1.0
+    assert json.loads((root / "training_time.json").read_text())["cpu_seconds"] > 0
+    stamp = (root / "ER" / "model.pt").stat().st_mtime_ns
+    # same options: reused, nothing retrained
+    assert T.train_all(tiny_epitome_conf, epitome_csv_dir, tmp_path, progress=False, encoders=encoders) == metrics
+    assert (root / "ER" / "model.pt").stat().st_mtime_ns == stamp
+    # other options: a clear error unless overwrite
+    with pytest.raises(OptionsChangedError, match="lr"):
+        T.train_all({**tiny_epitome_conf, "lr": 1e-3}, epitome_csv_dir, tmp_path, progress=False, encoders=encoders)
+
+    # the scorer reloads the cached models and reproduces the test predictions
+    scorer = T.EpitomeScorer(root, encoders=encoders)
+    pairs = load_pairs("ER", epitome_csv_dir)
+    test_ids = split = json.loads((root / "ER" / "split.json").read_text())["test"]
+    test = pairs.subset(test_ids)
+    levels = scorer.score(test.seeker, test.response, progress=False)
+    accuracy = float(np.mean(levels["ER"]["level"] == test.level))
+    assert accuracy == pytest.approx(metrics["ER"]["accuracy"])
+    assert levels["EX"]["probs"].shape == (len(test), 3)
+    np.testing.assert_allclose(levels["IP"]["probs"].sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_scorer_explains_a_missing_cache(tmp_path):
+    with pytest.raises(FileNotFoundError, match="rellm.bin.epitome train"):
+        T.EpitomeScorer(tmp_path / "nothing")

@@ -1,0 +1,115 @@
+"""Stage 4 end to end on toy data: experiment folder, checkpoints, init_from, exact resume, DDP."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rellm.bin import train as train_stage
+from rellm.training import brain as brain_module
+
+REPO = Path(__file__).resolve().parents[2]
+CONF = REPO / "egs" / "mini" / "conf"
+
+
+def _args(root, model, out, **extra):
+    args = {
+        "ngpu": 0, "seed": 1, "data_dir": root / "data", "feats_dir": root / "dump", "responses_dir": root / "responses",
+        "train_set": "train", "valid_set": "valid", "exp_root": out.parents[2], "split": "toy", "output_folder": out,
+        "llm_name": root / "llm", "lora_target_modules": "[q_proj, v_proj]", "noprogressbar": "true",
+        "step1_epochs": 1, "step2_epochs": 2, "max_batch_size": 2, "ckpt_interval_minutes": 0,
+    }
+    args.update(extra)
+    return [str(CONF / f"train_{model}.yaml")] + [f"--{k}={v}" for k, v in args.items()]
+
+
+def _final(folder):
+    return torch.load(Path(folder) / "final" / "trainable.pt", weights_only=True)
+
+
+@pytest.mark.slow
+def test_blsp_emo_then_rellm_from_it(toy_recipe, tmp_path):
+    blsp = tmp_path / "blsp_emo" / "toy" / "seed1"
+    assert train_stage.main(_args(toy_recipe, "blsp_emo", blsp)) == 0
+    for name in ("hyperparams.yaml", "env.log", "log.txt", "train_log.txt", "final/model.json", "final/trainable.pt",
+                 "save/step1_semantic/data_report.json"):
+        assert (blsp / name).is_file(), name
+    log = (blsp / "train_log.txt").read_text()
+    assert "step: step1_semantic, epoch: 1" in log and "step: step2_behaviour, epoch: 2" in log
+    assert "effective batch" in (blsp / "log.txt").read_text()
+
+    # Checkpoints hold only the trainable parameters and the base-model ids.
+    (ckpt,) = (blsp / "save" / "step2_behaviour").glob("CKPT+*")
+    saved = torch.load(ckpt / "model.ckpt", weights_only=True)
+    assert saved["base_models"]["llm"] == str(toy_recipe / "llm")
+    params = saved["parameters"]
+    assert all(k.startswith(("adapter.", "emotion_head.", "avd_head.")) or "lora_" in k for k in params)
+    assert not any("embed_tokens" in k or k.endswith(("q_proj.weight", "q_proj.base_layer.weight")) for k in params)
+    assert not list((blsp / "save").rglob(".staging-*"))
+
+    # A finished run is skipped.
+    mtime = (blsp / "final" / "trainable.pt").stat().st_mtime
+    assert train_stage.main(_args(toy_recipe, "blsp_emo", blsp)) == 0
+    assert (blsp / "final" / "trainable.pt").stat().st_mtime == mtime
+
+    # RE-LLM starts from BLSP-Emo (the default init_from): no semantic step, fused adapter expanded.
+    rellm = tmp_path / "rellm" / "toy" / "seed1"
+    assert train_stage.main(_args(toy_recipe, "rellm", rellm, step2_epochs=1)) == 0
+    assert not (rellm / "save" / "step1_semantic").exists()
+    log = (rellm / "train_log.txt").read_text()
+    assert "avd_mse" in log
+    state = _final(rellm)
+    assert state["adapter.convs.0.weight"].shape[1] == 24 + 8  # speech_dim + emotion_dim, read from the cache
+
+    from rellm.models.speech_llm import SpeechLLM
+
+    model = SpeechLLM.from_pretrained_dir(rellm)
+    assert model.emotion_dim == 8 and model.prompts["behaviour_instruction"].startswith("Continue")
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_run_equals_uninterrupted(toy_recipe, tmp_path, monkeypatch):
+    extra = {"init_from": "null", "ckpt_interval_steps": 1, "lora_dropout": 0.3}  # dropout: RNG must be restored
+    full = tmp_path / "full" / "toy" / "seed1"
+    assert train_stage.main(_args(toy_recipe, "rellm", full, **extra)) == 0
+
+    original = brain_module.AlignBrain.on_fit_batch_end
+
+    def kill_mid_step2(self, batch, outputs, loss, should_step):
+        original(self, batch, outputs, loss, should_step)
+        if self.hparams.step == "behaviour" and self.optimizer_step == 3:
+            raise _Killed  # after 3 optimizer steps of step 2; the last checkpoint is from step 2
+
+    resumed = tmp_path / "resumed" / "toy" / "seed1"
+    monkeypatch.setattr(brain_module.AlignBrain, "on_fit_batch_end", kill_mid_step2)
+    with pytest.raises(_Killed):
+        train_stage.main(_args(toy_recipe, "rellm", resumed, **extra))
+    assert not (resumed / "final").exists()
+    assert list((resumed / "save" / "step2_behaviour").glob("CKPT+*"))
+    monkeypatch.setattr(brain_module.AlignBrain, "on_fit_batch_end", original)
+    assert train_stage.main(_args(toy_recipe, "rellm", resumed, **extra)) == 0
+
+    a, b = _final(full), _final(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert (full / "train_log.txt").read_text().count("step2_behaviour") == 2
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_on_cpu(toy_recipe, tmp_path):
+    out = tmp_path / "ddp" / "toy" / "seed1"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "rellm.bin.train",
+           *_args(toy_recipe, "blsp_emo", out, step2_epochs=1)]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "final" / "trainable.pt").is_file()
+    log = (out / "log.txt").read_text()
+    assert "2 device(s)" in log
