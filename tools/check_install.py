@@ -11,7 +11,6 @@ import os
 import platform
 import shutil
 import sys
-from pathlib import Path
 
 REQUIRED = ["torch", "torchaudio", "speechbrain", "transformers", "peft", "hyperpyyaml", "soundfile", "librosa",
             "sentencepiece", "gguf", "tqdm", "matplotlib", "scipy", "sklearn", "rellm"]
@@ -58,11 +57,22 @@ def accelerator_lines():
     return lines
 
 
-def cached_models():
-    cache = Path(os.environ.get("RELLM_CACHE") or Path.home() / ".cache" / "rellm")
-    if not cache.is_dir():
-        return cache, []
-    return cache, sorted(p.parent.name for p in cache.glob("*/*.json") if p.parent.is_dir())
+def pretrained_lines():
+    """State of each registry model in the cache of the offline pretrained-model kit (rellm.pretrained)."""
+    try:
+        from rellm.pretrained import REGISTRY, cache_root, is_current, model_dir, read_card
+    except Exception as err:  # noqa: BLE001 - the kit is optional for this report
+        return [f"pretrained models: cannot read the cache ({type(err).__name__}: {err})"]
+    lines = [f"pretrained models in {cache_root()}:"]
+    for name in sorted(REGISTRY):
+        if is_current(name):
+            state = f"converted ({model_dir(name)})"
+        elif read_card(name):
+            state = "stale: re-run 'python -m rellm.pretrained fetch " + name + "'"
+        else:
+            state = "not fetched ('python -m rellm.pretrained fetch " + name + "')"
+        lines.append(f"  {name:<24} {state}")
+    return lines
 
 
 def main(argv=None):
@@ -86,9 +96,8 @@ def main(argv=None):
             print(f"  {name:<16} {version if version else 'absent'}  ({purpose})")
         sbatch = shutil.which("sbatch")
         print(f"  {'sbatch':<16} {sbatch or 'absent'}  (Slurm backend: RELLM_CMD_BACKEND=slurm)")
-        cache, models = cached_models()
-        print(f"pretrained models in {cache}: {', '.join(models) if models else 'none'}"
-              f"{'' if models else '  (python -m rellm.pretrained fetch NAME)'}")
+        for line in pretrained_lines():
+            print(line)
         if "torch" not in missing:
             for line in accelerator_lines():
                 print(line)

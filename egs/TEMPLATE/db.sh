@@ -20,25 +20,25 @@ unset _rellm_db_env_IEMOCAP _rellm_db_env_ESD _rellm_db_env_MSP_PODCAST
 # its own data (mini). A licensed corpus that is not configured or not found is an error saying how to
 # get it and where to point the variable. Use as: db_root=$(rellm_db_root "${corpus}")
 rellm_db_root() {
-    local corpus=$1 var marker layout source root
+    local corpus=$1 var layout source root
     case "${corpus}" in
         mini)
             return 0
             ;;
         iemocap)
-            var=IEMOCAP; marker=Session1
+            var=IEMOCAP
             layout="IEMOCAP_full_release/Session{1..5}/{sentences/wav,dialog/EmoEvaluation}/..."
             source="https://sail.usc.edu/iemocap/ (licence request form, USC SAIL)"
             ;;
         esd)
-            var=ESD; marker=0011
+            var=ESD
             layout="ESD/00{01..20}/{Neutral,Happy,Angry,Sad,Surprise}/*.wav (speakers 0011-0020 are English)"
             source="https://github.com/HLTSingapore/Emotional-Speech-Data (licence agreement, NUS HLT)"
             ;;
         msp_podcast)
-            var=MSP_PODCAST; marker=Audios
+            var=MSP_PODCAST
             layout="MSP-PODCAST/{Audios/*.wav,Labels/labels_consensus.csv,Partitions.txt}"
-            source="https://ecs.utdallas.edu/research/researchgroups/msp-lab/MSP-Podcast.html (academic licence, UT Dallas)"
+            source="https://ecs.utdallas.edu/research/researchlabs/msp-lab/MSP-Podcast.html (academic licence, UT Dallas)"
             ;;
         *)
             echo "ERROR: unknown corpus '${corpus}' in rellm_db_root; expected iemocap, esd, msp_podcast or mini" >&2
@@ -46,11 +46,13 @@ rellm_db_root() {
             ;;
     esac
     root=${!var}
-    if [ -z "${root}" ] || [ ! -d "${root}/${marker}" ]; then
+    # Only "set and a folder" is checked here: the preparer validates the layout itself (it accepts
+    # Audio/ or Audios/, a Mandarin-only ESD, a root one level above the release) and names what is missing.
+    if [ -z "${root}" ] || [ ! -d "${root}" ]; then
         if [ -z "${root}" ]; then
             echo "ERROR: ${var} is not set: stage 1 needs the ${corpus} corpus root." >&2
         else
-            echo "ERROR: ${var}=${root} does not look like the ${corpus} corpus (no ${root}/${marker})." >&2
+            echo "ERROR: ${var}=${root} is not a folder (expected the ${corpus} corpus root)." >&2
         fi
         echo "  Expected layout: ${layout}" >&2
         echo "  Get the corpus from: ${source}" >&2

@@ -7,7 +7,7 @@
 
 cmd_backend=${RELLM_CMD_BACKEND:-local}
 case "${cmd_backend}" in
-    local)  # this machine; --gpu/--mem/--time are accepted and have no effect
+    local)  # this machine; --gpu N gives each task N GPUs of its own; --mem/--time have no effect
         train_cmd="utils/run.py"
         cuda_cmd="utils/run.py"
         decode_cmd="utils/run.py"

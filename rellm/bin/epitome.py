@@ -11,7 +11,6 @@ or ``~/.cache/rellm``) and every recipe reuses them. ``score`` reads JSONL recor
 ``transcript`` (or ``seeker_post``) and ``response`` (or ``response_post``) and writes one
 record per line with ``ER``, ``IP``, ``EX`` levels (0..2) added; to stdout without ``--output``.
 """
-import argparse
 import json
 import logging
 import sys
@@ -26,23 +25,27 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "scoring" / "epitome" / "
 COMMANDS = ("train", "metrics", "score", "fetch")
 
 
+COMMAND_OPTIONS = {"score": ("input", "output"), "fetch": ("dest",)}
+
+
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m rellm.bin.epitome", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("command", choices=COMMANDS)
-    parser.add_argument("config", nargs="?", default=None, help=f"hyperpyyaml config (default {DEFAULT_CONFIG})")
-    parser.add_argument("--input", help="score: JSONL with transcript/response fields")
-    parser.add_argument("--output", help="score: where to write the levels (default stdout)")
-    parser.add_argument("--dest", help="fetch: folder for the CSVs (default <cache>/epitome/data)")
-    args, rest = parser.parse_known_args(argv)
-    if args.config and args.config.startswith("--"):
-        rest.insert(0, args.config)
-        args.config = None
-    return args, split_overrides(rest)
+    """``(command, config or None, {command option: value}, {config override: value})``."""
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"ERROR: unknown command {argv[0]!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
+        print(__doc__, file=sys.stderr)
+        sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    command, rest = argv[0], argv[1:]
+    config = None
+    if rest and not rest[0].startswith("--"):
+        config, rest = rest[0], rest[1:]
+    overrides = split_overrides(rest)
+    options = {k: overrides.pop(k) for k in COMMAND_OPTIONS.get(command, ()) if k in overrides}
+    return command, config, options, overrides
 
 
-def load(args, overrides):
-    path = Path(args.config) if args.config else DEFAULT_CONFIG
+def load(config, overrides):
+    path = Path(config) if config else DEFAULT_CONFIG
     hp = load_config(path, overrides)
     for key in ("encoder", "mechanisms", "max_len"):
         if key not in hp:
@@ -78,12 +81,21 @@ def data_dir(hp):
     return found
 
 
+def _checked(function, *args):
+    """Run a data check; a checksum mismatch is a user error (one line), not a traceback."""
+    try:
+        return function(*args)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
 def cmd_train(hp):
     from rellm.scoring.epitome.data import verify_csvs
     from rellm.scoring.epitome.training import train_all
 
     folder = data_dir(hp)
-    verify_csvs(folder)
+    if hp["verify_checksums"]:
+        _checked(verify_csvs, folder)
     root = model_root(hp)
     setup_logging(root / "train.log")
     logger.info("EPITOME classifiers for %s from %s -> %s", ", ".join(hp["mechanisms"]), folder, root)
@@ -134,28 +146,27 @@ def cmd_fetch(hp, dest):
     if dest is None:
         existing = find_data_dir(hp.get("data_dir"))
         if existing is not None:
-            verify_csvs(existing)
+            _checked(verify_csvs, existing)
             print(f"EPITOME CSVs already present and verified in {existing}")
             return existing
         dest = cache_root(hp) / "epitome" / "data"
-    folder = fetch_csvs(dest)
-    verify_csvs(folder)
+    folder = _checked(fetch_csvs, dest)
     print(f"EPITOME CSVs downloaded and verified in {folder}")
     return folder
 
 
 def main(argv=None):
-    args, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
-    hp = load(args, overrides)
-    if args.command != "train":
+    command, config, options, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
+    hp = load(config, overrides)
+    if command != "train":
         setup_logging()
-    if args.command == "train":
+    if command == "train":
         return cmd_train(hp)
-    if args.command == "metrics":
+    if command == "metrics":
         return cmd_metrics(hp)
-    if args.command == "score":
-        return cmd_score(hp, args.input, args.output)
-    return cmd_fetch(hp, args.dest)
+    if command == "score":
+        return cmd_score(hp, options.get("input"), options.get("output"))
+    return cmd_fetch(hp, options.get("dest"))
 
 
 def cli():

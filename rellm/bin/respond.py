@@ -86,7 +86,7 @@ def run_shard(hp, tasks, manifest, out):
 def merge(hp, tasks, manifest, out):
     num_shards = int(hp["num_shards"])
     marker = DoneMarker(out, "respond_merge")
-    options = _options(hp, tasks)
+    options = {**_options(hp, tasks), "extra_drop_substrings": list(hp["extra_drop_substrings"] or [])}
     if marker.is_done(options, overwrite=hp["overwrite"]):
         logger.info("already merged with these options: %s", out)
         return
@@ -99,7 +99,7 @@ def merge(hp, tasks, manifest, out):
                 f"{task.name}: the shards hold {n} records but the manifest has {len(utterances)} usable "
                 f"utterances; the shards were made from another manifest. Re-run with --overwrite=true"
             )
-        cleaning = CleaningReport()
+        cleaning = CleaningReport(extra_substrings=hp["extra_drop_substrings"] or ())
         records = read_jsonl(raw)
         kept = list(cleaning.filter(records))
         write_jsonl(out / f"{task.name}.jsonl", kept)

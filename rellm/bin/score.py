@@ -41,6 +41,7 @@ def load_epitome_config(path):
 
 
 def main(argv=None):
+    from rellm.bin.epitome import model_root
     from rellm.scoring import plots
     from rellm.scoring.epitome.data import sha256_file
     from rellm.scoring.epitome.training import EpitomeScorer, load_metrics
@@ -51,7 +52,6 @@ def main(argv=None):
         score_empathy,
         score_test_set,
     )
-    from rellm.bin.epitome import model_root
 
     config, overrides = parse_stage_args(argv, description=__doc__)
     hp = load_config(config, overrides)
@@ -81,7 +81,7 @@ def main(argv=None):
                         for m, p in classifier_markers.items()},
         "bootstrap_resamples": hp["bootstrap_resamples"], "bootstrap_seed": hp["bootstrap_seed"],
     }
-    marker = DoneMarker(output_dir, "score")
+    marker = DoneMarker(output_dir, "score", hint="pass --overwrite=true (from run.sh: --score_args --overwrite=true)")
     if marker.is_done(options, overwrite=bool(hp["overwrite"])):
         logger.info("%s already scored from the same inputs; nothing to do", output_dir)
         return output_dir

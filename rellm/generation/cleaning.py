@@ -21,21 +21,31 @@ def normalise_apostrophes(text):
     return text.replace("\u2019", "'").replace("\u2018", "'")
 
 
-def drop_reason(output):
-    """The reason ``output`` must be dropped, or None to keep it."""
+def drop_reason(output, extra_substrings=()):
+    """The reason ``output`` must be dropped, or None to keep it.
+
+    ``extra_substrings``: a recipe's additional case-insensitive patterns (reason
+    ``extra:<pattern>``), checked after the paper's rules; e.g. the mini recipe's small teacher
+    writes "as a helpful AI, I'm not equipped to ..." refusals that the paper's rules miss.
+    """
     if not output or not output.strip():
         return "empty"
     text = normalise_apostrophes(output.strip())
     for reason, rule in RULES:
         if rule(text):
             return reason
+    lowered = text.lower()
+    for pattern in extra_substrings:
+        if normalise_apostrophes(pattern).lower() in lowered:
+            return f"extra:{pattern}"
     return None
 
 
 class CleaningReport:
     """Kept/dropped counts by reason with the first few examples of each (for report.json)."""
 
-    def __init__(self, max_examples=5):
+    def __init__(self, max_examples=5, extra_substrings=()):
+        self.extra_substrings = tuple(extra_substrings or ())
         self.kept = 0
         self.dropped = Counter()
         self.examples = {}
@@ -44,7 +54,7 @@ class CleaningReport:
     def filter(self, records):
         """Yield the records to keep; count the others."""
         for rec in records:
-            reason = drop_reason(rec["output"])
+            reason = drop_reason(rec["output"], self.extra_substrings)
             if reason is None:
                 self.kept += 1
                 yield rec

@@ -137,7 +137,7 @@ class GreedyDecoder:
         if backend not in BACKENDS:
             raise ValueError(f"decoding backend must be one of {BACKENDS}, got {backend!r}")
         self.llm = llm
-        self.stop_token_ids = sorted(set(int(t) for t in stop_token_ids))
+        self.stop_token_ids = sorted({int(t) for t in stop_token_ids})
         if not self.stop_token_ids:
             raise ValueError("GreedyDecoder needs at least one stop token id")
         self.pad_token_id = int(self.stop_token_ids[0] if pad_token_id is None else pad_token_id)
@@ -174,30 +174,30 @@ class GreedyDecoder:
         for layer in inner.layers[: cfg.num_hidden_layers]:
             attn, mlp = layer.self_attn, layer.mlp
             self._layers.append(
-                dict(
-                    ln1=layer.input_layernorm,
-                    ln2=layer.post_attention_layernorm,
-                    q=_base_linear(attn.q_proj),
-                    k=_base_linear(attn.k_proj),
-                    v=_base_linear(attn.v_proj),
-                    o=_base_linear(attn.o_proj),
-                    q_norm=getattr(attn, "q_norm", None),  # Qwen3
-                    k_norm=getattr(attn, "k_norm", None),
-                    scaling=getattr(attn, "scaling", None),
-                    gate=_base_linear(mlp.gate_proj),
-                    up=_base_linear(mlp.up_proj),
-                    down=_base_linear(mlp.down_proj),
-                    act=mlp.act_fn,
-                )
+                {
+                    "ln1": layer.input_layernorm,
+                    "ln2": layer.post_attention_layernorm,
+                    "q": _base_linear(attn.q_proj),
+                    "k": _base_linear(attn.k_proj),
+                    "v": _base_linear(attn.v_proj),
+                    "o": _base_linear(attn.o_proj),
+                    "q_norm": getattr(attn, "q_norm", None),  # Qwen3
+                    "k_norm": getattr(attn, "k_norm", None),
+                    "scaling": getattr(attn, "scaling", None),
+                    "gate": _base_linear(mlp.gate_proj),
+                    "up": _base_linear(mlp.up_proj),
+                    "down": _base_linear(mlp.down_proj),
+                    "act": mlp.act_fn,
+                }
             )
         heads = cfg.num_attention_heads
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-        self._spec = dict(
-            num_layers=len(self._layers),
-            num_heads=heads,
-            num_kv_heads=getattr(cfg, "num_key_value_heads", None) or heads,
-            head_dim=head_dim,
-        )
+        self._spec = {
+            "num_layers": len(self._layers),
+            "num_heads": heads,
+            "num_kv_heads": getattr(cfg, "num_key_value_heads", None) or heads,
+            "head_dim": head_dim,
+        }
         self._stop = torch.tensor(self.stop_token_ids, device=self._embed.device)
 
     # ------------------------------------------------------------------ public API
@@ -222,8 +222,9 @@ class GreedyDecoder:
     # ------------------------------------------------------------------ plain HF path
     def _generate_hf(self, inputs_embeds, attention_mask, max_new_tokens, prefill_context):
         # HF derives positions from the mask itself (cumsum - 1), which equals our default for
-        # left-padded prompts. LoRA: the whole call runs under prefill_context, so this path is
-        # exact only for a model without LoRA or with a wrapper that masks LoRA by position.
+        # left-padded prompts. LoRA: the whole call runs inside prefill_context, so it must apply
+        # LoRA to the first forward only (PartialLoRA.prefill_only, as inference.lora_prefill_context
+        # does); then the incremental steps here are LoRA-free too.
         ctx = prefill_context() if prefill_context else contextlib.nullcontext()
         with ctx:
             out = self.llm.generate(
@@ -311,15 +312,17 @@ class GreedyDecoder:
             k = k * cos + _rotate_half(k) * sin
             s.k[i].index_copy_(2, s.slot, k)
             s.v[i].index_copy_(2, s.slot, v)
+            # GQA with one query token: the nh // nkv query heads sharing a KV head become that
+            # head's "query rows" (head h uses KV head h // group, as in HF's repeat_kv), so one
+            # plain SDPA call covers it without repeating K/V.
             a = F.scaled_dot_product_attention(
-                q,
+                q.reshape(b, nkv, nh // nkv, hd),
                 s.k[i][:, :, :kv_len],
                 s.v[i][:, :, :kv_len],
                 attn_mask=mask,
                 scale=w["scaling"],
-                enable_gqa=nkv != nh,
             )
-            x = x + F.linear(a.transpose(1, 2).reshape(b, 1, nh * hd), *w["o"])
+            x = x + F.linear(a.reshape(b, 1, nh * hd), *w["o"])
             h = w["ln2"](x)
             x = x + F.linear(w["act"](F.linear(h, *w["gate"])) * F.linear(h, *w["up"]), *w["down"])
         logits = F.linear(self._norm(x)[:, 0], *self._lm_head)
@@ -361,12 +364,12 @@ class GreedyDecoder:
                 self._step_fn = torch.compile(step, dynamic=False, fullgraph=False)
             step = self._step_fn
         try:
-            s.slot.zero_()  # a fresh state: the warm-up steps below must stay inside the cache
-            s.step.zero_()
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 for _ in range(3):  # warm-up (and compile) outside the capture
+                    s.slot.zero_()  # each warm-up step writes slot 0 / output column 0: always in range
+                    s.step.zero_()
                     step(s)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
@@ -375,7 +378,7 @@ class GreedyDecoder:
             # The warm-up advanced the state; _load() puts this batch's prefill state in place.
             s.graph = graph
             return graph.replay
-        except Exception as err:  # a failed capture must not kill the decode: run eagerly
+        except Exception as err:  # noqa: BLE001 (a failed capture must not kill the decode: run eagerly)
             logger.warning("CUDA graph capture of the decode step failed (%s); decoding eagerly", repr(err)[:300])
             self._graph_failed = True
             torch.cuda.synchronize()

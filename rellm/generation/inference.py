@@ -98,7 +98,7 @@ class SpeechSystem:
 
     def length(self, utt_id, entry):
         # Whisper runs at 50 frames/s; the manifest duration orders batches without reading features.
-        return int(round(float(entry.get("duration") or 0.0) * 50))
+        return round(float(entry.get("duration") or 0.0) * 50)
 
     def speech_batch(self, utt_ids):
         """``(states [B, T, D], lengths [B], emo [B, E] | None)`` from the feature cache."""

@@ -1,19 +1,20 @@
 """Partial LoRA (PLoRA): LoRA through peft, active only at chosen sequence positions (method.md 1.4).
 
-``y = W x + m_t * s * B A dropout(x)`` with ``m_t`` = 1 only at speech positions. The
-LoRA branch is linear and bias-free, so gating its *input* by ``m_t`` is exactly
-gating its output; we therefore swap peft's ``lora_dropout`` module for a gate that
-multiplies by the position mask set for the current forward. Consequences:
+``y = W x + m_t * s * B A dropout(x)`` with ``m_t`` = 1 only at speech positions. Rather
+than multiplying a dense ``[B, T, d]`` LoRA branch by a mostly-zero mask, each peft LoRA
+layer gets a forward that computes the branch on the masked rows only (gather, LoRA,
+``index_add`` back): the LoRA matmuls, dropout and casts cost ``N_speech`` rows instead of
+``B * T``. Consequences:
 
 - with an all-zero mask the network computes exactly the frozen base LLM (the KL
   teacher, the text-only baseline);
-- with the mask ``None`` LoRA is switched OFF in every layer (peft's per-layer
-  ``disable_adapters`` flag), so those forwards skip the LoRA matmuls altogether:
-  decode steps after the prompt, the teacher branch;
-- ``prefill_only(mask)`` applies the mask to the next forward only and switches
-  LoRA off for the following ones (incremental decoding of text tokens).
+- with the mask ``None`` LoRA is OFF: the layers run their base linear only, no LoRA
+  work at all (decode steps after the prompt, the teacher branch);
+- ``prefill_only(mask)`` applies the mask to the next forward only and switches LoRA off
+  for the following ones (incremental decoding of text tokens).
 
-The gate holds no parameters, so checkpoints keep peft's state-dict names.
+The parameters stay peft's (same state-dict names, same init); only the forward of the
+wrapped layers changes, and only for vanilla LoRA layers.
 """
 import contextlib
 
@@ -25,31 +26,49 @@ ALL_POSITIONS = "all"
 
 
 class _MaskState:
-    __slots__ = ("mask",)
+    """The mask for the current forward, shared by every LoRA layer, with its flat row index."""
+
+    __slots__ = ("mask", "rows", "numel")
 
     def __init__(self):
-        self.mask = None
+        self.mask, self.rows, self.numel = None, None, 0
+
+    def set(self, mask):
+        self.mask = mask
+        if isinstance(mask, torch.Tensor):
+            self.rows = mask.reshape(-1).nonzero().squeeze(1)
+            self.numel = mask.numel()
+        else:
+            self.rows, self.numel = None, 0
 
 
-class LoRAPositionGate(nn.Module):
-    """Replaces ``lora_dropout[adapter]``: dropout, then multiply by the current ``[B, T]`` mask."""
+def _partial_lora_forward(layer, state, adapter):
+    """A forward for one peft ``lora.Linear``: base output + LoRA on the masked rows only."""
+    base = layer.base_layer
 
-    def __init__(self, dropout, state):
-        super().__init__()
-        self.dropout = dropout
-        self._state = state
-
-    def forward(self, x):
-        x = self.dropout(x)
-        mask = self._state.mask
-        if mask is None or isinstance(mask, str):
-            return x
-        if mask.shape != x.shape[:-1]:
+    def forward(x, *args, **kwargs):
+        result = base(x, *args, **kwargs)
+        mask = state.mask
+        if mask is None or adapter not in layer.lora_A:
+            return result
+        lora_A, lora_B = layer.lora_A[adapter], layer.lora_B[adapter]
+        dropout, scaling = layer.lora_dropout[adapter], layer.scaling[adapter]
+        if isinstance(mask, str):  # ALL_POSITIONS
+            return result + (lora_B(lora_A(dropout(x.to(lora_A.weight.dtype)))) * scaling).to(result.dtype)
+        if x.shape[:-1].numel() != state.numel:
             raise RuntimeError(
                 f"PLoRA mask of shape {tuple(mask.shape)} does not match the layer input {tuple(x.shape[:-1])}; "
                 "set the mask for every forward (set_mask / prefill_only)"
             )
-        return x * mask.unsqueeze(-1).to(x.dtype)
+        rows = state.rows
+        if rows.numel() == 0:
+            return result
+        picked = x.reshape(-1, x.shape[-1]).index_select(0, rows)
+        delta = lora_B(lora_A(dropout(picked.to(lora_A.weight.dtype)))) * scaling
+        flat = result.reshape(-1, result.shape[-1])
+        return flat.index_add(0, rows, delta.to(result.dtype)).view_as(result)
+
+    return forward
 
 
 def add_lora(model, r=16, alpha=16, dropout=0.05, target_modules=("q_proj", "k_proj", "v_proj", "o_proj")):
@@ -99,29 +118,23 @@ class PartialLoRA:
         self.state = _MaskState()
         self.layers = []
         for layer in lora_layers(peft_model):
-            if adapter_name not in layer.lora_dropout:
+            if adapter_name not in layer.lora_A:
                 continue
-            current = layer.lora_dropout[adapter_name]
-            if not isinstance(current, LoRAPositionGate):
-                layer.lora_dropout[adapter_name] = LoRAPositionGate(current, self.state)
-            else:
-                current._state = self.state
+            if adapter_name in getattr(layer, "lora_variant", {}) or layer.use_dora.get(adapter_name, False):
+                raise ValueError("partial LoRA supports plain LoRA layers only (no DoRA or other variants)")
+            if not isinstance(layer, nn.Linear) and not hasattr(layer, "base_layer"):
+                continue
+            layer.forward = _partial_lora_forward(layer, self.state, adapter_name)
             self.layers.append(layer)
         if not self.layers:
             raise ValueError("the model has no LoRA layers to gate; call add_lora first")
-        self._off = None
         self._pending_prefill = None
         self._hook = None
         self.set_mask(None)
 
     def set_mask(self, mask):
-        self.state.mask = mask
-        off = mask is None
-        if off is not self._off:
-            # peft's flag: a disabled layer runs only its base layer (no LoRA matmuls).
-            for layer in self.layers:
-                layer._disable_adapters = off
-            self._off = off
+        """``BoolTensor[B, T]``: LoRA on the True positions; ``ALL_POSITIONS``; ``None``: LoRA off."""
+        self.state.set(mask)
 
     @contextlib.contextmanager
     def masked(self, mask):

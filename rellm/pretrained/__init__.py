@@ -14,7 +14,8 @@ The loaders (and torch) are imported on first use, so that the command line
 """
 import importlib
 
-from rellm.pretrained.fetch import FetchError, cache_root, fetch, is_current, model_dir, read_card
+from rellm.pretrained.errors import ConversionError, DownloadError, FetchError
+from rellm.pretrained.fetch import cache_root, fetch, is_current, model_dir, read_card
 from rellm.pretrained.registry import REGISTRY, ModelSpec
 
 _LAZY = {name: "rellm.pretrained.loaders" for name in (
@@ -35,6 +36,8 @@ def __dir__():
 
 __all__ = [
     "REGISTRY",
+    "ConversionError",
+    "DownloadError",
     "FetchError",
     "ModelSpec",
     "cache_root",

@@ -11,7 +11,8 @@ import argparse
 import logging
 import sys
 
-from rellm.pretrained.fetch import FetchError, cache_root, fetch, is_current, model_dir, read_card
+from rellm.pretrained.errors import FetchError
+from rellm.pretrained.fetch import cache_root, fetch, is_current, model_dir, read_card
 from rellm.pretrained.registry import REGISTRY
 
 

@@ -10,12 +10,14 @@ already plain floats at that point, so detaching the quantizer is safe
 import logging
 from pathlib import Path
 
+from rellm.pretrained.errors import ConversionError
+
 log = logging.getLogger(__name__)
 
 CONVERTER_VERSION = 1
 
 
-class GGUFConversionError(ValueError):
+class GGUFConversionError(ConversionError):
     """The GGUF file could not be turned into an HF folder."""
 
 

@@ -11,6 +11,8 @@ import logging
 import shutil
 from pathlib import Path
 
+from rellm.pretrained.errors import ConversionError
+
 log = logging.getLogger(__name__)
 
 CONVERTER_VERSION = 1
@@ -19,7 +21,7 @@ CONVERTER_VERSION = 1
 _SKIP = {"README.md", ".gitattributes", "data_config.json"}
 
 
-class SentenceTransformersConversionError(ValueError):
+class SentenceTransformersConversionError(ConversionError):
     """The folder is not a sentence-transformers model with a transformers backbone."""
 
 

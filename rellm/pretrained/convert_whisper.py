@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rellm.pretrained.ctranslate2_format import read_ct2_model
+from rellm.pretrained.errors import ConversionError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ PREV_SOT_ID = 50360
 NO_TIMESTAMPS_ID = 50362
 
 
-class WhisperConversionError(ValueError):
+class WhisperConversionError(ConversionError):
     """The CTranslate2 model is not a Whisper variant this converter handles."""
 
 

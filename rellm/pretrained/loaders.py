@@ -137,6 +137,9 @@ def load_causal_lm(name_or_path, dtype=torch.float32, trust_remote_code=False):
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         log.info("%s: tokenizer has no pad token; using eos %r as pad", name_or_path, tokenizer.eos_token)
         tokenizer.pad_token = tokenizer.eos_token
+    elif tokenizer.pad_token is None:
+        log.warning("%s: tokenizer has neither a pad nor an eos token; set tokenizer.pad_token before batching "
+                    "(Qwen-7B-Chat: '<|endoftext|>')", name_or_path)
     if not getattr(tokenizer, "chat_template", None):
         log.warning("%s: tokenizer has no chat template; apply_chat_template will fail", name_or_path)
     return model, tokenizer

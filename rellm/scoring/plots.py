@@ -10,10 +10,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from rellm.utils.io import atomic_path  # noqa: E402
+from rellm.utils.io import atomic_path
 
 LEVEL_COLOURS = ("#d9d9d9", "#9ecae1", "#3182bd")
 SYSTEM_LABELS = {"text_only": "text-only LLM", "blsp_emo": "BLSP-Emo", "rellm": "RE-LLM"}
@@ -53,8 +53,8 @@ def plot_confusion_matrices(metrics, path):
     systems = [s for s, m in metrics["systems"].items() if m["ser"] is not None]
     if not systems:
         return None
-    fig, axes = plt.subplots(1, len(systems), figsize=(4.4 * len(systems), 3.9), squeeze=False)
-    for ax, system in zip(axes[0], systems):
+    fig, axes = plt.subplots(1, len(systems), figsize=(4.4 * len(systems), 3.9), squeeze=False, sharey=True)
+    for k, (ax, system) in enumerate(zip(axes[0], systems)):
         conf = metrics["systems"][system]["ser"]["confusion"]
         counts = np.array(conf["counts"], dtype=float)
         rows = counts.sum(axis=1, keepdims=True)
@@ -66,7 +66,7 @@ def plot_confusion_matrices(metrics, path):
                     ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=8,
                             color="white" if share[i, j] > 0.6 else "black")
         ax.set_xticks(range(len(conf["columns"])), conf["columns"], rotation=45, ha="right")
-        ax.set_yticks(range(len(conf["rows"])), conf["rows"])
+        ax.set_yticks(range(len(conf["rows"])), conf["rows"] if k == 0 else [])
         ax.set_xlabel("predicted")
         ax.set_title(f"{system_label(system)}: UA {metrics['systems'][system]['ser']['ua'] * 100:.1f}%", fontsize=10)
     axes[0][0].set_ylabel("reference")

@@ -103,7 +103,7 @@ def results_table(metrics, mechanisms):
         m = metrics["systems"].get(system)
         if m is None:
             why = metrics.get("missing_systems", {}).get(system, "not scored")
-            lines.append(f"| {label} | " + " | ".join(["missing"] * (len(mechanisms) + 2)) + f" | – |")
+            lines.append(f"| {label} | " + " | ".join(["missing"] * (len(mechanisms) + 2)) + " | – |")
             lines[-1] += f" <!-- {why} -->"
             continue
         cells = []
@@ -175,17 +175,17 @@ def paper_lines(corpus):
     if not paper:
         return []
     absolute = paper["absolute"]
-    lines = ["Published RE-LLM figures for this corpus (method.md section 5; the paper's tables were not "
-             "available, so these come from the abstract [ABS] and a leaderboard summary [SUM]):", "",
+    lines = [("Published RE-LLM figures for this corpus (method.md section 5; the paper's tables were not "
+             "available, so these come from the abstract [ABS] and a leaderboard summary [SUM]):"), "",
              "| source | ER (RE-LLM) | UA (RE-LLM, %) | vs text-only | vs BLSP-Emo |", "|---|---|---|---|---|"]
     rel = paper["relative"]
     lines.append(
         f"| paper | {absolute['ER']:.3f} [SUM] | {absolute['UA']:.1f} [SUM] | "
         + ", ".join(f"{k} {v}" for k, v in rel.get("text_only", {}).items()) + " [ABS] | "
         + ", ".join(f"{k} {v}" for k, v in rel.get("blsp_emo", {}).items()) + " [ABS] |")
-    lines += ["", "The UA gains are given in the abstract without saying whether they are absolute points or "
+    lines += ["", ("The UA gains are given in the abstract without saying whether they are absolute points or "
               "relative percentages; EX absolute values and the baselines' absolute values were not published in "
-              "a form we could retrieve."]
+              "a form we could retrieve.")]
     return lines
 
 
@@ -240,13 +240,13 @@ def render_results(corpus, split, seed, test_sets, scores_dir, output, command, 
     lines += ["## Protocol", "",
               f"- corpus: {corpus}; split/fold: {split}; seed(s): {seed} (one run)",
               f"- test set(s): {', '.join(f'{t} ({n_test.get(t, 0)} utterances)' for t in test_sets)}",
-              f"- emotion classes present in the reference: {', '.join(e for e in EMOTIONS if e in classes) or 'none'}"
-              " (UA averages recall over these; an unparsed SER answer counts as wrong)",
-              "- empathy: mean EPITOME level (0..2) with seeker post = transcript, response = system response; "
-              "classifiers re-trained here (see below)",
-              "- significance: RE-LLM vs each baseline, Wilcoxon signed-rank on per-utterance levels, McNemar (exact) "
+              (f"- emotion classes present in the reference: {', '.join(e for e in EMOTIONS if e in classes) or 'none'}"
+              " (UA averages recall over these; an unparsed SER answer counts as wrong)"),
+              ("- empathy: mean EPITOME level (0..2) with seeker post = transcript, response = system response; "
+              "classifiers re-trained here (see below)"),
+              ("- significance: RE-LLM vs each baseline, Wilcoxon signed-rank on per-utterance levels, McNemar (exact) "
               "on SER correctness; marks <sup>*t</sup>/<sup>*B</sup> = p<0.05 against text-only/BLSP-Emo "
-              "(** p<0.01, *** p<0.001); paired bootstrap 95% CIs below the table"]
+              "(** p<0.01, *** p<0.001); paired bootstrap 95% CIs below the table")]
     lines += [f"- {note}" for note in notes]
     if epitome_metrics:
         lines.append("- EPITOME classifiers (test split of the Reddit annotations): " + "; ".join(
@@ -257,8 +257,8 @@ def render_results(corpus, split, seed, test_sets, scores_dir, output, command, 
         lines += [f"## Test set: {test_set}", ""]
         metrics = all_metrics.get(test_set)
         if metrics is None:
-            lines += [f"No scores for {test_set}: {Path(scores_dir) / test_set / 'metrics.json'} does not exist "
-                      "(run stage 6 scoring, `rellm.bin.score`, for this test set).", ""]
+            lines += [(f"No scores for {test_set}: {Path(scores_dir) / test_set / 'metrics.json'} does not exist "
+                      "(run stage 6 scoring, `rellm.bin.score`, for this test set)."), ""]
             continue
         if not metrics["systems"]:
             lines += ["No system had outputs for this test set:", ""]
@@ -274,7 +274,7 @@ def render_results(corpus, split, seed, test_sets, scores_dir, output, command, 
             lines += [""] + paper
             lines += ["", "This run, RE-LLM relative to the baselines: "
                       + "; ".join(f"{v} vs {SHORT_NAMES.get(b, b)}" for b, v in ours.items())]
-        lines += ["", _empathy_by_ser_table(metrics, mechanisms), ""]
+        lines += ["", _empathy_by_ser_table(metrics, mechanisms), "", _per_emotion_table(metrics, mechanisms), ""]
         plots = copy_plots(scores_dir, test_set, figures_dir)
         if plots:
             lines += ["Figures:", ""]
@@ -298,3 +298,29 @@ def _empathy_by_ser_table(metrics, mechanisms):
         first = by[mechanisms[0]]
         rows.append(f"| {label} | " + " | ".join(cells) + f" | {first['correct']['n']}/{first['wrong']['n']} |")
     return "\n".join(rows) if any_row else ""
+
+
+def _per_emotion_table(metrics, mechanisms):
+    """Mean levels (and SER recall) per reference emotion and system."""
+    systems = [(s, label) for s, label in _rows(metrics) if s in metrics["systems"]]
+    emotions = []
+    for s, _ in systems:
+        emotions += [e for e in metrics["systems"][s]["per_emotion"] if e not in emotions]
+    if not emotions:
+        return ""
+    rows = [f"Per emotion (mean {' / '.join(mechanisms)} level; SER recall in %):", "",
+            "| emotion | n | " + " | ".join(label for _, label in systems) + " |", "|" + "---|" * (len(systems) + 2)]
+    for emotion in emotions:
+        cells, n = [], 0
+        for system, _ in systems:
+            entry = metrics["systems"][system]["per_emotion"].get(emotion)
+            if entry is None:
+                cells.append("–")
+                continue
+            n = entry["n"]
+            text = " / ".join(_fmt(entry.get(m), digits=2) for m in mechanisms)
+            if entry.get("ser_recall") is not None:
+                text += f"; {entry['ser_recall'] * 100:.0f}%"
+            cells.append(text)
+        rows.append(f"| {emotion} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)

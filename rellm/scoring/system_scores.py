@@ -14,8 +14,12 @@ import numpy as np
 from rellm.data.emotions import EMOTIONS
 from rellm.scoring.epitome.data import LEVELS, MECHANISMS
 from rellm.scoring.ser_metrics import UNKNOWN, ser_metrics, unweighted_accuracy
-from rellm.scoring.significance import mcnemar_exact, paired_bootstrap_ci, paired_bootstrap_statistic, \
-    wilcoxon_signed_rank
+from rellm.scoring.significance import (
+    mcnemar_exact,
+    paired_bootstrap_ci,
+    paired_bootstrap_statistic,
+    wilcoxon_signed_rank,
+)
 from rellm.utils.io import read_jsonl
 
 logger = logging.getLogger(__name__)

@@ -72,7 +72,7 @@ def load_set(hp, set_name, step, layout):
     )
 
 
-def loader_options(dataset, hp, seed, train):
+def loader_options(dataset, hp, seed, train, batch_size):
     """DataLoader options: duration-bucketed dynamic batches (``max_batch_duration`` s per device) or fixed
     ``batch_size``. Returns ``(kwargs, sampler, num_batches)``; ``Brain.fit`` builds the loader (and wraps
     the batch sampler for DDP)."""
@@ -82,12 +82,12 @@ def loader_options(dataset, hp, seed, train):
         sampler = DynamicBatchSampler(
             dataset, max_batch_length=hp["max_batch_duration"], num_buckets=hp["num_buckets"],
             length_func=lambda x: x["duration"], shuffle=train, batch_ordering="random" if train else "descending",
-            max_batch_ex=hp["max_batch_size"], seed=seed,
+            max_batch_ex=batch_size, seed=seed,
         )
         kwargs["batch_sampler"] = sampler
         return kwargs, sampler, len(sampler)
-    kwargs.update(batch_size=hp["batch_size"], shuffle=train)
-    return kwargs, None, -(-len(dataset) // hp["batch_size"])
+    kwargs.update(batch_size=batch_size, shuffle=train)
+    return kwargs, None, -(-len(dataset) // batch_size)
 
 
 def configure_step(model, step, hp):
@@ -134,20 +134,26 @@ def run_step(model, step, hp, run_opts, output_folder, base_models, layout):
         atomic_write_json(save_dir / "data_report.json", {"train": train_report, "valid": valid_report})
     logger.info("step %s: %d train / %d valid utterances", step, train_report["kept"], valid_report["kept"])
     configure_step(model, step, hp)
-    train_kwargs, train_sampler, batches = loader_options(train_set, hp, hp["seed"], train=True)
-    valid_kwargs, _, _ = loader_options(valid_set, hp, hp["seed"], train=False)
-    accum = hp["grad_accumulation_factor"]
+    batch_size = hp[f"step{n}_batch_size"]
+    train_kwargs, train_sampler, batches = loader_options(train_set, hp, hp["seed"], True, batch_size)
+    valid_kwargs, _, _ = loader_options(valid_set, hp, hp["seed"], False, batch_size)
+    accum = hp[f"step{n}_grad_accumulation_factor"]
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     per_rank = -(-batches // world)
     total_steps = max(per_rank // accum, 1) * epochs
-    schedule = WarmupDecayLR(hp[f"step{n}_lr"], hp[f"step{n}_warmup_steps"], total_steps)
+    warmup = hp[f"step{n}_warmup_steps"]
+    if warmup >= total_steps:
+        logger.warning("step %s: %d warm-up steps but only %d optimizer steps in total (small data set or large "
+                       "effective batch); warming up over the first 10%% instead", step, warmup, total_steps)
+        warmup = max(total_steps // 10, 1)
+    schedule = WarmupDecayLR(hp[f"step{n}_lr"], warmup, total_steps)
     counter = EpochCounter(epochs)
     checkpointer = AtomicCheckpointer(save_dir, recoverables={
         "model": TrainableParameters(model, base_models), "counter": counter, "lr_schedule": schedule,
         "rng": RNGState(),
     })
-    batch_desc = (f"dynamic batches of <= {hp['max_batch_duration']} s (<= {hp['max_batch_size']} utts)"
-                  if hp["dynamic_batching"] else f"{hp['batch_size']} utterances")
+    batch_desc = (f"dynamic batches of <= {hp['max_batch_duration']} s (<= {batch_size} utts)"
+                  if hp["dynamic_batching"] else f"{batch_size} utterances")
     mean_batch = len(train_set) / max(batches, 1)
     logger.info("step %s: per-device batch = %s, %d device(s) x grad accumulation %d -> effective batch = %d x "
                 "per-device batch (about %.1f utterances); %d batches/epoch, %d optimizer steps over %d epoch(s)",

@@ -122,7 +122,6 @@ def test_cache_holds_every_usable_utterance_with_sources(tmp_path, corpus, encod
 
 
 def test_one_shard_equals_three_shards(tmp_path, corpus, encoders):
-    one, three = FeatureCache(tmp_path / "one"), None
     run_all(corpus, tmp_path / "one", encoders, 1)
     run_all(corpus, tmp_path / "three", encoders, 3)
     one, three = FeatureCache(tmp_path / "one"), FeatureCache(tmp_path / "three")

@@ -130,3 +130,43 @@ def test_read_exit_code_of_unfinished_or_missing_log(tmp_path):
     assert read_exit_code(log) is None
     log.write_text(log.read_text() + "# Ended (code 0) at 2026-01-01 00:00:01, elapsed time 1.0s\n")
     assert read_exit_code(log) == 0
+
+
+def test_module_entry_point_picks_the_backend(tmp_path, tool_env):
+    result = subprocess.run([sys.executable, "-m", "rellm.jobs", "local", "m.log", "echo", "via module"], cwd=tmp_path,
+                            env=tool_env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "via module" in (tmp_path / "m.log").read_text()
+    result = subprocess.run([sys.executable, "-m", "rellm.jobs", "pbs", "m.log", "true"], cwd=tmp_path, env=tool_env,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and "local|slurm" in result.stderr
+
+
+def test_gpu_tasks_get_their_own_gpus(repo_root, tmp_path, tool_env):
+    script = tmp_path / "gpu.py"
+    script.write_text("import os, sys, time\n"
+                      "print('start', time.time(), flush=True)\n"
+                      "time.sleep(0.5)\n"
+                      "print('gpus', os.environ.get('CUDA_VISIBLE_DEVICES'))\n"
+                      "print('end', time.time(), flush=True)\n")
+    env = dict(tool_env, CUDA_VISIBLE_DEVICES="3,5")
+    result = run(repo_root, tmp_path, ["--gpu", "1", "JOB=1:4", "p.JOB.log", sys.executable, str(script)], env=env)
+    assert result.returncode == 0, result.stderr
+    assert "2 at once, GPUs 3 5" in result.stdout
+    spans, used = [], []
+    for j in range(1, 5):
+        lines = dict(line.split(" ", 1) for line in (tmp_path / f"p.{j}.log").read_text().splitlines()
+                     if line.startswith(("start ", "end ", "gpus ")))
+        spans.append((float(lines["start"]), float(lines["end"]), lines["gpus"]))
+        used.append(lines["gpus"])
+    assert set(used) == {"3", "5"}
+    for a, b in itertools.combinations(spans, 2):
+        if a[0] < b[1] and b[0] < a[1]:  # ran at the same time: never on the same GPU
+            assert a[2] != b[2]
+
+    result = run(repo_root, tmp_path, ["--gpu", "2", "JOB=1:2", "p.JOB.log", sys.executable, str(script)], env=env)
+    assert "1 at once, GPUs 3,5" in result.stdout
+    assert "gpus 3,5" in (tmp_path / "p.2.log").read_text()
+
+    result = run(repo_root, tmp_path, ["--gpu", "1", "q.log", sys.executable, str(script)],
+                 env=dict(tool_env, CUDA_VISIBLE_DEVICES=""))
+    assert result.returncode == 0 and "no GPU is visible" in result.stderr

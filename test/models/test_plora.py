@@ -51,18 +51,26 @@ def test_lora_acts_only_at_speech_positions(make_model):
     assert not torch.allclose(plora[:, first:], frozen[:, first:])
 
 
-def test_mask_none_skips_the_lora_matmuls(make_model):
+def test_lora_work_is_limited_to_the_masked_rows(make_model):
     model = make_model()
-    calls = []
-    hooks = [layer.lora_A["default"].register_forward_hook(lambda *a: calls.append(1)) for layer in model.plora.layers]
+    rows_seen = []
+    hooks = [layer.lora_A["default"].register_forward_hook(lambda m, i, o: rows_seen.append(i[0].shape[0]))
+             for layer in model.plora.layers]
     inp = _text_inputs(model)
+    kw = {"inputs_embeds": inp["inputs_embeds"], "attention_mask": inp["attention_mask"]}
     with torch.no_grad():
-        model.base_llm(inputs_embeds=inp["inputs_embeds"], attention_mask=inp["attention_mask"])
-        assert calls == []
+        model.base_llm(**kw)  # mask None: LoRA off, no LoRA matmul at all
         model.plora.set_mask(torch.zeros_like(inp["lora_mask"]))
-        model.base_llm(inputs_embeds=inp["inputs_embeds"], attention_mask=inp["attention_mask"])
+        model.base_llm(**kw)  # all-zero mask: nothing to compute either
+        assert rows_seen == []
+        mask = torch.zeros_like(inp["lora_mask"])
+        mask[0, 5:8] = True
+        mask[1, -2:] = True
+        model.plora.set_mask(mask)
+        model.base_llm(**kw)
         model.plora.set_mask(None)
-    assert len(calls) == len(model.plora.layers)
+    # Every LoRA layer ran its branch on exactly the 5 masked rows, not on B * T rows.
+    assert rows_seen == [5] * len(model.plora.layers)
     for h in hooks:
         h.remove()
 

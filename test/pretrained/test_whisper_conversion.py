@@ -61,6 +61,7 @@ def test_mapping_recovers_every_original_tensor_exactly(tiny_pair):
         assert torch.equal(ours[key], value), key
 
 
+@pytest.mark.slow
 def test_full_conversion_gives_the_same_logits_and_greedy_tokens(tiny_pair, whisper_ct2_dir, tmp_path):
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 

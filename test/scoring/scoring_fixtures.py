@@ -9,12 +9,7 @@ from transformers import BertConfig, BertModel, BertTokenizerFast
 
 from rellm.scoring.epitome.data import CSV_FILES
 
-WORDS = (
-    "i am so sorry to hear that you feel sad alone today what happened are you okay hope it gets better "
-    "my dog died lost job again the exam went badly thanks for sharing have tried talking someone "
-    "it will be fine that sounds hard how long been feeling this way went through same thing too last year "
-    "do want talk about"
-).split()
+WORDS = ["i", "am", "so", "sorry", "to", "hear", "that", "you", "feel", "sad", "alone", "today", "what", "happened", "are", "you", "okay", "hope", "it", "gets", "better", "my", "dog", "died", "lost", "job", "again", "the", "exam", "went", "badly", "thanks", "for", "sharing", "have", "tried", "talking", "someone", "it", "will", "be", "fine", "that", "sounds", "hard", "how", "long", "been", "feeling", "this", "way", "went", "through", "same", "thing", "too", "last", "year", "do", "want", "talk", "about"]
 
 
 def tiny_tokenizer():
@@ -68,10 +63,10 @@ def write_epitome_csvs(folder, n_pairs=120, seed=0):
 
 TINY_EPITOME_CONF = {
     "encoder": "tiny-test-encoder", "encoder_tag": None, "max_len": 24, "split_seed": 12,
-    "split_fractions": [0.75, 0.05, 0.20], "seed": 3, "lr": 3e-3, "epochs": 6, "batch_size": 8,
+    "split_fractions": [0.75, 0.05, 0.20], "seed": 3, "lr": 3e-3, "epochs": 8, "batch_size": 8,
     "warmup_ratio": 0.0, "weight_decay": 0.0, "grad_clip": 1.0, "dropout": 0.0, "lambda_level": 1.0,
     "lambda_rationale": 0.5, "level_weighting": "none", "evals_per_epoch": 1, "select_on": "macro_f1",
-    "responder_trainable_layers": 1, "num_threads": 1, "eval_batch_size": 16, "mechanisms": ["ER", "IP", "EX"],
+    "responder_trainable_layers": None, "num_threads": 1, "eval_batch_size": 16, "mechanisms": ["ER", "IP", "EX"],
 }
 
 
@@ -80,3 +75,24 @@ def write_responses(path, records):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return path
+
+
+def synthetic_system_outputs(n=60, seed=0):
+    """Stage-5 records of three systems; RE-LLM answers more empathetically and recognises more emotions."""
+    from rellm.data.emotions import EMOTIONS
+
+    rng = random.Random(seed)
+    plain = ["thanks for sharing", "it will be fine", "have you tried talking to someone ?"]
+    empathic = ["i am so sorry to hear that . are you okay ?", ("that sounds hard . how long have you been feeling "
+                "this way ?"), "so sorry . what happened ?"]
+    systems = {"text_only": [], "blsp_emo": [], "rellm": []}
+    for k in range(n):
+        emotion = EMOTIONS[k % len(EMOTIONS)]
+        base = {"utt_id": f"utt{k:03d}", "transcript": rng.choice(SEEKERS), "emotion": emotion, "ser_output": ""}
+        wrong = EMOTIONS[(k + 1) % len(EMOTIONS)]
+        systems["text_only"].append({**base, "response": rng.choice(plain), "ser_pred": "unknown"})
+        systems["blsp_emo"].append({**base, "response": rng.choice(plain + empathic[:1]),
+                                    "ser_pred": emotion if rng.random() < 0.6 else wrong})
+        systems["rellm"].append({**base, "response": rng.choice(empathic),
+                                 "ser_pred": emotion if rng.random() < 0.85 else rng.choice([wrong, "unknown"])})
+    return systems

@@ -4,13 +4,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from scoring_fixtures import tiny_encoder
 
 from rellm.scoring.epitome import training as T
 from rellm.scoring.epitome.data import load_pairs, stratified_split
 from rellm.scoring.epitome.model import EmpathyBiEncoder, bottom_states, epitome_loss, run_top_layers
 from rellm.utils.stage import OptionsChangedError
-
-from scoring_fixtures import tiny_encoder
 
 
 def test_model_shapes_and_frozen_seeker(tiny_text_encoder):
@@ -94,6 +93,8 @@ def test_training_loss_falls_and_dev_is_learned(tiny_text_encoder, epitome_csv_d
 
 def test_train_all_caches_and_is_idempotent(tiny_text_encoder, epitome_csv_dir, tiny_epitome_conf, tmp_path):
     encoders = tiny_text_encoder
+    # train from the cached frozen bottom (block 0): the scorer below runs the whole encoder instead
+    tiny_epitome_conf["responder_trainable_layers"] = 1
     metrics = T.train_all(tiny_epitome_conf, epitome_csv_dir, tmp_path, progress=False, encoders=encoders)
     root = tmp_path / "epitome" / "tiny-test-encoder"
     assert set(metrics) == {"ER", "IP", "EX"}
@@ -112,10 +113,10 @@ def test_train_all_caches_and_is_idempotent(tiny_text_encoder, epitome_csv_dir, 
     with pytest.raises(OptionsChangedError, match="lr"):
         T.train_all({**tiny_epitome_conf, "lr": 1e-3}, epitome_csv_dir, tmp_path, progress=False, encoders=encoders)
 
-    # the scorer reloads the cached models and reproduces the test predictions
+    # the scorer reloads the cached models and reproduces the test predictions (full forward = cached bottom + top)
     scorer = T.EpitomeScorer(root, encoders=encoders)
     pairs = load_pairs("ER", epitome_csv_dir)
-    test_ids = split = json.loads((root / "ER" / "split.json").read_text())["test"]
+    test_ids = json.loads((root / "ER" / "split.json").read_text())["test"]
     test = pairs.subset(test_ids)
     levels = scorer.score(test.seeker, test.response, progress=False)
     accuracy = float(np.mean(levels["ER"]["level"] == test.level))

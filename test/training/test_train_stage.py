@@ -19,7 +19,7 @@ def _args(root, model, out, **extra):
         "ngpu": 0, "seed": 1, "data_dir": root / "data", "feats_dir": root / "dump", "responses_dir": root / "responses",
         "train_set": "train", "valid_set": "valid", "exp_root": out.parents[2], "split": "toy", "output_folder": out,
         "llm_name": root / "llm", "lora_target_modules": "[q_proj, v_proj]", "noprogressbar": "true",
-        "step1_epochs": 1, "step2_epochs": 2, "max_batch_size": 2, "ckpt_interval_minutes": 0,
+        "step1_epochs": 1, "step2_epochs": 2, "step1_batch_size": 2, "step2_batch_size": 2, "ckpt_interval_minutes": 0,
     }
     args.update(extra)
     return [str(CONF / f"train_{model}.yaml")] + [f"--{k}={v}" for k, v in args.items()]

@@ -100,7 +100,7 @@ def fetch_csvs(dest=None, commit=UPSTREAM_COMMIT, urlopen=urllib.request.urlopen
         if target.is_file() and sha256_file(target) == expected:
             continue
         url = UPSTREAM_URL.format(commit=commit, file=name)
-        with urlopen(url) as response:  # noqa: S310 - fixed https URL
+        with urlopen(url) as response:
             payload = response.read()
         actual = hashlib.sha256(payload).hexdigest()
         if actual != expected:
@@ -188,8 +188,8 @@ def stratified_split(pairs, fractions=(0.75, 0.05, 0.20), seed=12):
     for level in sorted(groups_by_level):
         groups = groups_by_level[level]
         order = rng.permutation(len(groups))
-        n_test = int(round(fractions[2] * len(groups)))
-        n_dev = int(round(fractions[1] * len(groups)))
+        n_test = round(fractions[2] * len(groups))
+        n_dev = round(fractions[1] * len(groups))
         for rank, g in enumerate(order):
             part = "test" if rank < n_test else "dev" if rank < n_test + n_dev else "train"
             parts[part].append(groups[g])

@@ -59,7 +59,7 @@ def classifier_metrics(true_levels, pred_levels, pred_rationales=None, gold_rati
         "macro_f1": float(f1_score(true_levels, pred_levels, labels=list(LEVELS), average="macro", zero_division=0)),
         "per_level_f1": [float(x) for x in f1_score(true_levels, pred_levels, labels=list(LEVELS),
                                                      average=None, zero_division=0)],
-        "n": int(len(true_levels)),
+        "n": len(true_levels),
     }
     if pred_rationales is not None:
         out["iou_f1"] = float(iou_f1(pred_rationales, gold_rationales))

@@ -11,9 +11,13 @@ test part and cached under ``<cache>/epitome/<encoder tag>/<mechanism>/``:
     train_log.txt one line per evaluation
     .done.train   options fingerprint (rellm.utils.stage)
 
+    training_time.json (beside the mechanism folders) wall and CPU seconds of the last training
+
 Speed on CPU: the seeker encoder is frozen, so its states are computed once per
-distinct post and shared by the three mechanisms (they label the same pairs);
-batches are bucketed by response length so little time goes into padding.
+distinct post and shared by the three mechanisms (they label the same pairs).
+Only the top ``responder_trainable_layers`` responder blocks are trained; the
+frozen bottom's output is likewise computed once per distinct response. Batches
+are bucketed by response length so little time goes into padding.
 """
 import copy
 import json
@@ -30,6 +34,7 @@ from torch.nn.utils.rnn import pad_sequence
 from tqdm import tqdm
 
 from rellm.scoring.epitome.data import (
+    CSV_FILES,
     MECHANISMS,
     encode_responses_with_rationales,
     level_counts,
@@ -37,7 +42,6 @@ from rellm.scoring.epitome.data import (
     sha256_file,
     stratified_split,
     tokenize_texts,
-    CSV_FILES,
 )
 from rellm.scoring.epitome.metrics import classifier_metrics
 from rellm.scoring.epitome.model import EmpathyBiEncoder, bottom_states, epitome_loss
@@ -311,8 +315,17 @@ def train_classifier(model, train, dev, seeker_states, tokenizer, hp, response_s
 
 
 # ---------------------------------------------------------------- whole pipeline
-def train_options(conf):
-    return {k: conf[k] for k in TRAIN_OPTION_KEYS}
+def train_options(conf, mechanism=None):
+    """The options that make a model; with ``mechanism``, a ``{ER: .., IP: .., EX: ..}`` value is resolved."""
+    out = {}
+    for key in TRAIN_OPTION_KEYS:
+        value = conf[key]
+        if mechanism is not None and isinstance(value, dict):
+            if mechanism not in value:
+                raise ValueError(f"{key} is given per mechanism ({', '.join(sorted(value))}) but not for {mechanism}")
+            value = value[mechanism]
+        out[key] = value
+    return out
 
 
 def build_model(encoder_name, dropout, encoders=None):
@@ -328,16 +341,18 @@ def _trainable_layers(value):
 def train_all(conf, data_dir, cache_root, overwrite=False, progress=True, encoders=None):
     """Train (or reuse from the cache) one classifier per mechanism; returns ``{mech: test metrics}``.
 
-    ``encoders`` = ``(AutoModel, tokenizer)`` to use instead of loading ``conf['encoder']``
-    (tests pass tiny random ones).
+    Any training option may be one value or a per-mechanism mapping (``lr: {ER: 1e-4, IP: 5e-5, EX: 1e-4}``);
+    a mechanism is retrained only when its own resolved options change.
+    ``encoders`` = ``(AutoModel, tokenizer)`` to use instead of loading ``conf['encoder']`` (tests pass tiny ones).
     """
+    if isinstance(conf["encoder"], dict) or isinstance(conf["max_len"], dict):
+        raise ValueError("encoder and max_len are shared by the three classifiers; give one value")
     root = epitome_cache_dir(cache_root, conf["encoder"], conf.get("encoder_tag"))
-    options = train_options(conf)
     todo, marker_options = [], {}
     for mech in conf["mechanisms"]:
         if mech not in MECHANISMS:
             raise ValueError(f"unknown mechanism {mech!r}; expected some of {', '.join(MECHANISMS)}")
-        marker_options[mech] = {**options, "mechanism": mech,
+        marker_options[mech] = {**train_options(conf, mech), "mechanism": mech,
                                 "data_sha256": sha256_file(Path(data_dir) / CSV_FILES[mech])}
         marker = DoneMarker(root / mech, "train", hint="pass --overwrite=true (it retrains into the shared cache)")
         if marker.is_done(marker_options[mech], overwrite):
@@ -348,33 +363,35 @@ def train_all(conf, data_dir, cache_root, overwrite=False, progress=True, encode
         return load_metrics(root, conf["mechanisms"])
     torch.set_num_threads(conf["num_threads"])
     t0, cpu0 = time.time(), time.process_time()
-    model, tokenizer = build_model(conf["encoder"], conf["dropout"], encoders)
-    start_layer = model.set_responder_trainable_layers(_trainable_layers(conf["responder_trainable_layers"]))
+    model, tokenizer = build_model(conf["encoder"], train_options(conf, todo[0])["dropout"], encoders)
     initial_state = copy.deepcopy(model.trainable_state_dict())
     all_pairs = {m: load_pairs(m, data_dir) for m in todo}
-    # The three files label the same pairs: the frozen states are computed once for all mechanisms.
+    # The three files label the same pairs: frozen states are computed once for all mechanisms.
     seekers = sorted({t for p in all_pairs.values() for t in p.seeker})
     responses = sorted({t for p in all_pairs.values() for t in p.response})
     seeker_states = EncoderStates()
     seeker_states.add(model.seeker_encoder, tokenizer, seekers, conf["max_len"], conf["eval_batch_size"],
                       progress, desc="seeker states")
-    response_states = None
-    if start_layer > 0:
-        response_states = EncoderStates(layer=start_layer)
-        response_states.add(model.responder_encoder, tokenizer, responses, conf["max_len"],
-                            conf["eval_batch_size"], progress, desc="frozen responder layers")
-    cache_seconds, cache_cpu = time.time() - t0, time.process_time() - cpu0
-    logger.info("frozen states of %d posts and %d responses in %.1f s", len(seeker_states),
-                len(response_states or []), cache_seconds)
+    response_states = {}  # first trained block -> frozen bottom's output per response
+    frozen_seconds, frozen_cpu = time.time() - t0, time.process_time() - cpu0
     for mech in todo:
+        hp = {**conf, **train_options(conf, mech)}
         t1, cpu1 = time.time(), time.process_time()
         model.load_state_dict(initial_state, strict=False)
-        metrics = _train_one(model, tokenizer, all_pairs[mech], seeker_states, response_states, conf,
+        for module in (model.attention_dropout, *model.level_head, *model.rationale_head):
+            if isinstance(module, torch.nn.Dropout):
+                module.p = hp["dropout"]
+        start = model.set_responder_trainable_layers(_trainable_layers(hp["responder_trainable_layers"]))
+        if start > 0 and start not in response_states:
+            response_states[start] = EncoderStates(layer=start)
+            response_states[start].add(model.responder_encoder, tokenizer, responses, conf["max_len"],
+                                       conf["eval_batch_size"], progress, desc="frozen responder layers")
+        metrics = _train_one(model, tokenizer, all_pairs[mech], seeker_states, response_states.get(start), hp,
                              root / mech, progress)
         metrics["train_seconds"] = round(time.time() - t1, 1)
         metrics["train_cpu_seconds"] = round(time.process_time() - cpu1, 1)
-        metrics["frozen_state_seconds"] = round(cache_seconds, 1)
-        metrics["frozen_state_cpu_seconds"] = round(cache_cpu, 1)
+        metrics["seeker_state_seconds"] = round(frozen_seconds, 1)
+        metrics["seeker_state_cpu_seconds"] = round(frozen_cpu, 1)
         metrics["num_threads"] = conf["num_threads"]
         atomic_write_json(root / mech / "metrics.json", metrics)
         DoneMarker(root / mech, "train").mark_done(marker_options[mech])
@@ -413,7 +430,7 @@ def _train_one(model, tokenizer, pairs, seeker_states, response_states, conf, ou
         "level_counts": {name: level_counts(p.levels) for name, p in parts.items()},
         "data_report": reports,
         "history": history,
-        "options": train_options(conf),
+        "options": train_options(conf, pairs.mechanism),
     }
 
 

@@ -1,0 +1,201 @@
+"""Interactive responder: one wav file in, the recognised emotion and an empathetic reply out.
+
+    python -m rellm.bin.respond_audio path/to/utterance.wav --exp exp/rellm/official/seed1 [--text]
+    rellm-respond-audio path/to/utterance.wav --exp ...                    (console script)
+
+Runs from the recipe folder (relative paths in the experiment's ``final/model.json`` are resolved
+there). It runs the frozen Whisper encoder and, for RE-LLM, the frozen emotion encoder itself
+(stage 2's extractors), then the trained speech-LLM: the SER head's label with its probability,
+arousal / valence / dominance, and the empathetic response (greedy, LoRA in the prefill only).
+``--text`` adds the text-only baseline: the same frozen LLM given the transcript (Whisper's own
+transcription unless ``--transcript`` is given).
+
+Input checks: a missing path, a folder, an unreadable or empty file and a file over 30 s (Whisper's
+window, the longest utterance the model was trained on) are errors with a one-line message; a
+stereo file is downmixed and a non-16 kHz file resampled, each with a note.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+MAX_SECONDS = 30.0
+MIN_SECONDS = 0.1
+
+
+class ResponderError(RuntimeError):
+    """A user error; printed as one line."""
+
+
+def load_checked_audio(path, max_seconds=MAX_SECONDS):
+    """``(mono float32 waveform at 16 kHz, notes)``; raises :class:`ResponderError` with what to do."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.exists():
+        raise ResponderError(f"{path}: no such file")
+    if path.is_dir():
+        raise ResponderError(f"{path} is a folder; give one audio file (wav, flac or ogg)")
+    try:
+        info = sf.info(str(path))
+    except Exception as err:  # libsndfile's message names the problem (format, truncation)
+        raise ResponderError(f"{path}: cannot read it as audio ({str(err).strip()}); use a wav, flac or ogg file") from err
+    seconds = info.frames / info.samplerate if info.samplerate else 0.0
+    if seconds > max_seconds:
+        raise ResponderError(
+            f"{path} is {seconds:.1f} s long; the limit is {max_seconds:.0f} s (Whisper's window). "
+            f"Cut it first, e.g. `sox {path.name} short.wav trim 0 {max_seconds:.0f}`"
+        )
+    try:
+        audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:
+        raise ResponderError(f"{path}: cannot decode the audio ({str(err).strip()})") from err
+    if audio.shape[0] < MIN_SECONDS * sr:
+        raise ResponderError(f"{path} holds {audio.shape[0] / sr:.3f} s of audio; give at least {MIN_SECONDS} s of speech")
+    notes = []
+    if audio.shape[1] > 1:
+        notes.append(f"{audio.shape[1]} channels downmixed to mono")
+        audio = audio.mean(axis=1, keepdims=True)
+    audio = audio[:, 0]
+    if sr != SAMPLE_RATE:
+        import torch
+        import torchaudio.functional as AF
+
+        notes.append(f"resampled from {sr} Hz to {SAMPLE_RATE} Hz")
+        audio = AF.resample(torch.from_numpy(np.ascontiguousarray(audio)), sr, SAMPLE_RATE).numpy()
+    if not np.isfinite(audio).all():
+        raise ResponderError(f"{path} contains NaN or infinite samples")
+    return np.ascontiguousarray(audio, dtype=np.float32), notes
+
+
+def _resolve_local(value, exp_dir):
+    """A path recorded in model.json: as given, else relative to the recipe folder above ``exp/``."""
+    p = Path(value).expanduser()
+    if p.exists() or p.is_absolute():
+        return p
+    for parent in Path(exp_dir).resolve().parents:
+        if (parent / p).exists():
+            return parent / p
+    return p
+
+
+def _base_models(exp_dir):
+    meta_path = Path(exp_dir) / "final" / "model.json"
+    if not meta_path.is_file():
+        raise ResponderError(f"{exp_dir} has no trained model (final/model.json); run stage 4 or check --exp")
+    with open(meta_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    return meta.get("base_models", {})
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("wav", help="audio file (wav/flac/ogg), at most 30 s")
+    p.add_argument("--exp", required=True, help="experiment folder exp/<model>/<split>/seed<seed> (with final/)")
+    p.add_argument("--text", action="store_true", help="also show the text-only baseline's response")
+    p.add_argument("--transcript", default=None, help="transcript for --text (default: Whisper's transcription)")
+    p.add_argument("--whisper", default=None, help="Whisper model (default: the experiment's speech encoder)")
+    p.add_argument("--emotion_encoder", default=None, help="emotion encoder folder (default: the experiment's)")
+    p.add_argument("--max_new_tokens", type=int, default=128)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--system_prompt", default=None, help="default: the paper's empathetic system prompt")
+    return p.parse_args(argv)
+
+
+def respond(args):
+    import torch
+
+    from rellm.data.emotions import EMOTIONS
+    from rellm.generation.decoding import GreedyDecoder
+    from rellm.generation.inference import lora_prefill_context
+    from rellm.generation.prompts import SYSTEM_EMPATHETIC
+    from rellm.generation.runtime import pick_device, pick_dtype, set_threads, stop_ids_for
+
+    audio, notes = load_checked_audio(args.wav)
+    for note in notes:
+        print(f"note: {note}")
+    base = _base_models(args.exp)
+    set_threads(args.threads)
+    device = pick_device(args.device)
+    dtype = pick_dtype(args.dtype, device)
+
+    from rellm.features.whisper_states import WhisperStateExtractor
+    from rellm.models.speech_llm import SpeechLLM
+
+    whisper_name = args.whisper or base.get("speech_encoder")
+    if not whisper_name:
+        raise ResponderError("the experiment does not record its speech encoder; pass --whisper NAME_OR_FOLDER")
+    whisper = WhisperStateExtractor.from_pretrained(whisper_name, device=device)
+    states = whisper([audio])[0]
+    model = SpeechLLM.from_pretrained_dir(args.exp, device=device, dtype=dtype)
+
+    emo_emb, encoder_avd = None, None
+    if model.emotion_dim:
+        from rellm.features.emotion import EmotionEmbedder
+
+        folder = args.emotion_encoder or base.get("emotion_encoder")
+        if not folder:
+            raise ResponderError("this RE-LLM experiment does not record its emotion encoder; pass --emotion_encoder")
+        folder = _resolve_local(folder, args.exp)
+        if not folder.is_dir():
+            raise ResponderError(f"emotion encoder folder {folder} not found; pass --emotion_encoder FOLDER")
+        emb, avd = EmotionEmbedder.from_folder(folder, device=device)([audio])
+        emo_emb, encoder_avd = torch.from_numpy(emb).to(device), avd[0]
+
+    with torch.no_grad():
+        lengths = torch.tensor([states.shape[0]], device=device)
+        E, M = model.encode_speech(states.unsqueeze(0).to(device), lengths, emo_emb)
+        probs = torch.softmax(model.classify_emotion(E, M).float(), -1)[0]
+        avd = model.predict_avd(E, M).float()[0].tolist()
+        label = EMOTIONS[int(probs.argmax())]
+        print(f"emotion: {label} (p={float(probs.max()):.2f}; "
+              + ", ".join(f"{e} {float(p):.2f}" for e, p in zip(EMOTIONS, probs)) + ")")
+        print("arousal / valence / dominance (model head): " + " / ".join(f"{v:.2f}" for v in avd))
+        if encoder_avd is not None:
+            print("arousal / valence / dominance (emotion encoder): " + " / ".join(f"{v:.2f}" for v in encoder_avd))
+
+        stops = stop_ids_for(model.tokenizer, model.layout)
+        decoder = GreedyDecoder(model.base_llm, stops, pad_token_id=stops[0])
+        system = args.system_prompt or SYSTEM_EMPATHETIC
+
+        def reply(**kw):
+            inputs = model.build_generation_inputs(system, [""], **kw)
+            out = decoder.generate(inputs["inputs_embeds"], inputs["attention_mask"], inputs["position_ids"],
+                                   max_new_tokens=args.max_new_tokens,
+                                   prefill_context=lora_prefill_context(model, inputs["lora_mask"]))
+            return model.tokenizer.decode(out.tokens[0], skip_special_tokens=True).strip()
+
+        print(f"response: {reply(speech=(E, M))}")
+        if args.text:
+            transcript = args.transcript
+            if transcript is None:
+                from rellm.pretrained import load_whisper
+
+                asr, processor = load_whisper(whisper_name)
+                feats = processor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+                ids = asr.generate(feats["input_features"])
+                transcript = processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
+            print(f"transcript: {transcript}")
+            print(f"text-only response: {reply(texts=[transcript])}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    respond(args)
+
+
+def cli(argv=None):
+    try:
+        main(argv)
+    except (ResponderError, FileNotFoundError) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    cli()

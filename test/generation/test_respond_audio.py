@@ -1,0 +1,83 @@
+"""The interactive responder: input checks with clear messages, and one real answer (slow)."""
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from rellm.bin import respond_audio
+from rellm.bin.respond_audio import ResponderError, load_checked_audio
+
+
+def _tone(seconds, sr, channels=1):
+    t = np.arange(int(seconds * sr)) / sr
+    x = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+def test_a_16k_mono_file_loads_without_notes(tmp_path):
+    path = tmp_path / "ok.wav"
+    sf.write(path, _tone(1.5, 16000), 16000)
+    audio, notes = load_checked_audio(path)
+    assert audio.dtype == np.float32 and audio.shape == (24000,) and notes == []
+
+
+def test_stereo_44k_is_downmixed_and_resampled_with_notes(tmp_path):
+    path = tmp_path / "stereo.wav"
+    sf.write(path, _tone(2.0, 44100, channels=2), 44100)
+    audio, notes = load_checked_audio(path)
+    assert notes == ["2 channels downmixed to mono", "resampled from 44100 Hz to 16000 Hz"]
+    assert audio.shape == (32000,)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "missing.wav", "no such file"),
+        (lambda p: p, "is a folder"),
+        (lambda p: (p / "notes.wav").write_text("not audio") and p / "notes.wav", "cannot read it as audio"),
+        (lambda p: sf.write(p / "long.wav", _tone(31.0, 16000), 16000) or p / "long.wav",
+         "is 31.0 s long; the limit is 30 s"),
+        (lambda p: sf.write(p / "click.wav", _tone(0.01, 16000), 16000) or p / "click.wav", "at least 0.1 s"),
+    ],
+)
+def test_bad_inputs_get_one_line_messages(tmp_path, make, message):
+    with pytest.raises(ResponderError, match=message):
+        load_checked_audio(make(tmp_path))
+
+
+def test_cli_prints_the_error_and_exits_1(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        respond_audio.cli([str(tmp_path / "nope.wav"), "--exp", str(tmp_path)])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip() == f"ERROR: {tmp_path / 'nope.wav'}: no such file"
+
+
+def test_missing_experiment_is_explained(tmp_path, capsys):
+    sf.write(tmp_path / "ok.wav", _tone(1.0, 16000), 16000)
+    with pytest.raises(SystemExit):
+        respond_audio.cli([str(tmp_path / "ok.wav"), "--exp", str(tmp_path / "exp")])
+    assert "has no trained model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_answers_a_wav_file_end_to_end(tmp_path, toy_llm_dir, capsys):
+    """BLSP-Emo-style model over the toy LLM with the real Whisper tiny.en encoder (384-d states)."""
+    from rellm.models.speech_llm import SpeechLLM
+    from rellm.pretrained.testing import cached_model
+
+    whisper_dir = cached_model("whisper-tiny.en")
+    torch.manual_seed(0)
+    model = SpeechLLM(str(toy_llm_dir), speech_dim=384, emotion_dim=0, lora_r=4, lora_alpha=8,
+                      lora_target_modules=["q_proj", "v_proj"])
+    exp = tmp_path / "exp" / "blsp_emo" / "official" / "seed1"
+    model.save_final(exp / "final", extra={"base_models": {"llm": str(toy_llm_dir), "speech_encoder": str(whisper_dir),
+                                                          "emotion_encoder": None}})
+    sf.write(tmp_path / "hello.wav", _tone(1.2, 22050, channels=2), 22050)
+    respond_audio.cli([str(tmp_path / "hello.wav"), "--exp", str(exp), "--max_new_tokens", "6", "--text",
+                       "--transcript", "Hello there."])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "note: 2 channels downmixed to mono" and out[1].startswith("note: resampled from 22050 Hz")
+    assert out[2].startswith("emotion: ") and out[2].split()[1] in ("neutral", "happy", "angry", "sad", "surprise")
+    assert out[3].startswith("arousal / valence / dominance (model head): ")
+    assert out[4].startswith("response: ")
+    assert out[5] == "transcript: Hello there." and out[6].startswith("text-only response: ")

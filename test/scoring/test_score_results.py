@@ -1,0 +1,131 @@
+"""Stage 6 end to end on synthetic stage-5 outputs: score -> metrics.json, per_utt.jsonl, plots -> RESULTS.md."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from scoring_fixtures import TINY_EPITOME_CONF, synthetic_system_outputs, tiny_encoder, write_responses
+
+from rellm.bin import epitome as epitome_bin
+from rellm.bin import results as results_bin
+from rellm.bin import score as score_bin
+from rellm.scoring.epitome import training as T
+from rellm.utils.config import run_main
+from rellm.utils.io import read_json, read_jsonl
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def recipe(tmp_path, monkeypatch, epitome_csv_dir):
+    """A recipe folder with trained tiny EPITOME classifiers and three systems' stage-5 outputs."""
+    monkeypatch.setattr(T, "load_text_encoder", lambda name: tiny_encoder())
+    monkeypatch.chdir(tmp_path)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    epitome_conf = {**TINY_EPITOME_CONF, "cache_dir": str(tmp_path / "cache"), "data_dir": str(epitome_csv_dir),
+                    "overwrite": False, "verify_checksums": False}
+    (conf / "epitome.yaml").write_text(yaml.safe_dump(epitome_conf), encoding="utf-8")
+    shutil.copy(REPO_ROOT / "egs" / "mini" / "conf" / "score.yaml", conf / "score.yaml")
+    epitome_bin.main(["train", str(conf / "epitome.yaml")])
+    for system, records in synthetic_system_outputs().items():
+        write_responses(tmp_path / "exp" / system / "official" / "seed1" / "infer" / "test" / "responses.jsonl",
+                        records)
+    return tmp_path
+
+
+SCORE_ARGS = ["conf/score.yaml", "--systems", "text_only blsp_emo rellm", "--exp_root", "exp", "--split", "official",
+              "--seed", "1", "--test_set", "test", "--output_dir", "exp/scores/official/seed1/test"]
+RESULTS_ARGS = ["conf/score.yaml", "--corpus", "mini", "--split", "official", "--seed", "1", "--test_sets", "test",
+                "--scores_dir", "exp/scores/official/seed1", "--output", "RESULTS.md",
+                "--command", "./run.sh --stage 6 --stop_stage 6"]
+
+
+def test_score_and_results_end_to_end(recipe):
+    out = Path(score_bin.main(SCORE_ARGS))
+    metrics = read_json(out / "metrics.json")
+    assert set(metrics["systems"]) == {"text_only", "blsp_emo", "rellm"}
+    rellm = metrics["systems"]["rellm"]
+    assert rellm["n"] == 60
+    for mech in ("ER", "IP", "EX"):
+        assert 0.0 <= rellm["empathy"][mech]["mean"] <= 2.0
+        assert sum(rellm["empathy"][mech]["counts"]) == 60
+        assert sum(rellm["empathy"][mech]["distribution"]) == pytest.approx(1.0)
+    # the text-only system never answers SER: no SER figures, no McNemar against it
+    assert metrics["systems"]["text_only"]["ser"] is None
+    assert metrics["comparisons"]["text_only"]["ser"] is None
+    ser = metrics["comparisons"]["blsp_emo"]["ser"]
+    assert ser["mcnemar"]["p_value"] <= 1.0 and ser["ua_reference"] > ser["ua_baseline"]
+    assert rellm["ser"]["classes_present"] == ["neutral", "happy", "angry", "sad", "surprise"]
+    assert set(rellm["per_emotion"]) == {"neutral", "happy", "angry", "sad", "surprise"}
+    assert rellm["empathy_by_ser"]["ER"]["correct"]["n"] + rellm["empathy_by_ser"]["ER"]["wrong"]["n"] == 60
+    boot = metrics["comparisons"]["text_only"]["empathy"]["EX"]["bootstrap"]
+    assert boot["ci_low"] <= boot["difference"] <= boot["ci_high"] and boot["seed"] == 0
+    per_utt = read_jsonl(out / "per_utt.jsonl")
+    assert len(per_utt) == 60 and set(per_utt[0]["systems"]) == {"text_only", "blsp_emo", "rellm"}
+    assert set(per_utt[0]["systems"]["rellm"]) >= {"ER", "IP", "EX", "ser_correct", "response"}
+    # the per-utterance levels are the ones the mean is made of
+    assert sum(u["systems"]["rellm"]["EX"] for u in per_utt) / 60 == pytest.approx(rellm["empathy"]["EX"]["mean"])
+    for name in ("empathy_levels", "confusion_matrices", "empathy_vs_ser", "empathy_per_emotion"):
+        assert (out / f"{name}.png").stat().st_size > 1000
+
+    # idempotent: a second run with the same inputs does nothing
+    stamp = (out / "metrics.json").stat().st_mtime_ns
+    score_bin.main(SCORE_ARGS)
+    assert (out / "metrics.json").stat().st_mtime_ns == stamp
+
+    results = results_bin.main(RESULTS_ARGS)
+    text = Path(results).read_text(encoding="utf-8")
+    assert "## Environment" in text and "git:" in text and "torch" in text
+    assert "./run.sh --stage 6 --stop_stage 6" in text
+    assert "| text-only LLM |" in text and "| BLSP-Emo baseline |" in text and "| RE-LLM |" in text
+    assert "vs text-only" in text and "vs BLSP-Emo" in text and "Wilcoxon p=" in text and "McNemar p=" in text
+    assert "trained on the mini corpus itself" in text
+    assert "Published RE-LLM figures" not in text  # no paper figures for the synthetic corpus
+    assert (Path("results_figures/official_seed1/test/empathy_levels.png")).is_file()
+    assert "](results_figures/official_seed1/test/empathy_levels.png)" in text
+    rel = metrics["comparisons"]["text_only"]["empathy"]["EX"]["relative_improvement_pct"]
+    if rel is not None:
+        assert f"EX {rel:+.1f}% vs text-only" in text
+
+
+def test_missing_system_is_a_marked_row(recipe):
+    shutil.rmtree(recipe / "exp" / "blsp_emo")
+    out = Path(score_bin.main(SCORE_ARGS))
+    metrics = read_json(out / "metrics.json")
+    assert set(metrics["systems"]) == {"text_only", "rellm"}
+    assert "run stage 5 for blsp_emo" in metrics["missing_systems"]["blsp_emo"]
+    text = Path(results_bin.main(RESULTS_ARGS)).read_text(encoding="utf-8")
+    assert "| BLSP-Emo baseline | missing |" in text
+    assert "BLSP-Emo baseline is missing" in text
+
+
+def test_no_outputs_at_all_is_one_clear_message(recipe, capsys):
+    shutil.rmtree(recipe / "exp")
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(score_bin.main, SCORE_ARGS)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("ERROR: no system has outputs for test set test")
+    assert "Traceback" not in err
+    # RESULTS.md still gets written, saying the test set has no scores
+    text = Path(results_bin.main(RESULTS_ARGS)).read_text(encoding="utf-8")
+    assert "No scores for test" in text
+
+
+def test_paper_figures_are_quoted_for_real_corpora(recipe):
+    score_bin.main(SCORE_ARGS)
+    text = Path(results_bin.main([*RESULTS_ARGS[:2], "esd", *RESULTS_ARGS[3:]])).read_text(encoding="utf-8")
+    assert "Published RE-LLM figures" in text and "1.851" in text and "+139.28%" in text
+
+
+def test_epitome_cli_metrics_and_score(recipe, capsys, tmp_path):
+    epitome_bin.main(["metrics", "conf/epitome.yaml"])
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == {"ER", "IP", "EX"} and set(printed["ER"]) == {"accuracy", "macro_f1", "iou_f1"}
+    src = recipe / "exp" / "rellm" / "official" / "seed1" / "infer" / "test" / "responses.jsonl"
+    epitome_bin.main(["score", "conf/epitome.yaml", "--input", str(src), "--output", "levels.jsonl"])
+    levels = read_jsonl("levels.jsonl")
+    assert len(levels) == 60 and all(rec[m] in (0, 1, 2) for rec in levels for m in ("ER", "IP", "EX"))
+    assert levels[0]["utt_id"] == "utt000"
