@@ -36,7 +36,11 @@ def emit(**kw):
     return kw
 
 
-def build(scale, device, real_llm, lora_r):
+LORA_TARGETS = {"all": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                "attn": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+
+
+def build(scale, device, real_llm, lora_r, lora_targets="all"):
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, WhisperConfig
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
@@ -77,7 +81,7 @@ def build(scale, device, real_llm, lora_r):
     torch.set_default_dtype(torch.float32)
     model = SpeechLLM(llm, speech_dim=wcfg.d_model, emotion_dim=emotion_dim, tokenizer=tokenizer, lora_r=lora_r,
                       lora_alpha=lora_r, lora_dropout=0.05,
-                      lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+                      lora_target_modules=LORA_TARGETS[lora_targets])
     model.to(device).train()
     build_s = time.time() - t0
     return model, encoder, wcfg, build_s
@@ -91,6 +95,9 @@ def main():
     ap.add_argument("--prompt_tokens", type=int, default=32)
     ap.add_argument("--response_tokens", type=int, default=64)
     ap.add_argument("--lora_r", type=int, default=16)
+    ap.add_argument("--lora_targets", choices=sorted(LORA_TARGETS), default="all",
+                    help="all linear layers (our configs, BLSP-Emo) or attention only (gpu_anchor.py)")
+    ap.add_argument("--no_prefix_cache", action="store_true", help="recompute the shared prompt every step")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--real_llm", default=None, help="small scale: a registry name (e.g. smollm2-135m-instruct)")
@@ -112,10 +119,12 @@ def main():
     emit(what="env", torch=torch.__version__, transformers=transformers.__version__, device=gpu,
          threads=torch.get_num_threads())
 
-    model, encoder, wcfg, build_s = build(args.scale, device, args.real_llm, args.lora_r)
+    model, encoder, wcfg, build_s = build(args.scale, device, args.real_llm, args.lora_r, args.lora_targets)
+    model.cache_prompt_prefix = not args.no_prefix_cache
     n_llm = sum(p.numel() for n, p in model.base_llm.named_parameters() if "lora_" not in n)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    emit(what="build", scale=args.scale, llm_params=n_llm, encoder_params=sum(p.numel() for p in encoder.parameters()),
+    emit(what="build", scale=args.scale, lora_targets=args.lora_targets, prefix_cache=model.cache_prompt_prefix,
+         llm_params=n_llm, encoder_params=sum(p.numel() for p in encoder.parameters()),
          trainable_params=sum(p.numel() for p in trainable), build_s=build_s)
     opt = torch.optim.AdamW(trainable, lr=1e-5, weight_decay=0.05, fused=device == "cuda")
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
@@ -186,7 +195,7 @@ def main():
                           peak_gib=torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
                           runs=len(ts))
     speedup = results["cached"]["utt_per_s"] / results["naive"]["utt_per_s"]
-    final = {"what": "summary", "scale": args.scale, "device": gpu, "batch": B,
+    final = {"what": "summary", "scale": args.scale, "device": gpu, "batch": B, "lora_targets": args.lora_targets,
              "naive_utt_per_s": results["naive"]["utt_per_s"], "cached_utt_per_s": results["cached"]["utt_per_s"],
              "cached_llm_mfu": results["cached"]["llm_mfu"], "target": 2.5}
     if "naive_trimmed" in results:

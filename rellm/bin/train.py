@@ -115,6 +115,11 @@ def main(argv=None):
     import speechbrain as sb
 
     overrides = resolve_auto_dims(config_path, overrides)
+    if values.get("llm_dtype") == "auto":  # bf16 frozen LLM weights when training on bf16-capable GPUs
+        import torch
+
+        gpu_bf16 = int(values.get("ngpu", 0)) > 0 and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        overrides = {**overrides, "llm_dtype": "bfloat16" if gpu_bf16 else "float32"}
     output_folder = Path(values["output_folder"])
     main_process = os.environ.get("RANK", "0") == "0"
     setup_logging(output_folder / "log.txt" if main_process else None)

@@ -128,6 +128,9 @@ class FeatureCache:
     def __contains__(self, utt_id):
         return utt_id in self._records
 
+    def __iter__(self):
+        return iter(self._records)
+
     def keys(self):
         return list(self._records)
 

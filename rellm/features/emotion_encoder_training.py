@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rellm.data.emotions import EMOTION_TO_ID, EMOTIONS
+from rellm.data.emotions import EMOTION_TO_ID, NUM_EMOTIONS
 from rellm.features.audio import AudioError, load_audio
 from rellm.models.emotion_encoder import AVD, EmotionEncoder, save_emotion_encoder, small_emotion_config
 from rellm.utils.io import atomic_write_json, atomic_write_text
@@ -43,7 +43,7 @@ def concordance_cc(pred, gold):
     return float(2 * cov / denom) if denom > 0 else 0.0
 
 
-def unweighted_accuracy(pred_ids, gold_ids, num_classes=len(EMOTIONS)):
+def unweighted_accuracy(pred_ids, gold_ids, num_classes=NUM_EMOTIONS):
     """Mean per-class recall over the classes present in ``gold_ids`` (UA)."""
     pred_ids, gold_ids = np.asarray(pred_ids), np.asarray(gold_ids)
     recalls = [np.mean(pred_ids[gold_ids == c] == c) for c in range(num_classes) if np.any(gold_ids == c)]

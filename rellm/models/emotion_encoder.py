@@ -155,17 +155,17 @@ def small_emotion_config(hidden_size=64, num_hidden_layers=2, num_attention_head
     The 7 convolutions keep wav2vec2's kernels and strides (320x, 20 ms frames);
     only widths and depth shrink, so the same code and checkpoint format serve both.
     """
-    cfg = dict(
-        hidden_size=hidden_size, num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
-        intermediate_size=intermediate_size, conv_dim=(conv_dim,) * 7, conv_stride=(5, 2, 2, 2, 2, 2, 2),
-        conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_bias=True, feat_extract_norm="layer",
-        do_stable_layer_norm=True, num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=4,
-        mask_time_prob=0.0, mask_feature_prob=0.0, final_dropout=final_dropout, hidden_dropout=0.1,
-        activation_dropout=0.0, attention_dropout=0.0, feat_proj_dropout=0.0, layerdrop=0.0,
-        num_labels=3, id2label=dict(enumerate(AUDEERING_HEAD_ORDER)),
-        label2id={k: i for i, k in enumerate(AUDEERING_HEAD_ORDER)},
-        num_categories=num_categories, architectures=["EmotionModel"],
-    )
+    cfg = {
+        "hidden_size": hidden_size, "num_hidden_layers": num_hidden_layers, "num_attention_heads": num_attention_heads,
+        "intermediate_size": intermediate_size, "conv_dim": (conv_dim,) * 7, "conv_stride": (5, 2, 2, 2, 2, 2, 2),
+        "conv_kernel": (10, 3, 3, 3, 3, 2, 2), "conv_bias": True, "feat_extract_norm": "layer",
+        "do_stable_layer_norm": True, "num_conv_pos_embeddings": 32, "num_conv_pos_embedding_groups": 4,
+        "mask_time_prob": 0.0, "mask_feature_prob": 0.0, "final_dropout": final_dropout, "hidden_dropout": 0.1,
+        "activation_dropout": 0.0, "attention_dropout": 0.0, "feat_proj_dropout": 0.0, "layerdrop": 0.0,
+        "num_labels": 3, "id2label": dict(enumerate(AUDEERING_HEAD_ORDER)),
+        "label2id": {k: i for i, k in enumerate(AUDEERING_HEAD_ORDER)},
+        "num_categories": num_categories, "architectures": ["EmotionModel"],
+    }
     cfg.update(overrides)
     return Wav2Vec2Config(**cfg)
 

@@ -80,6 +80,7 @@ class PackedSequences:
     lora_mask: torch.Tensor  # bool [B, L], True at speech positions
     predict_index: tuple = None  # (batch idx, position idx) of the positions predicting each target token
     target_ids: torch.Tensor = None  # [num_targets]
+    shared_prefix: tuple = ()  # token ids every row starts with (right-padded layout only)
 
     @property
     def has_padding(self):
@@ -109,17 +110,23 @@ class SpeechLLM(nn.Module):
         Inner width of the adapter bottleneck (512).
     gradient_checkpointing : bool
         Recompute LLM activations in the backward pass (memory for time).
+    cache_prompt_prefix : bool
+        Compute the keys/values of the prompt shared by every row (system turn + instruction) once
+        and reuse them: with partial LoRA they do not depend on any trainable parameter, so
+        recomputing them every step (forward and backward) is pure waste.
     """
 
     def __init__(self, llm, speech_dim, emotion_dim=0, tokenizer=None, llm_dtype="auto", lora_r=16, lora_alpha=16,
                  lora_dropout=0.05, lora_target_modules=("q_proj", "k_proj", "v_proj", "o_proj"), lora_scope="speech",
-                 adapter_bottleneck_dim=512, gradient_checkpointing=False, attn_implementation="sdpa"):
+                 adapter_bottleneck_dim=512, gradient_checkpointing=False, attn_implementation="sdpa",
+                 cache_prompt_prefix=True):
         super().__init__()
         if lora_scope not in ("speech", "all"):
             raise ValueError(f"lora_scope must be 'speech' or 'all', got {lora_scope!r}")
         if isinstance(llm, (str, Path)):
             self.llm_name = str(llm)
-            model, loaded_tok = load_causal_lm(self.llm_name, dtype=resolve_dtype(llm_dtype))
+            hint = "cuda" if torch.cuda.is_available() else "cpu"  # stage 4 resolves "auto" with --ngpu first
+            model, loaded_tok = load_causal_lm(self.llm_name, dtype=resolve_dtype(llm_dtype, hint))
             tokenizer = tokenizer or loaded_tok
         else:
             model = llm
@@ -133,6 +140,8 @@ class SpeechLLM(nn.Module):
                 logger.warning("keeping the LLM's attention implementation (%s)", err)
         self.tokenizer = tokenizer
         self.layout = ChatLayout(tokenizer)
+        self.cache_prompt_prefix = bool(cache_prompt_prefix)
+        self._prefix_kv = {}
         self.lora_scope = lora_scope
         hidden = model.config.hidden_size
         self.config = {
@@ -140,6 +149,7 @@ class SpeechLLM(nn.Module):
             "llm_dtype": str(llm_dtype), "lora_r": int(lora_r), "lora_alpha": lora_alpha,
             "lora_dropout": float(lora_dropout), "lora_target_modules": list(lora_target_modules),
             "lora_scope": lora_scope, "adapter_bottleneck_dim": int(adapter_bottleneck_dim),
+            "cache_prompt_prefix": self.cache_prompt_prefix,
         }
         for p in model.parameters():
             p.requires_grad_(False)
@@ -266,6 +276,10 @@ class SpeechLLM(nn.Module):
             speech_g = E.to(embeds.dtype).gather(1, e_idx[..., None].expand(-1, -1, E.shape[-1]))
             embeds = torch.where(in_speech[..., None], speech_g, embeds)
         packed = PackedSequences(embeds, valid, local.clamp_min(0), in_speech)
+        if not left_pad and B > 0 and bool((P == P[0]).all()):
+            p0 = int(P[0])
+            if p0 > 0 and bool((prompt_ids[:, :p0] == prompt_ids[:1, :p0]).all()):
+                packed.shared_prefix = tuple(prompt_ids[0, :p0].tolist())
         if label_start is not None:
             labelled = in_tail & (s_idx >= label_start.to(device)[:, None])
             b_idx, pos = labelled.nonzero(as_tuple=True)
@@ -281,29 +295,78 @@ class SpeechLLM(nn.Module):
             return ALL_POSITIONS
         return packed.lora_mask if bool(packed.lora_mask.any()) else None
 
+    def _prefix_usable(self, packed, lora_mask):
+        if not (self.cache_prompt_prefix and packed.shared_prefix) or isinstance(lora_mask, str):
+            return 0
+        p = len(packed.shared_prefix)
+        if lora_mask is not None and bool(lora_mask[:, :p].any()):
+            return 0
+        if packed.predict_index is not None and packed.predict_index[1].numel() and \
+                int(packed.predict_index[1].min()) < p:
+            return 0  # a target is predicted from inside the prefix: its hidden state is needed
+        return p if p < packed.inputs_embeds.shape[1] else 0
+
+    @torch.no_grad()
+    def _prefix_keys_values(self, prefix, device, dtype):
+        """Per-layer (key, value) of the frozen LLM on ``prefix`` (LoRA off), computed once per prompt."""
+        key = (prefix, str(device), dtype, torch.is_autocast_enabled(device.type))
+        if key not in self._prefix_kv:
+            from transformers import DynamicCache
+
+            if len(self._prefix_kv) >= 16:
+                self._prefix_kv.clear()
+            ids = torch.tensor([prefix], device=device)
+            embeds = self.base_llm.get_input_embeddings()(ids)
+            if self.plora is not None:
+                self.plora.set_mask(None)
+            cache = DynamicCache(config=self.base_llm.config)
+            self.base_llm.get_decoder()(inputs_embeds=embeds, cache=cache, use_cache=True)
+            self._prefix_kv[key] = [(layer.keys, layer.values) for layer in cache.layers]
+        return self._prefix_kv[key]
+
     def llm_hidden(self, packed, use_lora=True):
-        """Last hidden states ``[B, L, H]`` of the LLM on ``packed`` (LoRA on speech positions only)."""
+        """Last hidden states of the LLM on ``packed`` (LoRA on speech positions only).
+
+        Returns ``(hidden, offset)``: ``hidden [B, L - offset, H]`` covers positions ``offset..L-1``;
+        ``offset`` > 0 when the shared prompt prefix came from the key/value cache.
+        """
+        from transformers import DynamicCache
+
         backbone = self.base_llm.get_decoder()
-        mask = packed.attention_mask.long() if packed.has_padding else None  # None: SDPA's causal fast path
         lora_mask = self._lora_mask_for(packed, use_lora)
+        p = self._prefix_usable(packed, lora_mask)
+        embeds, positions = packed.inputs_embeds[:, p:], packed.position_ids[:, p:]
+        mask = packed.attention_mask.long() if packed.has_padding else None  # None: SDPA's causal fast path
+        kwargs = {}
+        if p:
+            B = embeds.shape[0]
+            kv = self._prefix_keys_values(packed.shared_prefix, embeds.device, embeds.dtype)
+            kwargs = {"cache": DynamicCache(ddp_cache_data=[(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1))
+                                                            for k, v in kv], config=self.base_llm.config),
+                      "use_cache": True}
+            if mask is None:
+                mask = torch.ones(packed.attention_mask.shape, dtype=torch.long, device=embeds.device)
+            if isinstance(lora_mask, torch.Tensor):
+                lora_mask = lora_mask[:, p:]
+        else:
+            kwargs = {"use_cache": False}
         if self.plora is not None:
             self.plora.set_mask(lora_mask)
         try:
-            out = backbone(inputs_embeds=packed.inputs_embeds, attention_mask=mask,
-                           position_ids=packed.position_ids, use_cache=False)
+            out = backbone(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **kwargs)
         finally:
             if self.plora is not None:
                 self.plora.set_mask(None)
-        return out.last_hidden_state
+        return out.last_hidden_state, p
 
     def target_logits(self, packed, use_lora=True):
         """Next-token logits ``[num_targets, V]`` at the positions predicting each target token.
 
         Only those rows go through the LM head: no ``[B, L, V]`` tensor is ever built.
         """
-        hidden = self.llm_hidden(packed, use_lora)
+        hidden, offset = self.llm_hidden(packed, use_lora)
         b, pos = packed.predict_index
-        return self.base_llm.get_output_embeddings()(hidden[b, pos])
+        return self.base_llm.get_output_embeddings()(hidden[b, pos - offset])
 
     def forward(self, whisper_states, lengths, emo_emb, prompt_ids, prompt_lens, tail_ids, tail_lens, label_start):
         """Training forward (student branch): speech -> adapter -> LLM logits at the target positions.

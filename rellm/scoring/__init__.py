@@ -1,1 +1,8 @@
+"""Stage 6 scoring: EPITOME empathy levels, SER metrics, paired significance tests, RESULTS.md, plots.
 
+- ``epitome/``: the bi-encoder empathy classifiers (data, model, training/caching, metrics)
+- ``ser_metrics``: UA / WA / macro-F1 / confusion of the parsed SER answers
+- ``significance``: Wilcoxon, paired bootstrap CI, McNemar
+- ``system_scores``: one test set's per-system figures and RE-LLM-vs-baseline comparisons
+- ``plots``, ``results_table``: figures and the recipe's RESULTS.md
+"""

@@ -83,7 +83,7 @@ def _fmt(value, scale=1.0, digits=3):
 
 
 def _relative(value):
-    return "n/a" if value is None else f"{value:+.1f}%"
+    return "n/a (baseline 0)" if value is None else f"{value:+.1f}%"
 
 
 def results_table(metrics, mechanisms):
@@ -96,9 +96,11 @@ def results_table(metrics, mechanisms):
     for baseline, comp in comparisons.items():
         for mech, c in comp.get("empathy", {}).items():
             marks_against.setdefault(mech, []).append(
-                (baseline, significance_mark(c["wilcoxon"]["p_value"])))
+                (baseline, significance_mark(c["wilcoxon"]["p_value"]), c["reference_mean"] < c["baseline_mean"]))
         if comp.get("ser"):
-            marks_against.setdefault("UA", []).append((baseline, significance_mark(comp["ser"]["mcnemar"]["p_value"])))
+            s = comp["ser"]
+            marks_against.setdefault("UA", []).append(
+                (baseline, significance_mark(s["mcnemar"]["p_value"]), s["ua_reference"] < s["ua_baseline"]))
     for system, label in _rows(metrics):
         m = metrics["systems"].get(system)
         if m is None:
@@ -133,8 +135,9 @@ def _rows(metrics):
 
 
 def _mark_suffix(marks):
-    """``"¹*"`` style: one mark per baseline, in row order (text-only, BLSP-Emo)."""
-    text = "".join(f"<sup>{mark}{SHORT_NAMES.get(base, base)[0]}</sup>" for base, mark in marks if mark)
+    """``<sup>**t</sup><sup>*B↓</sup>``: one mark per baseline (t = text-only, B = BLSP-Emo); ↓ = RE-LLM lower."""
+    text = "".join(f"<sup>{mark}{SHORT_NAMES.get(base, base)[0]}{'↓' if worse else ''}</sup>"
+                   for base, mark, worse in marks if mark)
     return f" {text}" if text else ""
 
 
@@ -185,7 +188,9 @@ def paper_lines(corpus):
         + ", ".join(f"{k} {v}" for k, v in rel.get("blsp_emo", {}).items()) + " [ABS] |")
     lines += ["", ("The UA gains are given in the abstract without saying whether they are absolute points or "
               "relative percentages; EX absolute values and the baselines' absolute values were not published in "
-              "a form we could retrieve.")]
+              "a form we could retrieve. The paper's EPITOME classifiers are RoBERTa models trained on Reddit and "
+              "TalkLife; ours are re-trained on the public Reddit portion (encoder above), so compare relative "
+              "changes rather than absolute levels.")]
     return lines
 
 
@@ -246,7 +251,7 @@ def render_results(corpus, split, seed, test_sets, scores_dir, output, command, 
               "classifiers re-trained here (see below)"),
               ("- significance: RE-LLM vs each baseline, Wilcoxon signed-rank on per-utterance levels, McNemar (exact) "
               "on SER correctness; marks <sup>*t</sup>/<sup>*B</sup> = p<0.05 against text-only/BLSP-Emo "
-              "(** p<0.01, *** p<0.001); paired bootstrap 95% CIs below the table")]
+              "(** p<0.01, *** p<0.001; ↓ = RE-LLM significantly lower); paired bootstrap 95% CIs below the table")]
     lines += [f"- {note}" for note in notes]
     if epitome_metrics:
         lines.append("- EPITOME classifiers (test split of the Reddit annotations): " + "; ".join(

@@ -10,12 +10,12 @@ import soundfile as sf
 
 pytest.importorskip("espeakng_loader")
 
-from rellm.data.corpora import mini  # noqa: E402
-from rellm.data.emotions import EMOTIONS  # noqa: E402
-from rellm.utils.stage import OptionsChangedError  # noqa: E402
+from rellm.data.corpora import mini
+from rellm.data.emotions import EMOTIONS
+from rellm.utils.stage import OptionsChangedError
 
 SETS = ("train", "valid", "test")
-SMALL = dict(num_sentences=24, valid_sentences=6, test_sentences=4)
+SMALL = {"num_sentences": 24, "valid_sentences": 6, "test_sentences": 4}
 
 
 def load_sets(save_folder):
@@ -43,7 +43,7 @@ def test_layout_counts_and_fields(corpus):
     assert report["kept"] == {"train": 140, "valid": 60, "test": 40}
     assert report["dropped"] == {} and report["utterances_with_clipping"] == 0
     assert json.loads((save / "prepare_report.json").read_text())["kept"] == report["kept"]
-    for name, manifest in sets.items():
+    for manifest in sets.values():
         for utt_id, u in manifest.items():
             assert set(u) == {"wav", "duration", "transcript", "emotion", "arousal", "valence", "dominance",
                               "speaker", "gender"}
@@ -51,7 +51,7 @@ def test_layout_counts_and_fields(corpus):
             assert u["emotion"] in EMOTIONS and u["gender"] in ("M", "F")
             assert all(0.0 <= u[k] <= 1.0 for k in ("arousal", "valence", "dominance"))
     # one file checked in full: 16 kHz mono PCM-16 whose length is the manifest duration
-    u = sets["valid"][sorted(sets["valid"])[0]]
+    u = sets["valid"][min(sets["valid"])]
     info = sf.info(str(wav_path(u, save)))
     assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
     assert info.frames / 16000 == pytest.approx(u["duration"], abs=1e-4)
@@ -122,7 +122,7 @@ def test_deterministic_for_a_seed_and_different_for_another(corpus, tmp_path):
 
 def test_rerun_skips_and_changed_options_stop(tmp_path):
     save, audio = tmp_path / "data", tmp_path / "audio"
-    opts = dict(num_sentences=6, valid_sentences=1, test_sentences=1)
+    opts = {"num_sentences": 6, "valid_sentences": 1, "test_sentences": 1}
     mini.prepare_mini(audio, save, seed=1, **opts)
     manifest = save / "train.json"
     stamp = manifest.stat().st_mtime_ns
@@ -136,7 +136,7 @@ def test_rerun_skips_and_changed_options_stop(tmp_path):
 
 def test_a_deleted_wav_is_reported_not_lost(tmp_path):
     save, audio = tmp_path / "data", tmp_path / "audio"
-    opts = dict(num_sentences=6, valid_sentences=1, test_sentences=1, seed=1)
+    opts = {"num_sentences": 6, "valid_sentences": 1, "test_sentences": 1, "seed": 1}
     mini.prepare_mini(audio, save, **opts)
     victim = next(iter(json.loads((save / "valid.json").read_text()).values()))
     wav_path(victim, save).unlink()

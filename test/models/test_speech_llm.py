@@ -109,3 +109,27 @@ def test_save_final_and_from_pretrained_dir_roundtrip(make_model, tmp_path, toke
     i1 = model.build_generation_inputs(SYSTEM, ["Hi "], speech=(E1, M1))
     i2 = loaded.build_generation_inputs(SYSTEM, ["Hi "], speech=(E2, M2))
     assert torch.equal(model.generate(i1, max_new_tokens=4), loaded.generate(i2, max_new_tokens=4))
+
+
+def test_cached_prompt_prefix_gives_the_same_logits_and_gradients(make_model):
+    """The shared system prompt + instruction is computed once (keys/values) and reused: same maths."""
+    model = make_model(emotion_dim=8).train()
+    p_ids, p_lens, t_ids, t_lens, label_start = _segments(model, ["Fine.", "That sounds wonderful."])
+    g = torch.Generator().manual_seed(0)
+    inputs = (torch.randn(2, 60, 24, generator=g), torch.tensor([60, 40]), torch.randn(2, 8, generator=g),
+              p_ids, p_lens, t_ids, t_lens, label_start)
+    results = []
+    for use_cache in (False, True, True):  # the second cached run reuses the stored keys/values
+        model.cache_prompt_prefix = use_cache
+        out = model(*inputs)
+        out["logits"].logsumexp(-1).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad()
+        results.append((out["logits"].detach(), grads))
+    assert len(model._prefix_kv) == 1
+    ref_logits, ref_grads = results[0]
+    for logits, grads in results[1:]:
+        assert torch.allclose(logits, ref_logits, atol=1e-5)
+        assert grads.keys() == ref_grads.keys() and any("lora_" in n for n in grads)
+        for n in grads:
+            assert torch.allclose(grads[n], ref_grads[n], atol=1e-5, rtol=1e-4), n

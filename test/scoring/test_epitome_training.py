@@ -113,6 +113,17 @@ def test_train_all_caches_and_is_idempotent(tiny_text_encoder, epitome_csv_dir, 
     with pytest.raises(OptionsChangedError, match="lr"):
         T.train_all({**tiny_epitome_conf, "lr": 1e-3}, epitome_csv_dir, tmp_path, progress=False, encoders=encoders)
 
+    # a per-mechanism value retrains only that mechanism (with overwrite, since IP's options change)
+    ip_stamp = (root / "IP" / "model.pt").stat().st_mtime_ns
+    per_mech = {**tiny_epitome_conf, "lr": {"ER": tiny_epitome_conf["lr"], "IP": 1e-3, "EX": tiny_epitome_conf["lr"]}}
+    T.train_all(per_mech, epitome_csv_dir, tmp_path, overwrite=True, progress=False, encoders=encoders)
+    assert (root / "ER" / "model.pt").stat().st_mtime_ns == stamp
+    assert (root / "IP" / "model.pt").stat().st_mtime_ns != ip_stamp
+    assert json.loads((root / "IP" / "metrics.json").read_text())["options"]["lr"] == 1e-3
+    assert T.train_options(per_mech, "EX")["lr"] == tiny_epitome_conf["lr"]
+    with pytest.raises(ValueError, match="not for EX"):
+        T.train_options({**tiny_epitome_conf, "lr": {"ER": 1e-3}}, "EX")
+
     # the scorer reloads the cached models and reproduces the test predictions (full forward = cached bottom + top)
     scorer = T.EpitomeScorer(root, encoders=encoders)
     pairs = load_pairs("ER", epitome_csv_dir)

@@ -29,6 +29,7 @@ import json
 import logging
 import math
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -140,26 +141,25 @@ def avd_from_params(params):
     arousal = 0.4 * n["rate"] + 0.4 * n["volume"] + 0.2 * n["range"]
     valence = 0.15 + 0.6 * n["pitch"] + 0.4 * n["range"] - 0.3 * n["volume"]
     dominance = 0.5 * n["volume"] + 0.3 * n["rate"] + 0.2 * (1.0 - n["pitch"])
-    clip = lambda x: float(min(1.0, max(0.0, x)))  # noqa: E731
-    return {"arousal": round(clip(arousal), 4), "valence": round(clip(valence), 4),
-            "dominance": round(clip(dominance), 4)}
+    return {name: round(float(min(1.0, max(0.0, value))), 4)
+            for name, value in (("arousal", arousal), ("valence", valence), ("dominance", dominance))}
 
 
 def utterance_rng(seed, utt_id):
     """A generator seeded by (seed, utt_id): the same utterance gets the same jitter
     whatever else is generated and in whatever order."""
-    digest = hashlib.sha256(f"{seed}:{utt_id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}:{utt_id}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
 def jittered_params(style, rng, jitter=JITTER):
     base = STYLES[style]
-    u = lambda: rng.uniform(-1.0, 1.0)  # noqa: E731  (fixed draw order: rate, pitch, range, volume)
+    u = rng.uniform(-1.0, 1.0, size=4)  # fixed order: rate, pitch, range, volume
     return {
-        "rate": int(round(base["rate"] * (1 + jitter["rate"] * u()))),
-        "pitch": int(round(min(99, max(0, base["pitch"] + jitter["pitch"] * u())))),
-        "range": int(round(min(100, max(0, base["range"] + jitter["range"] * u())))),
-        "volume": int(round(base["volume"] * (1 + jitter["volume"] * u()))),
+        "rate": round(base["rate"] * (1 + jitter["rate"] * u[0])),
+        "pitch": round(min(99, max(0, base["pitch"] + jitter["pitch"] * u[1]))),
+        "range": round(min(100, max(0, base["range"] + jitter["range"] * u[2]))),
+        "volume": round(base["volume"] * (1 + jitter["volume"] * u[3])),
         "wordgap": base["wordgap"],
     }
 
@@ -189,7 +189,7 @@ class EspeakSynthesizer:
     AUDIO_OUTPUT_SYNCHRONOUS = 2
     POS_CHARACTER = 1
     CHARS_UTF8 = 1
-    PARAM = {"rate": 1, "volume": 2, "pitch": 3, "range": 4, "wordgap": 7}
+    PARAM = MappingProxyType({"rate": 1, "volume": 2, "pitch": 3, "range": 4, "wordgap": 7})
 
     def __init__(self):
         try:
@@ -379,7 +379,7 @@ def run_in_fresh_process(jobs, data_folder):
 
 
 def prepare_mini(data_folder, save_folder, split="official", seed=1234, voices=("en-us", "en-us+f3"),
-                 num_sentences=len(SENTENCES), valid_sentences=6, test_sentences=6, overwrite=False,
+                 num_sentences=48, valid_sentences=6, test_sentences=6, overwrite=False,
                  skip_prep=False):
     """Synthesise the mini corpus and write ``save_folder/{train,valid,test}.json``.
 
