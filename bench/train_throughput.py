@@ -103,6 +103,8 @@ def main():
     ap.add_argument("--real_llm", default=None, help="small scale: a registry name (e.g. smollm2-135m-instruct)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip_naive_trimmed", action="store_true")
+    ap.add_argument("--profile", type=int, default=0, metavar="K",
+                    help="after timing, profile 2 cached steps and print the K ops with the most device time")
     args = ap.parse_args()
 
     import transformers
@@ -201,7 +203,26 @@ def main():
     if "naive_trimmed" in results:
         final["speedup_vs_naive_trimmed"] = results["cached"]["utt_per_s"] / results["naive_trimmed"]["utt_per_s"]
     final["speedup_vs_naive"] = speedup
+    if args.profile:
+        profile_cached_step(modes["cached"], device, args.profile)
     emit(**final)
+
+
+def profile_cached_step(step, device, top_k):
+    """Where a cached step spends its time: one JSON line per op, most device (or CPU) time first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(2):
+            step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+    key = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key, 0), reverse=True)
+    for e in events[:top_k]:
+        emit(what="profile_cached", op=e.key, calls=e.count, self_ms=getattr(e, key, 0) / 1e3 / 2,
+             cpu_ms=e.self_cpu_time_total / 1e3 / 2)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def run_options(hp):
     if int(hp["ngpu"]) > 0:
         if not torch.cuda.is_available():
             raise ConfigError("--ngpu > 0 but no CUDA device is visible; use --ngpu 0 to train on CPU")
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     else:
         device = "cpu"
     precision = hp["precision"]

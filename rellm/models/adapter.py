@@ -9,8 +9,8 @@ speech frame before the first convolution (method.md 3.3). BLSP-Emo is the same
 class with ``emotion_dim=0``; the two systems differ by config only.
 """
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 
 def conv_output_lengths(lengths, num_layers=3):

@@ -13,8 +13,6 @@ Nothing here is ChatML-specific: ``ChatLayout`` renders the tokenizer's own chat
 with a placeholder as the user content (and as the assistant content) and splits the
 text around it, so Qwen2.5, SmolLM2 and any other template-carrying tokenizer work.
 """
-import functools
-
 PLACEHOLDER = "\u2063RELLM_SLOT\u2063"
 
 
@@ -38,6 +36,7 @@ class ChatLayout:
         self.end_text = self._end_text("You are a helpful assistant.")
         self.header_ids = self._encode_template(self.header_text)
         self.end_ids = self._encode_template(self.end_text)
+        self._prefix_cache = {}
 
     def _render(self, messages, add_generation_prompt):
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
@@ -82,10 +81,11 @@ class ChatLayout:
             return []
         return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
-    @functools.lru_cache(maxsize=64)
     def prefix_ids(self, system_prompt):
-        """Token ids of the system turn and the user-turn header."""
-        return tuple(self._encode_template(self._split(system_prompt)[0]))
+        """Token ids of the system turn and the user-turn header (tokenised once per system prompt)."""
+        if system_prompt not in self._prefix_cache:
+            self._prefix_cache[system_prompt] = tuple(self._encode_template(self._split(system_prompt)[0]))
+        return self._prefix_cache[system_prompt]
 
     def prompt_ids(self, system_prompt, instruction):
         """``prefix + instruction``: everything before the speech (or the transcript)."""

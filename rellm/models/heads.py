@@ -4,9 +4,8 @@ Both read ``p = sum_t M_t E_t / sum_t M_t``, the masked mean of the adapter outp
 (before the LLM): a bias-free 5-way emotion classifier (CE) and a bias-free
 arousal/valence/dominance regressor (MSE, or 1 - CCC as an option).
 """
-import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from rellm.data.emotions import NUM_EMOTIONS
 

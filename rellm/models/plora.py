@@ -19,7 +19,7 @@ wrapped layers changes, and only for vanilla LoRA layers.
 import contextlib
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 #: ``set_mask(ALL_POSITIONS)``: LoRA at every position (BLSP's ``lora_scope="global"``).
 ALL_POSITIONS = "all"
@@ -28,7 +28,7 @@ ALL_POSITIONS = "all"
 class _MaskState:
     """The mask for the current forward, shared by every LoRA layer, with its flat row index."""
 
-    __slots__ = ("mask", "rows", "numel")
+    __slots__ = ("mask", "numel", "rows")
 
     def __init__(self):
         self.mask, self.rows, self.numel = None, None, 0

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+from torch import nn
 
 from rellm.models.adapter import SpeechAdapter
 from rellm.models.chat_layout import ChatLayout

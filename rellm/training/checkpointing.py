@@ -14,8 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from speechbrain.utils.checkpoints import Checkpoint, Checkpointer, mark_as_loader, mark_as_saver, \
-    register_checkpoint_hooks
+from speechbrain.utils.checkpoints import (
+    Checkpoint,
+    Checkpointer,
+    mark_as_loader,
+    mark_as_saver,
+    register_checkpoint_hooks,
+)
 from speechbrain.utils.distributed import if_main_process
 
 logger = logging.getLogger(__name__)

@@ -74,6 +74,14 @@ def test_loss_weights_and_mask():
     assert total.item() == pytest.approx(level_loss.item() + 0.5 * rat_loss.item(), rel=1e-6)
 
 
+def test_selection_score():
+    metrics = {"accuracy": 0.9, "macro_f1": 0.6, "iou_f1": 0.5}
+    assert T.selection_score(metrics, "macro_f1") == 0.6
+    assert T.selection_score(metrics, "accuracy+macro_f1") == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="select_on"):
+        T.selection_score(metrics, "loss")
+
+
 def test_training_loss_falls_and_dev_is_learned(tiny_text_encoder, epitome_csv_dir, tiny_epitome_conf):
     base, tok = tiny_text_encoder
     model = EmpathyBiEncoder(base, tiny_encoder(seed=1)[0], dropout=0.0)

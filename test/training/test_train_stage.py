@@ -108,7 +108,7 @@ def test_torchrun_two_processes_on_cpu(toy_recipe, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "rellm.bin.train",
            *_args(toy_recipe, "blsp_emo", out, step2_epochs=1)]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "final" / "trainable.pt").is_file()
     log = (out / "log.txt").read_text()

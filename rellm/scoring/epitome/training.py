@@ -238,6 +238,16 @@ def level_class_weights(levels, scheme):
     return torch.tensor(weights / weights.mean(), dtype=torch.float32)
 
 
+SELECTION_CRITERIA = ("accuracy", "macro_f1", "iou_f1", "accuracy+macro_f1")
+
+
+def selection_score(metrics, select_on):
+    """Dev score that picks the kept model: one metric, or ``accuracy+macro_f1`` (their sum, both count)."""
+    if select_on not in SELECTION_CRITERIA:
+        raise ValueError(f"unknown select_on {select_on!r}; use one of {', '.join(SELECTION_CRITERIA)}")
+    return sum(metrics[m] for m in select_on.split("+"))
+
+
 def _lr_lambda(warmup, total_steps):
     def factor(step):
         if step < warmup:
@@ -273,6 +283,7 @@ def train_classifier(model, train, dev, seeker_states, tokenizer, hp, response_s
     eval_steps = {round(steps_per_epoch * j / n_evals) for j in range(1, n_evals + 1)}
     cpu0 = time.process_time()
     select_on = hp["select_on"]
+    selection_score({"accuracy": 0.0, "macro_f1": 0.0, "iou_f1": 0.0}, select_on)  # fail before training
     best, best_state, history, lines, step = None, None, [], [], 0
     for epoch in range(1, hp["epochs"] + 1):
         batches = length_bucketed_batches(lengths, hp["batch_size"], rng)
@@ -299,7 +310,7 @@ def train_classifier(model, train, dev, seeker_states, tokenizer, hp, response_s
                           "dev": {m: dev_metrics[m] for m in ("accuracy", "macro_f1", "iou_f1")}}
                 history.append(record)
                 running = []
-                improved = best is None or dev_metrics[select_on] > best[select_on]
+                improved = best is None or selection_score(dev_metrics, select_on) > selection_score(best, select_on)
                 if improved:
                     best = dev_metrics
                     best_state = copy.deepcopy(model.trainable_state_dict())
@@ -346,7 +357,7 @@ def train_all(conf, data_dir, cache_root, overwrite=False, progress=True, encode
     ``encoders`` = ``(AutoModel, tokenizer)`` to use instead of loading ``conf['encoder']`` (tests pass tiny ones).
     """
     if isinstance(conf["encoder"], dict) or isinstance(conf["max_len"], dict):
-        raise ValueError("encoder and max_len are shared by the three classifiers; give one value")
+        raise TypeError("encoder and max_len are shared by the three classifiers; give one value")
     root = epitome_cache_dir(cache_root, conf["encoder"], conf.get("encoder_tag"))
     todo, marker_options = [], {}
     for mech in conf["mechanisms"]:
