@@ -71,6 +71,17 @@ def load_checked_audio(path, max_seconds=MAX_SECONDS):
     return np.ascontiguousarray(audio, dtype=np.float32), notes
 
 
+def _avd_head_trained(exp):
+    """Whether the experiment trained its A/V/D head (``lambda_dim > 0`` in its resolved hyperparams)."""
+    import re
+
+    hparams = Path(exp) / "hyperparams.yaml"
+    if not hparams.is_file():
+        return True
+    match = re.search(r"^lambda_dim:\s*([0-9.eE+-]+)", hparams.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    return match is None or float(match.group(1)) > 0
+
+
 def _resolve_local(value, exp_dir):
     """A path recorded in model.json: as given, else relative to the recipe folder above ``exp/``."""
     p = Path(value).expanduser()
@@ -151,11 +162,14 @@ def respond(args):
         lengths = torch.tensor([states.shape[0]], device=device)
         E, M = model.encode_speech(states.unsqueeze(0).to(device), lengths, emo_emb)
         probs = torch.softmax(model.classify_emotion(E, M).float(), -1)[0]
-        avd = model.predict_avd(E, M).float()[0].tolist()
+        avd = model.predict_avd(E, M).float()[0].tolist() if _avd_head_trained(args.exp) else None
         label = EMOTIONS[int(probs.argmax())]
         print(f"emotion: {label} (p={float(probs.max()):.2f}; "
               + ", ".join(f"{e} {float(p):.2f}" for e, p in zip(EMOTIONS, probs)) + ")")
-        print("arousal / valence / dominance (model head): " + " / ".join(f"{v:.2f}" for v in avd))
+        if avd is not None:
+            print("arousal / valence / dominance (model head): " + " / ".join(f"{v:.2f}" for v in avd))
+        else:  # BLSP-Emo trains no dimensional loss: its A/V/D head holds its initial weights
+            print("arousal / valence / dominance: not predicted (this model trains no A/V/D head, lambda_dim = 0)")
         if encoder_avd is not None:
             print("arousal / valence / dominance (emotion encoder): " + " / ".join(f"{v:.2f}" for v in encoder_avd))
 

@@ -54,8 +54,7 @@ def read_json(path):
 def write_jsonl(path, records):
     """Atomically write an iterable of dicts, one JSON object per line."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        f.writelines(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records)
 
 
 def read_jsonl(path):

@@ -13,15 +13,16 @@ TARGETS = {  # issue 6: accuracy / macro-F1 on the held-out 20 %
     ("IP", "accuracy"): 0.84, ("IP", "macro_f1"): 0.60,
     ("EX", "accuracy"): 0.90, ("EX", "macro_f1"): 0.65,
 }
-# Known gaps of the shipped configuration (measured 2026-11-26: IP accuracy 0.826, EX accuracy 0.8997,
-# i.e. one test pair short). Not strict, so a better model simply passes.
-KNOWN_GAPS = {("IP", "accuracy"), ("EX", "accuracy")}
+# Known gap of the shipped configuration, measured 2026-11-26: the dev-selected IP model (4 responder blocks,
+# dev acc / macro-F1 0.856 / 0.664) reaches test accuracy 0.826 < 0.84. No IP setting tried (all blocks,
+# 5 blocks, 6 epochs, no class weights, lr 5e-5) did better on dev. Strict: once a model meets it, drop this entry.
+KNOWN_GAPS = {("IP", "accuracy")}
 ROOT = default_cache_root() / "epitome" / "minilm-l6"
 
 
 def _cases():
     for (mechanism, metric), target in TARGETS.items():
-        marks = [pytest.mark.xfail(reason=f"known gap: {mechanism} {metric} below {target}", strict=False)] \
+        marks = [pytest.mark.xfail(reason=f"known gap: {mechanism} {metric} below {target}", strict=True)] \
             if (mechanism, metric) in KNOWN_GAPS else []
         yield pytest.param(mechanism, metric, target, marks=marks, id=f"{mechanism}-{metric}")
 
