@@ -72,8 +72,12 @@ def score_empathy(outputs, scorer, progress=True):
 
 
 def _ser_available(records):
-    """A system answers SER when at least one answer is a parsed emotion (text-only ones may all be unknown)."""
-    return any(r.get("ser_pred") in EMOTIONS for r in records.values())
+    """Whether a system answered the SER question: it gave answer texts, or some answer parsed.
+
+    An answer that names no emotion ("unknown") is a wrong answer, so a system that answered but
+    whose answers all fail to parse scores UA 0 (not "no SER figures")."""
+    return any(r.get("ser_output") for r in records.values()) or any(
+        r.get("ser_pred") in EMOTIONS for r in records.values())
 
 
 def _mean(values):

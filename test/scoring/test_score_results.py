@@ -129,3 +129,15 @@ def test_epitome_cli_metrics_and_score(recipe, capsys, tmp_path):
     levels = read_jsonl("levels.jsonl")
     assert len(levels) == 60 and all(rec[m] in (0, 1, 2) for rec in levels for m in ("ER", "IP", "EX"))
     assert levels[0]["utt_id"] == "utt000"
+
+
+def test_a_system_whose_answers_never_parse_scores_ua_zero():
+    from rellm.scoring.system_scores import system_metrics
+
+    records = {f"u{i}": {"emotion": emo, "ser_pred": "unknown", "ser_output": "I'm not equipped to say.",
+                         "levels": {"ER": 1}} for i, emo in enumerate(["happy", "sad", "happy", "angry"])}
+    ser = system_metrics(records, ["ER"])["ser"]
+    assert ser is not None and ser["ua"] == 0.0 and ser["wa"] == 0.0
+    for r in records.values():  # no answer text and nothing parsed: the system was not asked
+        del r["ser_output"]
+    assert system_metrics(records, ["ER"])["ser"] is None
