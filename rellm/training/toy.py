@@ -67,6 +67,27 @@ def toy_llm(vocab_size, hidden_size=64, num_layers=2, seed=0, init_std=0.1):
     return model.eval()
 
 
+def toy_speech_llm(tokenizer, emotion_dim=8, speech_dim=24, lora_scope="speech", nonzero_lora=True,
+                   lora_dropout=0.0, seed=0):
+    """A SpeechLLM over a fresh 2-layer random Llama, in eval mode.
+
+    ``nonzero_lora`` draws the LoRA B matrices at random (peft starts them at zero), so that
+    LoRA visibly changes outputs: what tests of partial LoRA and decoding need.
+    """
+    from rellm.models.speech_llm import SpeechLLM
+
+    torch.manual_seed(seed)
+    model = SpeechLLM(toy_llm(len(tokenizer), seed=seed), speech_dim=speech_dim, emotion_dim=emotion_dim,
+                      tokenizer=tokenizer, lora_r=4, lora_alpha=8, lora_dropout=lora_dropout,
+                      lora_target_modules=["q_proj", "v_proj", "down_proj"], lora_scope=lora_scope)
+    if nonzero_lora:
+        with torch.no_grad():
+            for name, p in model.llm.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.5)
+    return model.eval()
+
+
 def save_toy_llm(folder, hidden_size=64, num_layers=2):
     """Write a toy LLM + tokenizer as a local HF folder (what ``rellm.pretrained`` resolves names to)."""
     folder = Path(folder)

@@ -1,7 +1,7 @@
 import pytest
 
 from rellm.pretrained.testing import smollm2_dir  # noqa: F401  (session fixture for the slow tests)
-from rellm.training.toy import save_toy_llm, toy_llm, toy_tokenizer
+from rellm.training.toy import save_toy_llm, toy_llm, toy_speech_llm, toy_tokenizer
 
 
 @pytest.fixture(scope="session")
@@ -26,20 +26,9 @@ def make_toy_llm(toy_tok):
 @pytest.fixture
 def make_model(toy_tok):
     """A SpeechLLM over a 2-layer random Llama with non-zero LoRA (so LoRA changes outputs)."""
-    import torch
-
-    from rellm.models.speech_llm import SpeechLLM
 
     def make(emotion_dim=8, speech_dim=24, nonzero_lora=True, seed=0):
-        torch.manual_seed(seed)
-        model = SpeechLLM(toy_llm(len(toy_tok), seed=seed), speech_dim=speech_dim, emotion_dim=emotion_dim,
-                          tokenizer=toy_tok, lora_r=4, lora_alpha=8, lora_dropout=0.0,
-                          lora_target_modules=["q_proj", "v_proj", "down_proj"])
-        if nonzero_lora:
-            with torch.no_grad():
-                for name, p in model.llm.named_parameters():
-                    if "lora_B" in name:
-                        p.normal_(0, 0.5)
-        return model.eval()
+        return toy_speech_llm(toy_tok, emotion_dim=emotion_dim, speech_dim=speech_dim,
+                              nonzero_lora=nonzero_lora, seed=seed)
 
     return make
