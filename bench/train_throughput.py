@@ -40,7 +40,7 @@ LORA_TARGETS = {"all": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up
                 "attn": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 
 
-def build(scale, device, real_llm, lora_r, lora_targets="all"):
+def build(scale, device, real_llm, lora_r, lora_targets="all", bf16=False):
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, WhisperConfig
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
@@ -48,7 +48,7 @@ def build(scale, device, real_llm, lora_r, lora_targets="all"):
     from rellm.training.toy import toy_tokenizer
 
     tokenizer = toy_tokenizer()  # chat layout only; the benchmark feeds random token ids of the LLM's vocab
-    llm_dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    llm_dtype = torch.bfloat16 if device == "cuda" or bf16 else torch.float32
     if scale == "7b":
         lcfg = Qwen2Config(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
                            num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=4096)
@@ -103,6 +103,8 @@ def main():
     ap.add_argument("--real_llm", default=None, help="small scale: a registry name (e.g. smollm2-135m-instruct)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip_naive_trimmed", action="store_true")
+    ap.add_argument("--cpu_bf16", action="store_true",
+                    help="bf16 frozen weights and bf16 autocast on CPU too: the GPU step's ops, countable without a GPU")
     ap.add_argument("--profile", type=int, default=0, metavar="K",
                     help="after timing, profile 2 cached steps and print the K ops with the most device time")
     args = ap.parse_args()
@@ -121,7 +123,8 @@ def main():
     emit(what="env", torch=torch.__version__, transformers=transformers.__version__, device=gpu,
          threads=torch.get_num_threads())
 
-    model, encoder, wcfg, build_s = build(args.scale, device, args.real_llm, args.lora_r, args.lora_targets)
+    model, encoder, wcfg, build_s = build(args.scale, device, args.real_llm, args.lora_r, args.lora_targets,
+                                          bf16=args.cpu_bf16)
     model.cache_prompt_prefix = not args.no_prefix_cache
     n_llm = sum(p.numel() for n, p in model.base_llm.named_parameters() if "lora_" not in n)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -129,14 +132,16 @@ def main():
          llm_params=n_llm, encoder_params=sum(p.numel() for p in encoder.parameters()),
          trainable_params=sum(p.numel() for p in trainable), build_s=build_s)
     opt = torch.optim.AdamW(trainable, lr=1e-5, weight_decay=0.05, fused=device == "cuda")
-    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda" or args.cpu_bf16)
     vocab = model.base_llm.config.vocab_size
 
     frames = int(args.audio_s * 50)
     cached = torch.randn(B, frames, wcfg.d_model, device=device, dtype=torch.float16)  # stage 2 cache: fp16, trimmed
     mel = torch.randn(B, 80, 3000, device=device, dtype=encoder.conv1.weight.dtype)
     emo = torch.randn(B, model.emotion_dim, device=device)
-    prompt = torch.randint(0, vocab, (B, args.prompt_tokens), device=device)
+    # One prompt for every row, as in stage 4 (one system prompt, one instruction): the shared prefix
+    # that the prefix cache serves.
+    prompt = torch.randint(0, vocab, (1, args.prompt_tokens), device=device).expand(B, -1)
     tail = torch.randint(0, vocab, (B, args.response_tokens), device=device)
     p_len = torch.full((B,), args.prompt_tokens, device=device)
     t_len = torch.full((B,), args.response_tokens, device=device)
@@ -208,8 +213,23 @@ def main():
     emit(**final)
 
 
+# Leaf ops that only make a view or an empty tensor: no kernel is launched for them.
+NO_KERNEL_OPS = {
+    "aten::" + n for n in ("view", "_unsafe_view", "as_strided", "slice", "select", "t", "transpose", "expand",
+                           "reshape", "_reshape_alias", "unsqueeze", "squeeze", "permute", "alias", "detach",
+                           "empty", "empty_strided", "empty_like", "resolve_conj", "resolve_neg", "split", "unbind",
+                           "narrow", "lift_fresh", "split_with_sizes", "chunk", "view_as", "expand_as", "flatten",
+                           "_has_compatible_shallow_copy_type", "is_nonzero", "item", "_local_scalar_dense")
+}
+
+
 def profile_cached_step(step, device, top_k):
-    """Where a cached step spends its time: one JSON line per op, most device (or CPU) time first."""
+    """Where a cached step spends its time: one JSON line per op, most device (or CPU) time first.
+
+    Then one ``profile_counts`` line: leaf aten ops per step that do work (views excluded),
+    and on a GPU the kernels launched per step. A step that is launch-bound gets faster as
+    these fall, so the CPU count is a proxy that can be checked without a GPU.
+    """
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
@@ -223,6 +243,15 @@ def profile_cached_step(step, device, top_k):
     for e in events[:top_k]:
         emit(what="profile_cached", op=e.key, calls=e.count, self_ms=getattr(e, key, 0) / 1e3 / 2,
              cpu_ms=e.self_cpu_time_total / 1e3 / 2)
+    leaf_ops, kernels = 0, 0
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            kernels += 1
+        elif (e.name.startswith("aten::") and e.name not in NO_KERNEL_OPS
+              and not any(c.name.startswith("aten::") for c in e.cpu_children)):
+            leaf_ops += 1
+    emit(what="profile_counts", leaf_aten_ops_per_step=leaf_ops / 2,
+         kernels_per_step=kernels / 2 if device == "cuda" else None)
 
 
 if __name__ == "__main__":

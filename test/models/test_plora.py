@@ -106,3 +106,60 @@ def test_wrong_target_modules_is_a_clear_error(tokenizer):
 
     with pytest.raises(ValueError, match="lora_target_modules"):
         SpeechLLM(toy_llm(len(tokenizer)), 24, tokenizer=tokenizer, lora_target_modules=["c_attn"])
+
+
+def _dense_masked_reference(layer, mask):
+    """``W x + mask * s * B A x`` computed densely from peft's own modules (no partial-LoRA code)."""
+    base, A, B = layer.base_layer, layer.lora_A["default"], layer.lora_B["default"]
+    scaling = layer.scaling["default"]
+
+    def forward(x, *args, **kwargs):
+        m = torch.ones(x.shape[:-1]) if isinstance(mask, str) else mask.to(x.dtype)
+        return base(x) + m.unsqueeze(-1) * scaling * B(A(x))
+
+    return forward
+
+
+@pytest.mark.parametrize("case", ["ragged rows", "one column range", "all positions", "bf16 autocast"])
+def test_partial_lora_equals_the_dense_masked_formula_with_gradients(make_model, case):
+    model = make_model()
+    # Under autocast the branch skips the cast to the fp32 LoRA weights (the matmuls run in bf16 anyway).
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=case == "bf16 autocast")
+    # bf16 rounds differently along the two paths: compare relative to each tensor's norm there.
+    tolerance = 5e-2 if case == "bf16 autocast" else 1e-5
+
+    def assert_close(a, b):
+        assert (a.float() - b.float()).norm() <= tolerance * b.float().norm() + 1e-7
+    inp = _text_inputs(model)
+    kw = {"inputs_embeds": inp["inputs_embeds"].requires_grad_(), "attention_mask": inp["attention_mask"]}
+    if case == "all positions":
+        mask = ALL_POSITIONS
+    else:
+        mask = torch.zeros_like(inp["lora_mask"])
+        if case in ("ragged rows", "bf16 autocast"):
+            mask[0, 5:8] = True
+            mask[1, 2:4] = True
+        else:
+            mask[:, 3:9] = True
+    model.plora.set_mask(mask)
+
+    def run():
+        model.llm.zero_grad(set_to_none=True)
+        kw["inputs_embeds"].grad = None
+        with autocast:
+            logits = model.base_llm(**kw).logits
+        (logits.float() ** 2).mean().backward()
+        grads = {n: p.grad.clone() for n, p in model.llm.named_parameters() if "lora_" in n}
+        return logits.detach(), grads, kw["inputs_embeds"].grad.clone()
+
+    ours, our_grads, our_input_grad = run()
+    for layer in model.plora.layers:
+        layer.forward = _dense_masked_reference(layer, mask)
+    ref, ref_grads, ref_input_grad = run()
+    assert_close(ours, ref)
+    assert_close(our_input_grad, ref_input_grad)
+    assert our_grads.keys() == ref_grads.keys() and len(our_grads) == 2 * len(model.plora.layers)
+    for name in ref_grads:
+        assert_close(our_grads[name], ref_grads[name])
+    if case != "all positions":  # sanity: the mask matters for the gradients of the LoRA matrices
+        assert any(g.abs().sum() > 0 for g in ref_grads.values())

@@ -62,10 +62,12 @@ def write_epitome_csvs(folder, n_pairs=120, seed=0):
 
 
 TINY_EPITOME_CONF = {
-    "encoder": "tiny-test-encoder", "encoder_tag": None, "max_len": 24, "split_seed": 12,
+    "encoder": "tiny-test-encoder", "encoder_tag": None, "max_len": 24, "response_max_len": None,
+    "split_seed": 12,
     "split_fractions": [0.75, 0.05, 0.20], "seed": 3, "lr": 3e-3, "epochs": 8, "batch_size": 8,
     "warmup_ratio": 0.0, "weight_decay": 0.0, "grad_clip": 1.0, "dropout": 0.0, "lambda_level": 1.0,
     "lambda_rationale": 0.5, "level_weighting": "none", "evals_per_epoch": 1, "select_on": "macro_f1",
+    "average_best": 1,
     "responder_trainable_layers": None, "num_threads": 1, "eval_batch_size": 16, "mechanisms": ["ER", "IP", "EX"],
 }
 

@@ -7,7 +7,7 @@ import torch
 from scoring_fixtures import tiny_encoder
 
 from rellm.scoring.epitome import training as T
-from rellm.scoring.epitome.data import load_pairs, stratified_split
+from rellm.scoring.epitome.data import load_pairs, stratified_split, tokenize_texts
 from rellm.scoring.epitome.model import EmpathyBiEncoder, bottom_states, epitome_loss, run_top_layers
 from rellm.utils.stage import OptionsChangedError
 
@@ -82,7 +82,8 @@ def test_selection_score():
         T.selection_score(metrics, "loss")
 
 
-def test_training_loss_falls_and_dev_is_learned(tiny_text_encoder, epitome_csv_dir, tiny_epitome_conf):
+def _ex_classifier_setup(tiny_text_encoder, epitome_csv_dir):
+    """A fresh fully trainable bi-encoder, the EX train and test parts, and the seeker states."""
     base, tok = tiny_text_encoder
     model = EmpathyBiEncoder(base, tiny_encoder(seed=1)[0], dropout=0.0)
     model.set_responder_trainable_layers(None)
@@ -92,6 +93,11 @@ def test_training_loss_falls_and_dev_is_learned(tiny_text_encoder, epitome_csv_d
     test, _ = T.encode_split(pairs.subset(split["test"]), tok, 24)
     seekers = T.EncoderStates()
     seekers.add(model.seeker_encoder, tok, pairs.seeker, 24, progress=False)
+    return model, tok, train, test, seekers
+
+
+def test_training_loss_falls_and_dev_is_learned(tiny_text_encoder, epitome_csv_dir, tiny_epitome_conf):
+    model, tok, train, test, seekers = _ex_classifier_setup(tiny_text_encoder, epitome_csv_dir)
     history, best = T.train_classifier(model, train, test, seekers, tok, {**tiny_epitome_conf, "epochs": 8},
                                        progress=False)
     losses = [h["train_loss"] for h in history]
@@ -121,10 +127,12 @@ def test_train_all_caches_and_is_idempotent(tiny_text_encoder, epitome_csv_dir, 
     with pytest.raises(OptionsChangedError, match="lr"):
         T.train_all({**tiny_epitome_conf, "lr": 1e-3}, epitome_csv_dir, tmp_path, progress=False, encoders=encoders)
 
-    # a per-mechanism value retrains only that mechanism (with overwrite, since IP's options change)
+    # a per-mechanism value retrains only that mechanism (with overwrite, since IP's options change);
+    # IP also keeps fewer response tokens than the seeker post's max_len
     ip_stamp = (root / "IP" / "model.pt").stat().st_mtime_ns
-    per_mech = {**tiny_epitome_conf, "lr": {"ER": tiny_epitome_conf["lr"], "IP": 1e-3, "EX": tiny_epitome_conf["lr"]}}
-    T.train_all(per_mech, epitome_csv_dir, tmp_path, overwrite=True, progress=False, encoders=encoders)
+    per_mech = {**tiny_epitome_conf, "lr": {"ER": tiny_epitome_conf["lr"], "IP": 1e-3, "EX": tiny_epitome_conf["lr"]},
+                "response_max_len": {"ER": None, "IP": 8, "EX": None}}
+    metrics = T.train_all(per_mech, epitome_csv_dir, tmp_path, overwrite=True, progress=False, encoders=encoders)
     assert (root / "ER" / "model.pt").stat().st_mtime_ns == stamp
     assert (root / "IP" / "model.pt").stat().st_mtime_ns != ip_stamp
     assert json.loads((root / "IP" / "metrics.json").read_text())["options"]["lr"] == 1e-3
@@ -140,6 +148,15 @@ def test_train_all_caches_and_is_idempotent(tiny_text_encoder, epitome_csv_dir, 
     levels = scorer.score(test.seeker, test.response, progress=False)
     accuracy = float(np.mean(levels["ER"]["level"] == test.level))
     assert accuracy == pytest.approx(metrics["ER"]["accuracy"])
+    # IP's responses are cut to its own 8 tokens, the way it was trained
+    assert scorer.response_max_len == {"ER": 24, "IP": 8, "EX": 24}
+    probs = {}
+    for n in (8, 24):
+        data = T.EncodedSplit(list(test.ids), list(test.seeker), list(test.response),
+                              tokenize_texts(scorer.tokenizer, test.response, n), None, test.level)
+        probs[n] = T.predict(scorer.models["IP"], data, scorer.seeker_states, scorer.tokenizer.pad_token_id)[1]
+    np.testing.assert_allclose(levels["IP"]["probs"], probs[8], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(probs[8], probs[24], rtol=1e-5, atol=1e-6)
     assert levels["EX"]["probs"].shape == (len(test), 3)
     np.testing.assert_allclose(levels["IP"]["probs"].sum(axis=1), 1.0, rtol=1e-5)
 
@@ -147,3 +164,42 @@ def test_train_all_caches_and_is_idempotent(tiny_text_encoder, epitome_csv_dir, 
 def test_scorer_explains_a_missing_cache(tmp_path):
     with pytest.raises(FileNotFoundError, match="rellm.bin.epitome train"):
         T.EpitomeScorer(tmp_path / "nothing")
+
+
+def test_average_states_is_the_elementwise_mean():
+    states = [{"w": torch.tensor([1.0, 2.0]), "ids": torch.tensor([3])},
+              {"w": torch.tensor([3.0, 6.0]), "ids": torch.tensor([3])}]
+    out = T.average_states(states)
+    assert torch.equal(out["w"], torch.tensor([2.0, 4.0])) and torch.equal(out["ids"], torch.tensor([3]))
+    assert out["ids"].dtype == torch.long
+
+
+def test_average_best_keeps_the_mean_of_the_best_dev_evaluations(tiny_text_encoder, epitome_csv_dir,
+                                                                 tiny_epitome_conf, monkeypatch):
+    model, tok, train, dev, seekers = _ex_classifier_setup(tiny_text_encoder, epitome_csv_dir)
+    snapshots = []  # the weights at every dev evaluation, in order
+    evaluate = T.evaluate
+
+    def spy(m, data, *args, **kwargs):
+        snapshots.append({k: v.clone() for k, v in m.trainable_state_dict().items()})
+        return evaluate(m, data, *args, **kwargs)
+
+    monkeypatch.setattr(T, "evaluate", spy)
+    hp = {**tiny_epitome_conf, "epochs": 6, "select_on": "accuracy+macro_f1", "average_best": 3}
+    history, kept = T.train_classifier(model, train, dev, seekers, tok, hp, progress=False)
+    assert len(history) == 6 and len(snapshots) == 7  # 6 evaluations, then the averaged model's
+    scores = [T.selection_score(h["dev"], "accuracy+macro_f1") for h in history]
+    best3 = sorted(range(6), key=lambda i: (-scores[i], i))[:3]
+    assert kept["averaged_evaluations"] == sorted(history[i]["step"] for i in best3)
+    expected = T.average_states([snapshots[i] for i in best3])
+    for name, value in model.trainable_state_dict().items():
+        torch.testing.assert_close(value, expected[name])
+    assert kept["accuracy"] == pytest.approx(T.evaluate(model, dev, seekers, tok)["accuracy"])
+
+
+def test_a_config_without_the_later_options_trains_as_before(tiny_epitome_conf):
+    old = {k: v for k, v in tiny_epitome_conf.items() if k not in T.OPTION_DEFAULTS}
+    options = T.train_options(old, "IP")
+    assert options["average_best"] == 1 and T.response_max_len(options) == old["max_len"]
+    with pytest.raises(KeyError, match="lacks 'lr'"):
+        T.train_options({k: v for k, v in old.items() if k != "lr"})

@@ -5,7 +5,7 @@ a fixed stratified 75:5:20 split, selected on the dev part, evaluated on the
 test part and cached under ``<cache>/epitome/<encoder tag>/<mechanism>/``:
 
     model.pt      the trained weights minus the frozen seeker encoder (reloaded from the base model)
-    config.json   encoder name, max_len, dropout: what loading needs
+    config.json   encoder name, max_len, response_max_len, dropout: what loading needs
     split.json    the train/dev/test ids and the split seed
     metrics.json  dev and test metrics, training time, data report
     train_log.txt one line per evaluation
@@ -52,10 +52,12 @@ logger = logging.getLogger(__name__)
 
 # Options that change a trained model; they make up the cache fingerprint.
 TRAIN_OPTION_KEYS = (
-    "encoder", "max_len", "split_seed", "split_fractions", "seed", "lr", "epochs", "batch_size",
+    "encoder", "max_len", "response_max_len", "split_seed", "split_fractions", "seed", "lr", "epochs", "batch_size",
     "warmup_ratio", "weight_decay", "grad_clip", "dropout", "lambda_level", "lambda_rationale",
-    "level_weighting", "evals_per_epoch", "select_on", "responder_trainable_layers",
+    "level_weighting", "evals_per_epoch", "select_on", "average_best", "responder_trainable_layers",
 )
+# Options added after the first release: a config without them trains as it did before.
+OPTION_DEFAULTS = {"response_max_len": None, "average_best": 1}
 
 
 def load_text_encoder(name_or_path):
@@ -248,6 +250,12 @@ def selection_score(metrics, select_on):
     return sum(metrics[m] for m in select_on.split("+"))
 
 
+def average_states(states):
+    """Element-wise mean of state dicts (integer buffers are taken from the first)."""
+    return {k: torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v
+            for k, v in states[0].items()}
+
+
 def _lr_lambda(warmup, total_steps):
     def factor(step):
         if step < warmup:
@@ -260,6 +268,10 @@ def _lr_lambda(warmup, total_steps):
 def train_classifier(model, train, dev, seeker_states, tokenizer, hp, response_states=None, log_file=None,
                      progress=True):
     """Fine-tune ``model`` on ``train``; keep the state with the best dev ``hp['select_on']`` metric.
+
+    ``hp['average_best']`` N > 1 keeps the average of the N best dev evaluations' weights
+    instead (ESPnet's checkpoint averaging): one dev split of ~150 pairs picks a single
+    evaluation by luck more than merit, and the average of a few good ones varies less.
 
     ``response_states`` holds the frozen responder bottom's output (layer
     ``model.responder_start_layer``) per response text, or None to run the whole responder.
@@ -284,7 +296,9 @@ def train_classifier(model, train, dev, seeker_states, tokenizer, hp, response_s
     cpu0 = time.process_time()
     select_on = hp["select_on"]
     selection_score({"accuracy": 0.0, "macro_f1": 0.0, "iou_f1": 0.0}, select_on)  # fail before training
-    best, best_state, history, lines, step = None, None, [], [], 0
+    keep = int(hp.get("average_best") or 1)
+    kept = []  # (dev score, evaluation number, weights) of the `keep` best evaluations, best first
+    best, history, lines, step = None, [], [], 0
     for epoch in range(1, hp["epochs"] + 1):
         batches = length_bucketed_batches(lengths, hp["batch_size"], rng)
         bar = tqdm(batches, desc=f"epoch {epoch}/{hp['epochs']}", disable=not progress, leave=False)
@@ -310,10 +324,14 @@ def train_classifier(model, train, dev, seeker_states, tokenizer, hp, response_s
                           "dev": {m: dev_metrics[m] for m in ("accuracy", "macro_f1", "iou_f1")}}
                 history.append(record)
                 running = []
-                improved = best is None or selection_score(dev_metrics, select_on) > selection_score(best, select_on)
+                score = selection_score(dev_metrics, select_on)
+                improved = best is None or score > selection_score(best, select_on)
                 if improved:
                     best = dev_metrics
-                    best_state = copy.deepcopy(model.trainable_state_dict())
+                if len(kept) < keep or score > kept[-1][0]:
+                    kept.append((score, len(history) - 1, copy.deepcopy(model.trainable_state_dict())))
+                    kept.sort(key=lambda item: (-item[0], item[1]))  # ties: the earlier evaluation first
+                    del kept[keep:]
                 line = (f"epoch {epoch} step {step}/{total_steps} train_loss {record['train_loss']:.4f} "
                         f"dev acc {dev_metrics['accuracy']:.4f} macro_f1 {dev_metrics['macro_f1']:.4f} "
                         f"iou_f1 {dev_metrics['iou_f1']:.4f} cpu {record['cpu_seconds']:.0f}s{' *' if improved else ''}")
@@ -321,8 +339,18 @@ def train_classifier(model, train, dev, seeker_states, tokenizer, hp, response_s
                 lines.append(line)
                 if log_file:
                     atomic_write_text(log_file, "\n".join(lines) + "\n")
-    model.load_state_dict(best_state, strict=False)
-    return history, best
+    if keep == 1:
+        model.load_state_dict(kept[0][2], strict=False)
+        return history, best
+    model.load_state_dict(average_states([state for _, _, state in kept]), strict=False)
+    averaged = evaluate(model, dev, seeker_states, tokenizer, hp["eval_batch_size"], response_states)
+    averaged["averaged_evaluations"] = sorted(history[i]["step"] for _, i, _ in kept)
+    line = (f"kept the average of the {len(kept)} best evaluations (steps {averaged['averaged_evaluations']}): "
+            f"dev acc {averaged['accuracy']:.4f} macro_f1 {averaged['macro_f1']:.4f} iou_f1 {averaged['iou_f1']:.4f}")
+    logger.info(line)
+    if log_file:
+        atomic_write_text(log_file, "\n".join(lines + [line]) + "\n")
+    return history, averaged
 
 
 # ---------------------------------------------------------------- whole pipeline
@@ -330,7 +358,9 @@ def train_options(conf, mechanism=None):
     """The options that make a model; with ``mechanism``, a ``{ER: .., IP: .., EX: ..}`` value is resolved."""
     out = {}
     for key in TRAIN_OPTION_KEYS:
-        value = conf[key]
+        if key not in conf and key not in OPTION_DEFAULTS:
+            raise KeyError(f"the EPITOME config lacks '{key}' (see rellm/scoring/epitome/epitome.yaml)")
+        value = conf.get(key, OPTION_DEFAULTS.get(key))
         if mechanism is not None and isinstance(value, dict):
             if mechanism not in value:
                 raise ValueError(f"{key} is given per mechanism ({', '.join(sorted(value))}) but not for {mechanism}")
@@ -347,6 +377,11 @@ def build_model(encoder_name, dropout, encoders=None):
 
 def _trainable_layers(value):
     return None if value in (None, "all") else int(value)
+
+
+def response_max_len(options):
+    """Tokens kept of a response: ``response_max_len``, or ``max_len`` (the seeker post's) when it is null."""
+    return int(options.get("response_max_len") or options["max_len"])
 
 
 def train_all(conf, data_dir, cache_root, overwrite=False, progress=True, encoders=None):
@@ -383,7 +418,7 @@ def train_all(conf, data_dir, cache_root, overwrite=False, progress=True, encode
     seeker_states = EncoderStates()
     seeker_states.add(model.seeker_encoder, tokenizer, seekers, conf["max_len"], conf["eval_batch_size"],
                       progress, desc="seeker states")
-    response_states = {}  # first trained block -> frozen bottom's output per response
+    response_states = {}  # (first trained block, response tokens) -> frozen bottom's output per response
     frozen_seconds, frozen_cpu = time.time() - t0, time.process_time() - cpu0
     for mech in todo:
         hp = {**conf, **train_options(conf, mech)}
@@ -393,11 +428,12 @@ def train_all(conf, data_dir, cache_root, overwrite=False, progress=True, encode
             if isinstance(module, torch.nn.Dropout):
                 module.p = hp["dropout"]
         start = model.set_responder_trainable_layers(_trainable_layers(hp["responder_trainable_layers"]))
-        if start > 0 and start not in response_states:
-            response_states[start] = EncoderStates(layer=start)
-            response_states[start].add(model.responder_encoder, tokenizer, responses, conf["max_len"],
-                                       conf["eval_batch_size"], progress, desc="frozen responder layers")
-        metrics = _train_one(model, tokenizer, all_pairs[mech], seeker_states, response_states.get(start), hp,
+        key = (start, response_max_len(hp))
+        if start > 0 and key not in response_states:
+            response_states[key] = EncoderStates(layer=start)
+            response_states[key].add(model.responder_encoder, tokenizer, responses, key[1],
+                                     conf["eval_batch_size"], progress, desc="frozen responder layers")
+        metrics = _train_one(model, tokenizer, all_pairs[mech], seeker_states, response_states.get(key), hp,
                              root / mech, progress)
         metrics["train_seconds"] = round(time.time() - t1, 1)
         metrics["train_cpu_seconds"] = round(time.process_time() - cpu1, 1)
@@ -422,7 +458,7 @@ def _train_one(model, tokenizer, pairs, seeker_states, response_states, conf, ou
                                                "grouped_by": "sp_id, rp_id", **split})
     parts, reports = {}, {}
     for name, ids in split.items():
-        parts[name], reports[name] = encode_split(pairs.subset(ids), tokenizer, conf["max_len"])
+        parts[name], reports[name] = encode_split(pairs.subset(ids), tokenizer, response_max_len(conf))
     logger.info("%s: train/dev/test = %d/%d/%d, rationale spans not found in their response: %d",
                 pairs.mechanism, len(parts["train"]), len(parts["dev"]), len(parts["test"]),
                 sum(r["spans_not_found"] for r in reports.values()))
@@ -433,7 +469,7 @@ def _train_one(model, tokenizer, pairs, seeker_states, response_states, conf, ou
         torch.save(model.trainable_state_dict(), tmp)
     atomic_write_json(out_dir / "config.json", {
         "mechanism": pairs.mechanism, "encoder": str(conf["encoder"]), "max_len": conf["max_len"],
-        "dropout": conf["dropout"], "num_levels": 3})
+        "response_max_len": response_max_len(conf), "dropout": conf["dropout"], "num_levels": 3})
     return {
         "mechanism": pairs.mechanism,
         "test": test,
@@ -475,11 +511,15 @@ class EpitomeScorer:
                 raise FileNotFoundError(f"no trained EPITOME {mech} classifier in {root / mech}; "
                                         "run `python -m rellm.bin.epitome train conf/epitome.yaml` first")
             configs[mech] = read_json(root / mech / "config.json")
-        encoder_names = {c["encoder"] for c in configs.values()}
-        if len(encoder_names) != 1:
-            raise ValueError(f"the classifiers in {root} were trained on different encoders {encoder_names}")
-        base, self.tokenizer = encoders if encoders is not None else load_text_encoder(encoder_names.pop())
-        self.max_len = next(iter(configs.values()))["max_len"]
+        for key in ("encoder", "max_len"):  # one seeker encoder and one seeker length serve all three
+            values = {c[key] for c in configs.values()}
+            if len(values) != 1:
+                raise ValueError(f"the classifiers in {root} were trained with different {key} {sorted(values)}; "
+                                 "retrain them together with --overwrite=true")
+        first = next(iter(configs.values()))
+        base, self.tokenizer = encoders if encoders is not None else load_text_encoder(first["encoder"])
+        self.max_len = first["max_len"]
+        self.response_max_len = {mech: response_max_len(cfg) for mech, cfg in configs.items()}
         self.models = {}
         for mech, cfg in configs.items():
             model = EmpathyBiEncoder(base, copy.deepcopy(base), num_levels=cfg["num_levels"], dropout=cfg["dropout"])
@@ -501,11 +541,15 @@ class EpitomeScorer:
             raise ValueError(f"{len(seekers)} seeker posts but {len(responses)} responses")
         self.seeker_states.add(self.seeker_encoder, self.tokenizer, seekers, self.max_len, self.batch_size,
                                progress, desc="seeker states")
-        data = EncodedSplit(ids=list(range(len(seekers))), seekers=seekers, responses=responses,
-                            response_ids=tokenize_texts(self.tokenizer, responses, self.max_len),
-                            rationale_labels=None, levels=np.zeros(len(seekers), dtype=np.int64))
+        data = {}  # response tokens -> the pairs encoded with that truncation
         out = {}
         for mech, model in self.models.items():
-            levels, probs, _ = predict(model, data, self.seeker_states, self.tokenizer.pad_token_id, self.batch_size)
+            n = self.response_max_len[mech]
+            if n not in data:
+                data[n] = EncodedSplit(ids=list(range(len(seekers))), seekers=seekers, responses=responses,
+                                       response_ids=tokenize_texts(self.tokenizer, responses, n),
+                                       rationale_labels=None, levels=np.zeros(len(seekers), dtype=np.int64))
+            levels, probs, _ = predict(model, data[n], self.seeker_states, self.tokenizer.pad_token_id,
+                                       self.batch_size)
             out[mech] = {"level": levels, "probs": probs}
         return out

@@ -1,0 +1,82 @@
+"""Compare EPITOME classifier options without touching the test split: repeated held-out draws.
+
+The shipped split's dev part is ~150 pairs, too few to rank options that differ by a point of
+accuracy. This script takes the non-test part (train + dev of the fixed split), draws it
+``--draws`` times into train / dev / held-out (70 / 6 / 24 %, stratified, grouped by pair, one
+seed per draw), trains one classifier per draw with the config's options plus the overrides,
+and prints one JSON line per draw with its held-out metrics, then a ``summary`` line with the
+means. Run a baseline and a variant with the same ``--draws`` and compare the means (paired by
+draw). Nothing is cached or written.
+
+    tools/venv/bin/python bench/epitome_cv.py IP                           # the shipped IP options
+    tools/venv/bin/python bench/epitome_cv.py IP --response_max_len=64     # a variant
+    tools/venv/bin/python bench/epitome_cv.py IP --average_best=1 --draws 101,102,103
+
+About 4-5 min of one CPU core per draw for IP (4 trained blocks).
+"""
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rellm.scoring.epitome import training as T  # noqa: E402
+from rellm.scoring.epitome.data import find_data_dir, load_pairs, stratified_split  # noqa: E402
+from rellm.utils.config import load_config, split_overrides  # noqa: E402
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "rellm" / "scoring" / "epitome" / "epitome.yaml"
+DRAW_FRACTIONS = (0.70, 0.06, 0.24)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mechanism", choices=["ER", "IP", "EX"])
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--draws", default="101,102,103", help="comma-separated seeds, one draw each")
+    args, rest = ap.parse_known_args()
+    conf = load_config(Path(args.config), split_overrides(rest))
+    torch.set_num_threads(conf["num_threads"])
+    hp = {**conf, **T.train_options(conf, args.mechanism)}
+    data_dir = find_data_dir(conf.get("data_dir"))
+    if data_dir is None:
+        sys.exit("no EPITOME CSVs found; run `python -m rellm.bin.epitome fetch` first")
+    pairs = load_pairs(args.mechanism, data_dir)
+    split = stratified_split(pairs, conf["split_fractions"], conf["split_seed"])
+    pool = pairs.subset(split["train"] + split["dev"])  # the test part is never read
+    model, tokenizer = T.build_model(conf["encoder"], hp["dropout"])
+    initial = copy.deepcopy(model.trainable_state_dict())
+    response_len = T.response_max_len(hp)
+    seekers = T.EncoderStates()
+    seekers.add(model.seeker_encoder, tokenizer, pool.seeker, conf["max_len"], conf["eval_batch_size"], False)
+    start = model.set_responder_trainable_layers(T._trainable_layers(hp["responder_trainable_layers"]))
+    responses = None
+    if start > 0:
+        responses = T.EncoderStates(layer=start)
+        responses.add(model.responder_encoder, tokenizer, pool.response, response_len, conf["eval_batch_size"], False)
+    rows = []
+    for seed in (int(s) for s in args.draws.split(",")):
+        cpu0 = time.process_time()
+        model.load_state_dict(initial, strict=False)
+        draw = stratified_split(pool, DRAW_FRACTIONS, seed)
+        parts = {name: T.encode_split(pool.subset(ids), tokenizer, response_len)[0] for name, ids in draw.items()}
+        _, dev = T.train_classifier(model, parts["train"], parts["dev"], seekers, tokenizer, {**hp, "seed": seed},
+                                    responses, progress=False)
+        held_out = T.evaluate(model, parts["test"], seekers, tokenizer, conf["eval_batch_size"], responses)
+        row = {"what": "draw", "mechanism": args.mechanism, "seed": seed, "n_held_out": len(parts["test"]),
+               **{m: round(held_out[m], 4) for m in ("accuracy", "macro_f1", "iou_f1")},
+               "dev_accuracy": round(dev["accuracy"], 4), "cpu_s": round(time.process_time() - cpu0)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    summary = {m: round(float(np.mean([r[m] for r in rows])), 4) for m in ("accuracy", "macro_f1", "iou_f1")}
+    print(json.dumps({"what": "summary", "mechanism": args.mechanism, "draws": len(rows), **summary,
+                      "options": T.train_options(conf, args.mechanism)}, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    main()
