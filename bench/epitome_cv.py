@@ -39,6 +39,11 @@ def main():
     ap.add_argument("mechanism", choices=["ER", "IP", "EX"])
     ap.add_argument("--config", default=str(DEFAULT_CONFIG))
     ap.add_argument("--draws", default="101,102,103", help="comma-separated seeds, one draw each")
+    ap.add_argument("--member", type=int, default=0,
+                    help="K > 0: train with seed draw + 1000 K instead of the draw's seed (another ensemble member)")
+    ap.add_argument("--dump", default=None, metavar="DIR",
+                    help="also save each draw's held-out level probabilities and true levels to "
+                         "DIR/<mech>_draw<seed>_member<K>.npz (to study ensembles and decision rules)")
     args, rest = ap.parse_known_args()
     conf = load_config(Path(args.config), split_overrides(rest))
     torch.set_num_threads(conf["num_threads"])
@@ -62,12 +67,20 @@ def main():
     rows = []
     for seed in (int(s) for s in args.draws.split(",")):
         cpu0 = time.process_time()
+        train_seed = seed + 1000 * args.member
         model.load_state_dict(initial, strict=False)
+        model.reset_heads(train_seed, hp["dropout"])
         draw = stratified_split(pool, DRAW_FRACTIONS, seed)
         parts = {name: T.encode_split(pool.subset(ids), tokenizer, response_len)[0] for name, ids in draw.items()}
-        _, dev = T.train_classifier(model, parts["train"], parts["dev"], seekers, tokenizer, {**hp, "seed": seed},
+        _, dev = T.train_classifier(model, parts["train"], parts["dev"], seekers, tokenizer, {**hp, "seed": train_seed},
                                     responses, progress=False)
         held_out = T.evaluate(model, parts["test"], seekers, tokenizer, conf["eval_batch_size"], responses)
+        if args.dump:
+            _, probs, _ = T.predict(model, parts["test"], seekers, tokenizer.pad_token_id, conf["eval_batch_size"],
+                                    responses)
+            Path(args.dump).mkdir(parents=True, exist_ok=True)
+            np.savez(Path(args.dump) / f"{args.mechanism}_draw{seed}_member{args.member}.npz",
+                     probs=probs, levels=parts["test"].levels)
         row = {"what": "draw", "mechanism": args.mechanism, "seed": seed, "n_held_out": len(parts["test"]),
                **{m: round(held_out[m], 4) for m in ("accuracy", "macro_f1", "iou_f1")},
                "dev_accuracy": round(dev["accuracy"], 4), "cpu_s": round(time.process_time() - cpu0)}

@@ -115,8 +115,10 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
-    log "Stage 6: EPITOME classifiers (trained once, cached), scoring and RESULTS.md"
-    ${python} -m rellm.bin.epitome train conf/epitome.yaml
+    log "Stage 6: EPITOME classifiers (trained once, cached; log: ${expdir}/scores/log/epitome_train.log), scoring and RESULTS.md"
+    # 2 threads: the three classifiers train in parallel processes (num_jobs in conf/epitome.yaml)
+    ${train_cmd} --num_threads 2 "${expdir}/scores/log/epitome_train.log" \
+        ${python} -m rellm.bin.epitome train conf/epitome.yaml
     for dset in ${test_sets}; do
         ${python} -m rellm.bin.score conf/score.yaml --systems "${systems}" --exp_root "${expdir}" \
             --split "${split}" --seed "${seed}" --test_set "${dset}" \

@@ -68,7 +68,7 @@ TINY_EPITOME_CONF = {
     "warmup_ratio": 0.0, "weight_decay": 0.0, "grad_clip": 1.0, "dropout": 0.0, "lambda_level": 1.0,
     "lambda_rationale": 0.5, "level_weighting": "none", "evals_per_epoch": 1, "select_on": "macro_f1",
     "average_best": 1,
-    "responder_trainable_layers": None, "num_threads": 1, "eval_batch_size": 16, "mechanisms": ["ER", "IP", "EX"],
+    "responder_trainable_layers": None, "num_threads": 1, "num_jobs": 1, "eval_batch_size": 16, "mechanisms": ["ER", "IP", "EX"],
 }
 
 

@@ -203,3 +203,39 @@ def test_a_config_without_the_later_options_trains_as_before(tiny_epitome_conf):
     assert options["average_best"] == 1 and T.response_max_len(options) == old["max_len"]
     with pytest.raises(KeyError, match="lacks 'lr'"):
         T.train_options({k: v for k, v in old.items() if k != "lr"})
+
+
+def test_plan_groups_balances_the_costs():
+    costs = {"ER": 512, "IP": 2048, "EX": 1024}  # the shipped options' training_cost
+    assert T.plan_groups(costs, 2) == [["IP"], ["EX", "ER"]]
+    assert T.plan_groups(costs, 3) == [["IP"], ["EX"], ["ER"]]
+    assert T.plan_groups(costs, 1) == [["IP", "EX", "ER"]]
+    assert T.parallel_jobs(8, 3, 1) == 3 and T.parallel_jobs(2, 3, 1) == 2 and T.parallel_jobs(None, 1, 1) == 1
+    assert T.training_cost({"epochs": 4, "max_len": 64, "response_max_len": 128,
+                            "responder_trainable_layers": 4}) == 2048
+
+
+def test_parallel_processes_train_the_same_models(tiny_text_encoder, epitome_csv_dir, tiny_epitome_conf, tmp_path):
+    conf = {**tiny_epitome_conf, "epochs": 2, "responder_trainable_layers": 1,
+            "lr": {"ER": 3e-3, "IP": 1e-3, "EX": 3e-3}, "seed": {"ER": 3, "IP": 4, "EX": 5}}
+    one = T.train_all(conf, epitome_csv_dir, tmp_path / "one", progress=False, encoders=tiny_text_encoder)
+    two = T.train_all({**conf, "num_jobs": 2}, epitome_csv_dir, tmp_path / "two", progress=False,
+                      encoders=tiny_text_encoder)
+    assert one == two
+    roots = [tmp_path / name / "epitome" / "tiny-test-encoder" for name in ("one", "two")]
+    timing = json.loads((roots[1] / "training_time.json").read_text())
+    assert len(timing["groups"]) == 2 and sorted(sum(timing["groups"], [])) == ["ER", "EX", "IP"]
+    assert timing["cpu_seconds"] > 0
+    for mech in ("ER", "IP", "EX"):
+        states = [torch.load(root / mech / "model.pt", weights_only=True) for root in roots]
+        assert states[0].keys() == states[1].keys()
+        for name in states[0]:
+            assert torch.equal(states[0][name], states[1][name]), (mech, name)
+        assert (roots[1] / mech / ".done.train").is_file()
+        if mech == "ER":
+            states_er = states
+    # another seed draws other heads: the models do depend on the seed
+    T.train_all({**conf, "seed": 9, "mechanisms": ["ER"]}, epitome_csv_dir, tmp_path / "three", progress=False,
+                encoders=tiny_text_encoder)
+    other = torch.load(tmp_path / "three" / "epitome" / "tiny-test-encoder" / "ER" / "model.pt", weights_only=True)
+    assert not torch.equal(other["level_head.4.weight"], states_er[0]["level_head.4.weight"])

@@ -35,13 +35,31 @@ class EmpathyBiEncoder(nn.Module):
         self.seeker_encoder = seeker_encoder
         self.seeker_encoder.requires_grad_(False)
         self.responder_encoder = responder_encoder
+        self.num_levels, self.dropout = num_levels, dropout
+        self._build_heads()
+        self.responder_start_layer = 0  # first trained responder block (0: all trained, as upstream)
+
+    def _build_heads(self):
+        hidden, dropout = self.responder_encoder.config.hidden_size, self.dropout
         self.cross_attention = nn.MultiheadAttention(hidden, num_heads=1, batch_first=True)
         self.attention_dropout = nn.Dropout(dropout)
         self.level_head = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(hidden, num_levels))
+            nn.Linear(hidden, self.num_levels))
         self.rationale_head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, 2))
-        self.responder_start_layer = 0  # first trained responder block (0: all trained, as upstream)
+
+    def reset_heads(self, seed, dropout=None):
+        """Fresh cross-attention and heads drawn from ``seed`` (the encoders are untouched).
+
+        Training calls this per mechanism so that a classifier depends on its own seed only, not
+        on what the process drew before: the same options give the same model whether the three
+        mechanisms train one after the other or in parallel processes.
+        """
+        if dropout is not None:
+            self.dropout = dropout
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self._build_heads()
 
     def set_responder_trainable_layers(self, trainable_layers):
         """Train only the top ``trainable_layers`` responder blocks (None: all, embeddings included)."""

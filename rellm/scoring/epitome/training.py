@@ -17,14 +17,19 @@ Speed on CPU: the seeker encoder is frozen, so its states are computed once per
 distinct post and shared by the three mechanisms (they label the same pairs).
 Only the top ``responder_trainable_layers`` responder blocks are trained; the
 frozen bottom's output is likewise computed once per distinct response. Batches
-are bucketed by response length so little time goes into padding.
+are bucketed by response length so little time goes into padding. The mechanisms
+train in ``num_jobs`` processes at once (split by estimated cost); each classifier
+draws its heads from its own seed, so the grouping does not change the models.
 """
 import copy
 import json
 import logging
 import math
+import multiprocessing
+import os
 import re
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -388,7 +393,9 @@ def train_all(conf, data_dir, cache_root, overwrite=False, progress=True, encode
     """Train (or reuse from the cache) one classifier per mechanism; returns ``{mech: test metrics}``.
 
     Any training option may be one value or a per-mechanism mapping (``lr: {ER: 1e-4, IP: 5e-5, EX: 1e-4}``);
-    a mechanism is retrained only when its own resolved options change.
+    a mechanism is retrained only when its own resolved options change. With ``num_jobs`` > 1 (null: as
+    many as the CPUs allow at ``num_threads`` each) the mechanisms train in that many processes at once;
+    the models are the same as when they train one after the other.
     ``encoders`` = ``(AutoModel, tokenizer)`` to use instead of loading ``conf['encoder']`` (tests pass tiny ones).
     """
     if isinstance(conf["encoder"], dict) or isinstance(conf["max_len"], dict):
@@ -407,12 +414,73 @@ def train_all(conf, data_dir, cache_root, overwrite=False, progress=True, encode
             todo.append(mech)
     if not todo:
         return load_metrics(root, conf["mechanisms"])
+    t0, cpu0 = time.time(), time.process_time()
+    groups = plan_groups({m: training_cost(train_options(conf, m)) for m in todo},
+                         parallel_jobs(conf.get("num_jobs"), len(todo), conf["num_threads"]))
+    if len(groups) == 1:
+        _train_group(conf, data_dir, root, todo, marker_options, progress, encoders)
+        cpu = time.process_time() - cpu0
+    else:
+        logger.info("training %s in %d processes of %d thread(s) each", " | ".join("+".join(g) for g in groups),
+                    len(groups), conf["num_threads"])
+        log_files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+        context = multiprocessing.get_context("spawn")  # fork would copy the parent's thread pools and locks
+        with ProcessPoolExecutor(len(groups), mp_context=context) as pool:
+            futures = [pool.submit(_train_group_in_process, conf, data_dir, root, group, marker_options, encoders,
+                                   log_files[0] if log_files else None) for group in groups]
+            # a failure is raised after the other groups finish: their classifiers stay trained and cached
+            cpu = time.process_time() - cpu0 + sum(f.result() for f in futures)
+    summary = {"mechanisms": todo, "groups": groups, "wall_seconds": round(time.time() - t0, 1),
+               "cpu_seconds": round(cpu, 1), "num_threads": conf["num_threads"]}
+    atomic_write_json(root / "training_time.json", summary)
+    logger.info("trained %s in %.1f s wall, %.1f s CPU (the machine may be shared: CPU time is the fairer measure)",
+                ", ".join(todo), summary["wall_seconds"], summary["cpu_seconds"])
+    return load_metrics(root, conf["mechanisms"])
+
+
+def parallel_jobs(num_jobs, n_tasks, num_threads):
+    """Processes for ``n_tasks`` mechanisms: ``num_jobs``, or (null) the usable CPUs // ``num_threads``."""
+    if num_jobs in (None, "auto"):
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        num_jobs = cpus // max(1, int(num_threads))
+    return max(1, min(int(num_jobs), n_tasks))
+
+
+def training_cost(options):
+    """Relative cost of training one classifier: epochs x response tokens x trained responder blocks."""
+    layers = _trainable_layers(options["responder_trainable_layers"])
+    return options["epochs"] * response_max_len(options) * (12 if layers is None else layers)  # all: say 12
+
+
+def plan_groups(costs, jobs):
+    """Split ``{mech: cost}`` into at most ``jobs`` groups of similar total cost (costliest first, to the lightest)."""
+    groups, loads = [[] for _ in range(jobs)], [0] * jobs
+    for mech in sorted(costs, key=lambda m: -costs[m]):
+        k = loads.index(min(loads))
+        groups[k].append(mech)
+        loads[k] += costs[mech]
+    return [group for group in groups if group]
+
+
+def _train_group_in_process(conf, data_dir, root, mechanisms, marker_options, encoders, log_file):
+    """Entry of a worker process: train ``mechanisms`` one after the other; returns the process's CPU seconds."""
+    from rellm.utils.logging import setup_logging
+
+    setup_logging(log_file, tag="+".join(mechanisms))
+    _train_group(conf, data_dir, root, mechanisms, marker_options, progress=False, encoders=encoders)
+    return time.process_time()
+
+
+def _train_group(conf, data_dir, root, mechanisms, marker_options, progress, encoders):
+    """Train ``mechanisms`` in this process, sharing the frozen encoder states between them."""
     torch.set_num_threads(conf["num_threads"])
     t0, cpu0 = time.time(), time.process_time()
-    model, tokenizer = build_model(conf["encoder"], train_options(conf, todo[0])["dropout"], encoders)
+    model, tokenizer = build_model(conf["encoder"], train_options(conf, mechanisms[0])["dropout"], encoders)
     initial_state = copy.deepcopy(model.trainable_state_dict())
-    all_pairs = {m: load_pairs(m, data_dir) for m in todo}
-    # The three files label the same pairs: frozen states are computed once for all mechanisms.
+    # The three files label the same pairs: frozen states are computed once for all mechanisms. Every
+    # configured file is read whichever mechanisms train here, so that every process encodes the same
+    # texts in the same batches (the states, hence the models, do not depend on the grouping).
+    all_pairs = {m: load_pairs(m, data_dir) for m in conf["mechanisms"]}
     seekers = sorted({t for p in all_pairs.values() for t in p.seeker})
     responses = sorted({t for p in all_pairs.values() for t in p.response})
     seeker_states = EncoderStates()
@@ -420,13 +488,11 @@ def train_all(conf, data_dir, cache_root, overwrite=False, progress=True, encode
                       progress, desc="seeker states")
     response_states = {}  # (first trained block, response tokens) -> frozen bottom's output per response
     frozen_seconds, frozen_cpu = time.time() - t0, time.process_time() - cpu0
-    for mech in todo:
+    for mech in mechanisms:
         hp = {**conf, **train_options(conf, mech)}
         t1, cpu1 = time.time(), time.process_time()
         model.load_state_dict(initial_state, strict=False)
-        for module in (model.attention_dropout, *model.level_head, *model.rationale_head):
-            if isinstance(module, torch.nn.Dropout):
-                module.p = hp["dropout"]
+        model.reset_heads(hp["seed"], hp["dropout"])
         start = model.set_responder_trainable_layers(_trainable_layers(hp["responder_trainable_layers"]))
         key = (start, response_max_len(hp))
         if start > 0 and key not in response_states:
@@ -444,12 +510,6 @@ def train_all(conf, data_dir, cache_root, overwrite=False, progress=True, encode
         DoneMarker(root / mech, "train").mark_done(marker_options[mech])
         logger.info("EPITOME %s: test %s (%.0f s)", mech, json.dumps(
             {k: round(metrics["test"][k], 4) for k in ("accuracy", "macro_f1", "iou_f1")}), metrics["train_seconds"])
-    summary = {"mechanisms": todo, "wall_seconds": round(time.time() - t0, 1),
-               "cpu_seconds": round(time.process_time() - cpu0, 1), "num_threads": conf["num_threads"]}
-    atomic_write_json(root / "training_time.json", summary)
-    logger.info("trained %s in %.1f s wall, %.1f s CPU (the machine may be shared: CPU time is the fairer measure)",
-                ", ".join(todo), summary["wall_seconds"], summary["cpu_seconds"])
-    return load_metrics(root, conf["mechanisms"])
 
 
 def _train_one(model, tokenizer, pairs, seeker_states, response_states, conf, out_dir, progress):
