@@ -26,9 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rellm.scoring.epitome import training as T  # noqa: E402
-from rellm.scoring.epitome.data import find_data_dir, load_pairs, stratified_split  # noqa: E402
-from rellm.utils.config import load_config, split_overrides  # noqa: E402
+from rellm.scoring.epitome import training as T
+from rellm.scoring.epitome.data import find_data_dir, load_pairs, stratified_split
+from rellm.utils.config import load_config, split_overrides
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "rellm" / "scoring" / "epitome" / "epitome.yaml"
 DRAW_FRACTIONS = (0.70, 0.06, 0.24)
