@@ -71,10 +71,15 @@ def load_checked_audio(path, max_seconds=MAX_SECONDS):
     return np.ascontiguousarray(audio, dtype=np.float32), notes
 
 
-def _avd_head_trained(exp):
-    """Whether the experiment trained its A/V/D head (``lambda_dim > 0`` in its resolved hyperparams)."""
+def _avd_head_trained(exp, meta):
+    """Whether the experiment trained its A/V/D head, as its ``final/model.json`` (``meta``) records it.
+
+    Experiments saved before that record: ``lambda_dim > 0`` in their resolved hyperparams.
+    """
     import re
 
+    if "avd_head_trained" in meta:
+        return bool(meta["avd_head_trained"])
     hparams = Path(exp) / "hyperparams.yaml"
     if not hparams.is_file():
         return True
@@ -93,13 +98,13 @@ def _resolve_local(value, exp_dir):
     return p
 
 
-def _base_models(exp_dir):
+def _final_meta(exp_dir):
+    """The experiment's ``final/model.json``: base models, prompts, what was trained."""
     meta_path = Path(exp_dir) / "final" / "model.json"
     if not meta_path.is_file():
         raise ResponderError(f"{exp_dir} has no trained model (final/model.json); run stage 4 or check --exp")
     with open(meta_path, encoding="utf-8") as f:
-        meta = json.load(f)
-    return meta.get("base_models", {})
+        return json.load(f)
 
 
 def parse_args(argv):
@@ -130,7 +135,8 @@ def respond(args):
     audio, notes = load_checked_audio(args.wav)
     for note in notes:
         print(f"note: {note}")
-    base = _base_models(args.exp)
+    meta = _final_meta(args.exp)
+    base = meta.get("base_models", {})
     set_threads(args.threads)
     device = pick_device(args.device)
     dtype = pick_dtype(args.dtype, device)
@@ -162,7 +168,7 @@ def respond(args):
         lengths = torch.tensor([states.shape[0]], device=device)
         E, M = model.encode_speech(states.unsqueeze(0).to(device), lengths, emo_emb)
         probs = torch.softmax(model.classify_emotion(E, M).float(), -1)[0]
-        avd = model.predict_avd(E, M).float()[0].tolist() if _avd_head_trained(args.exp) else None
+        avd = model.predict_avd(E, M).float()[0].tolist() if _avd_head_trained(args.exp, meta) else None
         label = EMOTIONS[int(probs.argmax())]
         print(f"emotion: {label} (p={float(probs.max()):.2f}; "
               + ", ".join(f"{e} {float(p):.2f}" for e, p in zip(EMOTIONS, probs)) + ")")

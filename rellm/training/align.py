@@ -199,6 +199,8 @@ def train_two_steps(hp, run_opts):
             "prompts": {"system_prompt": hp["system_prompt"], "system_prompt_empathetic": hp["system_prompt_empathetic"],
                         "behaviour_instruction": hp["behaviour_instruction"]},
             "steps": steps,
+            # what configure_step trained: readers need not re-derive it from the config
+            "avd_head_trained": bool(hp["lambda_dim"] > 0 and hp["emotion_dim"] > 0),
         })
         logger.info("final model written to %s", output_folder / "final")
     sb.utils.distributed.ddp_barrier()

@@ -1,4 +1,5 @@
 """Stage 4 end to end on toy data: experiment folder, checkpoints, init_from, exact resume, DDP."""
+import json
 import os
 import subprocess
 import sys
@@ -67,6 +68,10 @@ def test_blsp_emo_then_rellm_from_it(toy_recipe, tmp_path):
 
     model = SpeechLLM.from_pretrained_dir(rellm)
     assert model.emotion_dim == 8 and model.prompts["behaviour_instruction"].startswith("Continue")
+    # what respond_audio reads: BLSP-Emo (lambda_dim 0, no nuance module) trained no A/V/D head, RE-LLM did
+    trained = {name: json.loads((folder / "final" / "model.json").read_text())["avd_head_trained"]
+               for name, folder in (("blsp_emo", blsp), ("rellm", rellm))}
+    assert trained == {"blsp_emo": False, "rellm": True}
 
 
 class _Killed(Exception):
