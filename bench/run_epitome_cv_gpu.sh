@@ -3,10 +3,12 @@
 #
 #   bash bench/run_epitome_cv_gpu.sh MECH ENCODER_DIR EPITOME_DIR OUT_DIR DRAWS VARIANT_FILE
 #
-# VARIANT_FILE: one line per process, its variants separated by " | " (each variant: "key=value ..."; an empty
-# variant is the config's own options). Every process loads the encoder once and runs its variants one after the
-# other on the same draws; the processes share the GPU (DEVICE=cpu, PYTHON=...: elsewhere). Each writes OUT_DIR/cv_<line>.jsonl as it goes, so a
-# run stopped at its time limit still returns the finished draws (stderr: ERR_DIR/cv_<line>.err, default OUT_DIR). On a 2-core CPU one IP draw takes ~4-5 min.
+# VARIANT_FILE: one line per process, its variants separated by " | " (each variant: "key=value ..."; an
+# empty variant is the config's own options). Every process loads the encoder once and runs its variants
+# one after the other on the same draws; the processes share the GPU. Each writes OUT_DIR/cv_<line>.jsonl
+# as it goes, so a run stopped at its time limit still returns the finished draws; stderr goes to
+# ERR_DIR/cv_<line>.err (default OUT_DIR). DEVICE=cpu and PYTHON=... run it elsewhere (one IP draw: ~12 s
+# on an H200, 4-5 min on one CPU core). Summarise with bench/epitome_cv_compare.py OUT_DIR.
 set -euo pipefail
 mech=$1; encoder=$2; data=$3; out=$4; draws=$5; variants=$6
 mkdir -p "${out}"

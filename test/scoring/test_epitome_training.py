@@ -239,3 +239,29 @@ def test_parallel_processes_train_the_same_models(tiny_text_encoder, epitome_csv
                 encoders=tiny_text_encoder)
     other = torch.load(tmp_path / "three" / "epitome" / "tiny-test-encoder" / "ER" / "model.pt", weights_only=True)
     assert not torch.equal(other["level_head.4.weight"], states_er[0]["level_head.4.weight"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error shown where there is no GPU")
+def test_a_gpu_asked_for_without_one_fails_before_training(tiny_text_encoder, epitome_csv_dir, tiny_epitome_conf,
+                                                           tmp_path):
+    with pytest.raises(RuntimeError, match="no CUDA GPU; use --device=cpu"):
+        T.train_all({**tiny_epitome_conf, "device": "cuda"}, epitome_csv_dir, tmp_path, progress=False,
+                    encoders=tiny_text_encoder)
+    assert not (tmp_path / "epitome").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_classifiers_trained_on_a_gpu_score_on_the_cpu(tiny_text_encoder, epitome_csv_dir, tiny_epitome_conf,
+                                                       tmp_path):
+    conf = {**tiny_epitome_conf, "device": "cuda", "responder_trainable_layers": 1}
+    try:
+        metrics = T.train_all(conf, epitome_csv_dir, tmp_path, progress=False, encoders=tiny_text_encoder)
+    finally:
+        tiny_text_encoder[0].to("cpu")  # training moved the shared base encoder (the seeker) to the GPU
+    root = tmp_path / "epitome" / "tiny-test-encoder"
+    scorer = T.EpitomeScorer(root, encoders=tiny_text_encoder)  # the scorer runs on the CPU
+    test = load_pairs("ER", epitome_csv_dir).subset(json.loads((root / "ER" / "split.json").read_text())["test"])
+    levels = scorer.score(test.seeker, test.response, progress=False)
+    # the CPU forward of the GPU-trained weights gives the GPU's test accuracy (up to float rounding)
+    assert float(np.mean(levels["ER"]["level"] == test.level)) == pytest.approx(metrics["ER"]["accuracy"], abs=0.05)

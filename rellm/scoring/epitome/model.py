@@ -43,26 +43,10 @@ class EmpathyBiEncoder(nn.Module):
         hidden, dropout = self.responder_encoder.config.hidden_size, self.dropout
         self.cross_attention = nn.MultiheadAttention(hidden, num_heads=1, batch_first=True)
         self.attention_dropout = nn.Dropout(dropout)
-        self.level_head = self._new_level_head()
+        self.level_head = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, self.num_levels))
         self.rationale_head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, 2))
-        self.auxiliary_heads = nn.ModuleDict()
-
-    def _new_level_head(self):
-        hidden, dropout = self.responder_encoder.config.hidden_size, self.dropout
-        return nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
-                             nn.Linear(hidden, self.num_levels))
-
-    def set_auxiliary_heads(self, mechanisms, seed):
-        """Level heads for other mechanisms' labels of the same pairs, used only as a training signal.
-
-        The three EPITOME files annotate the same pairs, so a classifier can also learn to predict
-        the other two mechanisms' levels from its pooled state (multi-task training). The heads are
-        dropped from the saved model (``trainable_state_dict``): scoring never uses them.
-        """
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + 1)  # not the main heads' draw
-            self.auxiliary_heads = nn.ModuleDict({m: self._new_level_head() for m in mechanisms})
-        self.auxiliary_heads.to(self.device)
 
     def reset_heads(self, seed, dropout=None):
         """Fresh cross-attention and heads drawn from ``seed`` (the encoders are untouched).
@@ -100,7 +84,8 @@ class EmpathyBiEncoder(nn.Module):
         return self.seeker_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     def forward(self, seeker_states, seeker_mask, response_ids, response_mask):
-        return self.classify(self.fuse(seeker_states, seeker_mask, response_ids, response_mask))
+        responder = self.responder_encoder(input_ids=response_ids, attention_mask=response_mask).last_hidden_state
+        return self.fuse_and_classify(seeker_states, seeker_mask, responder, response_mask)
 
     def forward_from_layer(self, seeker_states, seeker_mask, response_hidden, response_mask, start_layer):
         """Same as ``forward`` from the responder's hidden states after ``start_layer`` layers.
@@ -108,35 +93,18 @@ class EmpathyBiEncoder(nn.Module):
         Training with the bottom layers frozen feeds their (cached) output here and
         runs only the top layers, which is what makes CPU training affordable.
         """
-        return self.classify(self.fuse_from_layer(seeker_states, seeker_mask, response_hidden, response_mask,
-                                                  start_layer))
-
-    def fuse(self, seeker_states, seeker_mask, response_ids, response_mask):
-        """``R' = R + Dropout(Attn(R, S, S))``: the response states that the heads read."""
-        responder = self.responder_encoder(input_ids=response_ids, attention_mask=response_mask).last_hidden_state
-        return self.attend_seeker(seeker_states, seeker_mask, responder)
-
-    def fuse_from_layer(self, seeker_states, seeker_mask, response_hidden, response_mask, start_layer):
         responder = run_top_layers(self.responder_encoder, response_hidden, response_mask, start_layer)
-        return self.attend_seeker(seeker_states, seeker_mask, responder)
+        return self.fuse_and_classify(seeker_states, seeker_mask, responder, response_mask)
 
-    def attend_seeker(self, seeker_states, seeker_mask, responder):
+    def fuse_and_classify(self, seeker_states, seeker_mask, responder, response_mask):
         attended, _ = self.cross_attention(
             responder, seeker_states, seeker_states, key_padding_mask=~seeker_mask.bool(), need_weights=False)
-        return responder + self.attention_dropout(attended)
-
-    def classify(self, fused):
-        """``(level_logits [B, 3], rationale_logits [B, L, 2])`` from the fused states (level: first token)."""
+        fused = responder + self.attention_dropout(attended)
         return self.level_head(fused[:, 0]), self.rationale_head(fused)
 
-    def auxiliary_logits(self, fused):
-        """``{mechanism: level_logits}`` of the auxiliary heads (empty without ``set_auxiliary_heads``)."""
-        return {m: head(fused[:, 0]) for m, head in self.auxiliary_heads.items()}
-
     def trainable_state_dict(self):
-        """Everything but the frozen seeker encoder (reloaded from the base model) and the auxiliary heads."""
-        return {k: v for k, v in self.state_dict().items()
-                if not k.startswith(("seeker_encoder.", "auxiliary_heads."))}
+        """Everything but the frozen seeker encoder (it is reloaded from the base model)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("seeker_encoder.")}
 
 
 def encoder_layers(encoder):
