@@ -10,6 +10,8 @@ Trained models live in ``<cache>/epitome/<encoder tag>/<ER|IP|EX>/`` (cache: ``$
 or ``~/.cache/rellm``) and every recipe reuses them. ``score`` reads JSONL records with
 ``transcript`` (or ``seeker_post``) and ``response`` (or ``response_post``) and writes one
 record per line with ``ER``, ``IP``, ``EX`` levels (0..2) added; to stdout without ``--output``.
+With a GPU, ``train --device=cuda`` (e.g. with ``--encoder=roberta-base``, the paper's encoder)
+trains there; scoring runs on the CPU.
 """
 import json
 import logging
