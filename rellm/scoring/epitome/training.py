@@ -544,7 +544,7 @@ def _train_one(model, tokenizer, pairs, seeker_states, response_states, conf, ou
                                          response_states, out_dir / "train_log.txt", progress)
     test = evaluate(model, parts["test"], seeker_states, tokenizer, conf["eval_batch_size"], response_states)
     with atomic_path(out_dir / "model.pt") as tmp:
-        torch.save(model.trainable_state_dict(), tmp)
+        torch.save({k: v.cpu() for k, v in model.trainable_state_dict().items()}, tmp)  # loadable without a GPU
     atomic_write_json(out_dir / "config.json", {
         "mechanism": pairs.mechanism, "encoder": str(conf["encoder"]), "max_len": conf["max_len"],
         "response_max_len": response_max_len(conf), "dropout": conf["dropout"], "num_levels": 3})
