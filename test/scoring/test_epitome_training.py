@@ -260,6 +260,8 @@ def test_classifiers_trained_on_a_gpu_score_on_the_cpu(tiny_text_encoder, epitom
     finally:
         tiny_text_encoder[0].to("cpu")  # training moved the shared base encoder (the seeker) to the GPU
     root = tmp_path / "epitome" / "tiny-test-encoder"
+    saved = torch.load(root / "ER" / "model.pt", weights_only=True)  # no map_location: as saved
+    assert {t.device.type for t in saved.values()} == {"cpu"}
     scorer = T.EpitomeScorer(root, encoders=tiny_text_encoder)  # the scorer runs on the CPU
     test = load_pairs("ER", epitome_csv_dir).subset(json.loads((root / "ER" / "split.json").read_text())["test"])
     levels = scorer.score(test.seeker, test.response, progress=False)
