@@ -22,8 +22,8 @@ def read_draws(paths):
     for path in map(Path, paths):
         for file in sorted(path.glob("*.jsonl")) if path.is_dir() else [path]:
             for line in file.read_text().splitlines():
-                if line.startswith("{") and json.loads(line).get("what") == "draw":
-                    row = json.loads(line)
+                row = json.loads(line) if line.startswith("{") else {}
+                if row.get("what") == "draw":
                     draws[row.get("variant", "")][row["seed"]] = row
     return draws
 
