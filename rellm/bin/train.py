@@ -125,7 +125,9 @@ def main(argv=None):
     setup_logging(output_folder / "log.txt" if main_process else None)
     done = DoneMarker(output_folder, "train", hint="use another --output_folder, or delete it")
     options = {"config": str(Path(config_path).resolve()), "overrides": overrides}
-    if done.is_done(options) and (output_folder / "final" / "trainable.pt").is_file():
+    from rellm.models.speech_llm import has_final_state
+
+    if done.is_done(options) and has_final_state(output_folder):
         logger.info("%s is already trained with these options; nothing to do", output_folder)
         return 0
     hp = load_config(config_path, overrides)  # seeds, then builds the model (loads the LLM)

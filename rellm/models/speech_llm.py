@@ -29,7 +29,7 @@ from rellm.models.plora import ALL_POSITIONS, PartialLoRA, add_lora
 
 logger = logging.getLogger(__name__)
 
-FINAL_WEIGHTS = "trainable.pt"
+FINAL_WEIGHTS = "trainable.safetensors"
 FINAL_CONFIG = "model.json"
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -67,6 +67,43 @@ def load_causal_lm(name_or_path, dtype=None):
 
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, local_files_only=True)
     return model, AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+
+
+def final_dir(model_dir):
+    """``<experiment>/final``: where stage 4 (or an importer) leaves the model stage 5 loads."""
+    return Path(model_dir) / "final"
+
+
+def has_final_state(model_dir):
+    final = final_dir(model_dir)
+    return (final / FINAL_CONFIG).is_file() and (final / FINAL_WEIGHTS).is_file()
+
+
+def save_final_state(folder, state, meta):
+    """Write ``folder/trainable.safetensors`` (tensors only: loading it can run no code) and ``folder/model.json``."""
+    from safetensors.torch import save_file
+
+    from rellm.utils.io import atomic_path, atomic_write_json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / FINAL_WEIGHTS) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+    atomic_write_json(folder / FINAL_CONFIG, meta)
+
+
+def load_final_state(model_dir):
+    """``(state, meta)`` of an experiment's ``final/``: the trained tensors and ``model.json``."""
+    from safetensors.torch import load_file
+
+    final = final_dir(model_dir)
+    if not has_final_state(model_dir):
+        raise FileNotFoundError(
+            f"{final} has no trained model ({FINAL_CONFIG}, {FINAL_WEIGHTS}); run stage 4 for this experiment first"
+        )
+    with open(final / FINAL_CONFIG, encoding="utf-8") as f:
+        meta = json.load(f)
+    return load_file(str(final / FINAL_WEIGHTS), device="cpu"), meta
 
 
 @dataclass
@@ -449,13 +486,8 @@ class SpeechLLM(nn.Module):
 
     # ------------------------------------------------------------------ saving / loading
     def save_final(self, folder, extra=None):
-        """Write ``folder/trainable.pt`` (own parameters only) and ``folder/model.json`` (constructor args)."""
-        from rellm.utils.io import atomic_path, atomic_write_json
-
-        folder = Path(folder)
-        with atomic_path(folder / FINAL_WEIGHTS) as tmp:
-            torch.save({k: v.detach().cpu().contiguous() for k, v in self.own_state_dict().items()}, tmp)
-        atomic_write_json(folder / FINAL_CONFIG, {"model": self.config, **(extra or {})})
+        """Write ``folder/trainable.safetensors`` (own parameters only) and ``folder/model.json`` (constructor args)."""
+        save_final_state(folder, self.own_state_dict(), {"model": self.config, **(extra or {})})
 
     @classmethod
     def from_pretrained_dir(cls, model_dir, device="cpu", dtype=None):
@@ -464,20 +496,13 @@ class SpeechLLM(nn.Module):
         Reads ``model_dir/final/model.json`` (the base-model ids and constructor args recorded
         from the training hyperparams), loads the frozen LLM through ``rellm.pretrained`` in
         ``dtype`` (default: bf16 on capable GPUs, fp32 on CPU), then the trained adapter, LoRA
-        and heads from ``model_dir/final/trainable.pt``. The model is returned in eval mode;
+        and heads from ``model_dir/final/trainable.safetensors``. The model is returned in eval mode;
         its ``.prompts`` holds the system prompts and instructions used in training.
         """
-        final = Path(model_dir) / "final"
-        if not (final / FINAL_CONFIG).is_file() or not (final / FINAL_WEIGHTS).is_file():
-            raise FileNotFoundError(
-                f"{final} has no trained model ({FINAL_CONFIG}, {FINAL_WEIGHTS}); run stage 4 for this experiment first"
-            )
-        with open(final / FINAL_CONFIG, encoding="utf-8") as f:
-            meta = json.load(f)
+        state, meta = load_final_state(model_dir)
         config = dict(meta["model"])
         config["llm_dtype"] = str(resolve_dtype(dtype, device)).replace("torch.", "")
         model = cls(llm=config.pop("llm"), **config)
-        state = torch.load(final / FINAL_WEIGHTS, map_location="cpu", weights_only=True)
         model.load_own_state_dict(state)
         model.prompts = meta.get("prompts", {})
         return model.to(device).eval()

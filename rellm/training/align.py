@@ -20,6 +20,7 @@ from speechbrain.utils.epoch_loop import EpochCounter
 from speechbrain.utils.train_logger import FileTrainLogger
 
 from rellm.data.pipelines import build_alignment_dataset
+from rellm.models.speech_llm import final_dir, has_final_state, load_final_state
 from rellm.training.brain import AlignBrain
 from rellm.training.checkpointing import AtomicCheckpointer, RNGState, TrainableParameters, WarmupDecayLR
 from rellm.utils.io import atomic_write_json, read_json, read_jsonl
@@ -105,13 +106,12 @@ def init_from_experiment(model, folder):
     into the fusion adapter (zero weights for the emotion channels, see
     ``SpeechAdapter.expand_from``), so training starts from exactly the source model.
     """
-    path = Path(folder) / "final" / "trainable.pt"
-    if not path.is_file():
+    if not has_final_state(folder):
         raise FileNotFoundError(
-            f"init_from={folder}: {path} does not exist; train that model first (run.sh trains blsp_emo before "
-            "rellm) or set --init_from=null to run the semantic step from scratch"
+            f"init_from={folder}: {final_dir(folder)} holds no trained model; train that model first (run.sh trains "
+            "blsp_emo before rellm) or set --init_from=null to run the semantic step from scratch"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state, _ = load_final_state(folder)
     adapter_state = {k[len("adapter."):]: v for k, v in state.items() if k.startswith("adapter.")}
     copied = model.adapter.expand_from(adapter_state)
     rest = {k: v for k, v in state.items() if not k.startswith("adapter.")}

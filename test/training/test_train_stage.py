@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rellm.bin import train as train_stage
+from rellm.models.speech_llm import load_final_state
 from rellm.training import brain as brain_module
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,14 +28,14 @@ def _args(root, model, out, **extra):
 
 
 def _final(folder):
-    return torch.load(Path(folder) / "final" / "trainable.pt", weights_only=True)
+    return load_final_state(folder)[0]
 
 
 @pytest.mark.slow
 def test_blsp_emo_then_rellm_from_it(toy_recipe, tmp_path):
     blsp = tmp_path / "blsp_emo" / "toy" / "seed1"
     assert train_stage.main(_args(toy_recipe, "blsp_emo", blsp)) == 0
-    for name in ("hyperparams.yaml", "env.log", "log.txt", "train_log.txt", "final/model.json", "final/trainable.pt",
+    for name in ("hyperparams.yaml", "env.log", "log.txt", "train_log.txt", "final/model.json", "final/trainable.safetensors",
                  "save/step1_semantic/data_report.json"):
         assert (blsp / name).is_file(), name
     log = (blsp / "train_log.txt").read_text()
@@ -51,9 +52,9 @@ def test_blsp_emo_then_rellm_from_it(toy_recipe, tmp_path):
     assert not list((blsp / "save").rglob(".staging-*"))
 
     # A finished run is skipped.
-    mtime = (blsp / "final" / "trainable.pt").stat().st_mtime
+    mtime = (blsp / "final" / "trainable.safetensors").stat().st_mtime
     assert train_stage.main(_args(toy_recipe, "blsp_emo", blsp)) == 0
-    assert (blsp / "final" / "trainable.pt").stat().st_mtime == mtime
+    assert (blsp / "final" / "trainable.safetensors").stat().st_mtime == mtime
 
     # RE-LLM starts from BLSP-Emo (the default init_from): no semantic step, fused adapter expanded.
     rellm = tmp_path / "rellm" / "toy" / "seed1"
@@ -115,6 +116,6 @@ def test_torchrun_two_processes_on_cpu(toy_recipe, tmp_path):
            *_args(toy_recipe, "blsp_emo", out, step2_epochs=1)]
     proc = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (out / "final" / "trainable.pt").is_file()
+    assert (out / "final" / "trainable.safetensors").is_file()
     log = (out / "log.txt").read_text()
     assert "2 device(s)" in log
