@@ -29,14 +29,20 @@ def _tasks(hp):
     for name in hp["tasks"]:
         if name not in T.TASKS:
             raise ConfigError(f"unknown task {name!r} in tasks; choose from {', '.join(T.TASKS)}")
-        tasks.append(
-            T.TeacherTask(
-                name,
-                hp[f"{name}_system_prompt"],
-                hp[f"{name}_template"],
-                dict(hp.get("emotion_words") or {}),
+        try:
+            tasks.append(
+                T.TeacherTask(
+                    name,
+                    hp[f"{name}_system_prompt"],
+                    hp[f"{name}_template"],
+                    dict(hp.get("emotion_words") or {}),
+                    openings={k: list(v) for k, v in (hp.get(f"{name}_openings") or {}).items()},
+                    opening_seed=int(hp.get("opening_seed", 0)),
+                    truncate_to_sentence=bool(hp.get("truncate_to_sentence", False)),
+                )
             )
-        )
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     if not tasks:
         raise ConfigError("tasks is empty; nothing to generate")
     return tasks
@@ -51,6 +57,10 @@ def _options(hp, tasks):
         "batch_size": hp["batch_size"],
         "max_new_tokens": hp["max_new_tokens"],
         "tasks": [(t.name, t.system_prompt, t.template, sorted(t.emotion_words.items())) for t in tasks],
+        # only when used, so that configs without openings keep their fingerprint (and finished outputs)
+        **({"openings": [(t.name, sorted(t.openings.items()), t.opening_seed) for t in tasks if t.openings]}
+           if any(t.openings for t in tasks) else {}),
+        **({"truncate_to_sentence": True} if any(t.truncate_to_sentence for t in tasks) else {}),
     }
 
 

@@ -15,8 +15,10 @@ sorted by prompt length (then id) are cut into fixed batches, and shards take wh
 utterance is therefore decoded in the same batch, with the same padding, whether the stage runs as
 1 job or N, and the merged files are byte-identical by construction, not by luck.
 """
+import hashlib
 import logging
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -39,13 +41,60 @@ class TeacherTask:
     system_prompt: str
     template: str
     emotion_words: dict = field(default_factory=dict)
+    # Mini recipe only (a 135M teacher): per emotion, opening sentences the reply starts with and the teacher
+    # continues; one variant per utterance, drawn from (opening_seed, utt_id). Empty: the paper's behaviour.
+    openings: dict = field(default_factory=dict)
+    opening_seed: int = 0
+    # Cut the teacher's text after its last complete sentence (a reply that then ends cleanly is a finished
+    # reply: early_stop false). False: the paper's behaviour (keep the text as generated).
+    truncate_to_sentence: bool = False
 
     def __post_init__(self):
         check_template(self.template, key=f"{self.name}_template")
+        unknown = sorted(set(self.openings) - set(EMOTIONS))
+        if unknown:
+            raise ValueError(f"{self.name}_openings has unknown emotions {unknown}; use {', '.join(EMOTIONS)}")
+        for emotion, variants in self.openings.items():
+            if isinstance(variants, str) or not variants or not all(isinstance(v, str) and v.strip() for v in variants):
+                raise ValueError(f"{self.name}_openings.{emotion} must be a non-empty list of non-empty strings")
 
     @property
     def needs_emotion(self):
-        return "{emotion}" in self.template
+        return "{emotion}" in self.template or bool(self.openings)
+
+    def opening_for(self, utt_id, emotion):
+        """The opening the reply to ``utt_id`` starts with ("" without openings for ``emotion``)."""
+        variants = self.openings.get(emotion) or ()
+        if not variants:
+            return ""
+        digest = hashlib.sha256(f"{self.opening_seed}:{utt_id}".encode()).digest()
+        return variants[int.from_bytes(digest[:4], "little") % len(variants)].strip()
+
+
+_SENTENCE_END = re.compile(r"[.!?](?:[\"')\]]*)(?=\s|$)")
+
+
+def cut_after_last_sentence(text):
+    """``(text up to its last sentence end, whether it was found)``; ``text`` unchanged when none is."""
+    ends = list(_SENTENCE_END.finditer(text))
+    if not ends:
+        return text, False
+    return text[: ends[-1].end()].rstrip(), True
+
+
+def compose_reply(opening, generated, hit_limit, truncate_to_sentence=False):
+    """``(output, early_stop)``: the opening followed by what the teacher wrote after it.
+
+    With ``truncate_to_sentence`` an unfinished last sentence is cut off; the reply then ends on a
+    complete sentence, so it counts as finished (the model is taught to stop there).
+    """
+    generated = generated.strip()
+    if truncate_to_sentence and generated:
+        cut, found = cut_after_last_sentence(generated)
+        if found:
+            generated, hit_limit = cut, False
+    text = f"{opening} {generated}".strip() if opening else generated
+    return text, bool(hit_limit)
 
 
 class SkipCounter:
@@ -86,7 +135,8 @@ def select_utterances(manifest, task):
 
 
 def build_prompts(layout, task, utterances):
-    """``{utt_id: (prompt_ids, instruction)}``: system turn + user turn + assistant header.
+    """``{utt_id: (prompt_ids, instruction, opening)}``: system turn + user turn + assistant header
+    (+ the task's opening for the utterance's emotion, which the teacher then continues).
 
     The user turn is tokenised as content (special-token strings in a transcript stay text).
     """
@@ -96,7 +146,10 @@ def build_prompts(layout, task, utterances):
         emotion = entry.get("emotion")
         user = render_user_turn(task.template, transcript, emotion, task.emotion_words)
         ids = list(layout.prefix_ids(task.system_prompt)) + layout.encode_content(user) + list(layout.header_ids)
-        prompts[utt_id] = (ids, instruction_prefix(task.template, emotion, task.emotion_words))
+        opening = task.opening_for(utt_id, emotion)
+        if opening:
+            ids += layout.encode_content(opening)
+        prompts[utt_id] = (ids, instruction_prefix(task.template, emotion, task.emotion_words), opening)
     return prompts
 
 
@@ -148,8 +201,9 @@ def run_task(llm, tokenizer, decoder, task, prompts, utterances, batches, max_ne
         for key in sorted(batches):
             utt_ids = batches[key]
             outputs = generate_for_prompts(llm, tokenizer, decoder, [prompts[u][0] for u in utt_ids], max_new_tokens)
-            for utt_id, (text, hit_limit) in zip(utt_ids, outputs):
+            for utt_id, (generated, hit_limit) in zip(utt_ids, outputs):
                 entry = utterances[utt_id]
+                text, hit_limit = compose_reply(prompts[utt_id][2], generated, hit_limit, task.truncate_to_sentence)
                 records.append(
                     {
                         "utt_id": utt_id,

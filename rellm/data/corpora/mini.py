@@ -92,6 +92,38 @@ SENTENCES = (
     "Tell me a fact about the ocean.",
     "My friend sent me a photo of her new house.",
     "How much water should I drink every day?",
+    "Can you tell me when the bakery opens?",
+    "I bought a new jacket for the winter.",
+    "The bus was ten minutes late this morning.",
+    "My cousin is getting married in June.",
+    "Please turn the volume down a little.",
+    "We watched a film at the cinema last night.",
+    "What is the fastest way to boil an egg?",
+    "I left my umbrella at the office.",
+    "The kids have a school trip on Wednesday.",
+    "Could you check my calendar for next week?",
+    "My grandmother is turning ninety this year.",
+    "The shop on the corner sells fresh flowers.",
+    "I need to renew my passport soon.",
+    "How far is the nearest petrol station?",
+    "Our team got a new project this week.",
+    "I cleaned the whole kitchen this afternoon.",
+    "What time is sunset this evening?",
+    "My neighbour borrowed my ladder yesterday.",
+    "Please call a taxi for nine o'clock.",
+    "The concert tickets went on sale today.",
+    "I have a job interview on Thursday.",
+    "Can you spell the word necessary for me?",
+    "We are having fish for dinner tonight.",
+    "My laptop restarted in the middle of my work.",
+    "The garden needs some work this spring.",
+    "I ran into an old friend at the market.",
+    "How many grams are in a pound?",
+    "The doctor called about my appointment.",
+    "My son started learning the piano.",
+    "Set an alarm for seven in the morning.",
+    "The hotel upgraded our room for the night.",
+    "Remind me to buy a birthday card for Tom.",
 )
 
 # eSpeak parameters per style: rate (words/min), pitch (0-100), pitch range
@@ -379,7 +411,7 @@ def run_in_fresh_process(jobs, data_folder):
 
 
 def prepare_mini(data_folder, save_folder, split="official", seed=1234, voices=("en-us", "en-us+f3"),
-                 num_sentences=48, valid_sentences=6, test_sentences=6, overwrite=False,
+                 num_sentences=80, valid_sentences=8, test_sentences=12, overwrite=False,
                  skip_prep=False):
     """Synthesise the mini corpus and write ``save_folder/{train,valid,test}.json``.
 
