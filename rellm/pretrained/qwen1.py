@@ -284,7 +284,8 @@ def convert_qwen1(src, dst, dtype=None, qwen_config=None, src_prefix="transforme
 
 
 def _replace_dir(build, final):
-    from rellm.pretrained.fetch import _replace_dir as replace, _shareable
+    from rellm.pretrained.fetch import _replace_dir as replace
+    from rellm.pretrained.fetch import _shareable
 
     _shareable(build)
     replace(build, final)
