@@ -139,3 +139,25 @@ def test_whisper_check_and_embedded_llm(tmp_path, exp_dir, expected, qwen_dir):
     save_file(state, str(wrong / "model.safetensors"))
     with pytest.raises(ConversionError, match="Whisper encoder differs"):
         import_blsp_emo(FIXTURES / "blsp_emo", tmp_path / "exp2", llm="embedded", check_whisper=wrong)
+
+
+def test_stage_command_with_the_recipe_config(tmp_path, qwen_dir, exp_dir):
+    """rellm.bin.import_blsp_emo with egs/iemocap/conf/import_blsp_emo.yaml: idempotent, options fingerprinted."""
+    from rellm.bin.import_blsp_emo import main
+    from rellm.models.speech_llm import load_final_state
+    from rellm.utils.stage import OptionsChangedError
+
+    conf = Path(__file__).resolve().parents[2] / "egs" / "iemocap" / "conf" / "import_blsp_emo.yaml"
+    out = tmp_path / "exp" / "blsp_emo" / "fold5" / "seed1"
+    args = [str(conf), "--src", str(FIXTURES / "blsp_emo"), "--output_folder", str(out), f"--llm_name={qwen_dir}",
+            f"--check_whisper={exp_dir / 'whisper'}"]
+    assert main(args) == 0
+    state, meta = load_final_state(out)
+    assert "emotion_head.proj.weight" in state and "adapter.convs.0.weight" in state
+    assert meta["prompts"]["system_prompt"] == "You are a helpful assistant."
+    assert meta["imported_from"]["whisper_max_abs_diff"] == 0.0
+    stamp = (out / "final" / "trainable.safetensors").stat().st_mtime_ns
+    assert main(args) == 0  # same options: nothing to do
+    assert (out / "final" / "trainable.safetensors").stat().st_mtime_ns == stamp
+    with pytest.raises(OptionsChangedError, match="overwrite"):
+        main([*args, "--check_llm=false"])
