@@ -2,19 +2,64 @@
 # an ignored db.local.sh next to run.sh; the environment wins over db.local.sh.
 # Every recipe's db.sh is a symlink to egs/TEMPLATE/db.sh.
 
+#
+# Checkpoints the paper recipes need, downloaded by the user (never by the recipes):
+#   BLSP_EMO       the released BLSP-Emo checkpoint folder (stage 4 imports it with blsp_emo_source=released)
+#   QWEN_7B_CHAT   the Qwen-7B-Chat snapshot; the registry name qwen-7b-chat in conf/*.yaml imports it once
+#                  into $RELLM_CACHE (python -m rellm.pretrained import-qwen1), so it is exported for Python.
+
 _rellm_db_env_IEMOCAP=${IEMOCAP-}
 _rellm_db_env_ESD=${ESD-}
 _rellm_db_env_MSP_PODCAST=${MSP_PODCAST-}
+_rellm_db_env_BLSP_EMO=${BLSP_EMO-}
+_rellm_db_env_QWEN_7B_CHAT=${QWEN_7B_CHAT-}
 IEMOCAP=
 ESD=
 MSP_PODCAST=
+BLSP_EMO=
+QWEN_7B_CHAT=
 if [ -f db.local.sh ]; then
     . ./db.local.sh
 fi
 IEMOCAP=${_rellm_db_env_IEMOCAP:-${IEMOCAP}}
 ESD=${_rellm_db_env_ESD:-${ESD}}
 MSP_PODCAST=${_rellm_db_env_MSP_PODCAST:-${MSP_PODCAST}}
-unset _rellm_db_env_IEMOCAP _rellm_db_env_ESD _rellm_db_env_MSP_PODCAST
+BLSP_EMO=${_rellm_db_env_BLSP_EMO:-${BLSP_EMO}}
+QWEN_7B_CHAT=${_rellm_db_env_QWEN_7B_CHAT:-${QWEN_7B_CHAT}}
+unset _rellm_db_env_IEMOCAP _rellm_db_env_ESD _rellm_db_env_MSP_PODCAST _rellm_db_env_BLSP_EMO _rellm_db_env_QWEN_7B_CHAT
+if [ -n "${QWEN_7B_CHAT}" ]; then
+    export QWEN_7B_CHAT
+else
+    unset QWEN_7B_CHAT
+fi
+
+# rellm_checkpoint VAR: print the checkpoint folder in VAR (BLSP_EMO), or stop saying where to get it.
+rellm_checkpoint() {
+    local var=$1 root what source
+    case "${var}" in
+        BLSP_EMO)
+            what="the released BLSP-Emo checkpoint (a Blsp2Model folder: config.json, pytorch_model*.bin or *.safetensors, qwen.tiktoken, preprocessor_config.json)"
+            source="https://huggingface.co/cwang621/blsp-emo (linked from https://github.com/cwang621/blsp-emo)"
+            ;;
+        *)
+            echo "ERROR: unknown checkpoint variable '${var}' in rellm_checkpoint" >&2
+            return 1
+            ;;
+    esac
+    root=${!var}
+    if [ -z "${root}" ] || [ ! -d "${root}" ]; then
+        if [ -z "${root}" ]; then
+            echo "ERROR: ${var} is not set: blsp_emo_source=released needs ${what}." >&2
+        else
+            echo "ERROR: ${var}=${root} is not a folder (expected ${what})." >&2
+        fi
+        echo "  Get it from: ${source}" >&2
+        echo "  Then run '${var}=/path/to/it ./run.sh ...' or put '${var}=/path/to/it' in db.local.sh;" >&2
+        echo "  or train BLSP-Emo here with --blsp_emo_source trained." >&2
+        return 1
+    fi
+    echo "${root}"
+}
 
 # rellm_db_root CORPUS: print the root folder of CORPUS for stage 1, or nothing for a recipe that makes
 # its own data (mini). A licensed corpus that is not configured or not found is an error saying how to

@@ -12,6 +12,7 @@ train_set=train
 valid_set=valid
 test_sets="test"         # space-separated
 train_emotion_encoder=false  # true: train a small dimensional emotion encoder first (no pretrained one offline)
+blsp_emo_source=released     # released: stage 4 imports the released BLSP-Emo (db.sh: BLSP_EMO) | trained: train it here
 
 # ---- pipeline settings ---------------------------------------------------------
 stage=1
@@ -89,6 +90,17 @@ fi
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     for model in ${models}; do
         model_dir=${expdir}/${model}/${split}/seed${seed}
+        if [ "${model}" = blsp_emo ] && [ "${blsp_emo_source}" = released ]; then
+            # The paper's baseline and RE-LLM's starting point: the released checkpoint, not one trained here.
+            blsp_emo_root=$(rellm_checkpoint BLSP_EMO)
+            log "Stage 4: importing the released BLSP-Emo ${blsp_emo_root} -> ${model_dir}"
+            ${python} -m rellm.bin.import_blsp_emo conf/import_blsp_emo.yaml --src "${blsp_emo_root}" \
+                --output_folder "${model_dir}"
+            continue
+        elif [ "${blsp_emo_source}" != released ] && [ "${blsp_emo_source}" != trained ]; then
+            echo "ERROR: --blsp_emo_source must be 'released' or 'trained', got '${blsp_emo_source}'" >&2
+            exit 1
+        fi
         log "Stage 4: two-step alignment training of ${model} -> ${model_dir}"
         ${cuda_cmd} --gpu "${ngpu}" "${model_dir}/train.log" \
             ${python} -m rellm.bin.train conf/train_${model}.yaml --ngpu "${ngpu}" --seed "${seed}" \

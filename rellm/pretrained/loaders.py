@@ -29,9 +29,13 @@ def resolve(name_or_path, cache_dir=None):
     ``~``) but does not exist is an error here, rather than a confusing hub
     lookup later.
     """
+    from rellm.pretrained.qwen1 import LOCAL_IMPORTS, ensure_imported
+
     name_or_path = str(name_or_path)
     if name_or_path in REGISTRY:
         return str(fetch(name_or_path, cache_dir=cache_dir))
+    if name_or_path in LOCAL_IMPORTS:  # e.g. qwen-7b-chat: the user's snapshot, imported once into the cache
+        return str(ensure_imported(name_or_path, cache_dir=cache_dir))
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return str(path)
@@ -123,10 +127,10 @@ def load_whisper_encoder(name_or_path, dtype=torch.float32):
 def load_causal_lm(name_or_path, dtype=torch.float32, trust_remote_code=False):
     """``(AutoModelForCausalLM (eval), AutoTokenizer)`` with the tokenizer's chat template kept.
 
-    ``trust_remote_code`` stays False unless the caller sets it: Qwen-7B-Chat
-    (the paper's LLM) ships its own modelling code and needs
-    ``trust_remote_code=True`` on the user's side, after reviewing that code;
-    Qwen2.5-7B-Instruct and SmolLM2 do not. A tokenizer without a pad token
+    ``trust_remote_code`` stays False unless the caller sets it. Qwen-7B-Chat (the
+    paper's LLM) ships its own modelling code: use the registry name ``qwen-7b-chat``
+    instead, which imports the user's snapshot into a plain Qwen2 folder
+    (``rellm.pretrained.qwen1``) and needs no remote code. A tokenizer without a pad token
     gets its eos token as pad (needed for batched generation), which is logged.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer

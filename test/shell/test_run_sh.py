@@ -25,7 +25,7 @@ def fake(tmp_path, tool_env):
     python.write_text(FAKE_PYTHON)
     python.chmod(0o755)
     record = tmp_path / "calls.txt"
-    env = {k: v for k, v in tool_env.items() if k not in ("IEMOCAP", "ESD", "MSP_PODCAST")}
+    env = {k: v for k, v in tool_env.items() if k not in ("IEMOCAP", "ESD", "MSP_PODCAST", "BLSP_EMO", "QWEN_7B_CHAT")}
     env["FAKE_PYTHON_RECORD"] = str(record)
     return python, record, env
 
@@ -64,7 +64,8 @@ def test_unknown_flag_is_an_error(repo_root, tmp_path, fake):
 
 
 def test_all_stages_in_order_with_logs(repo_root, tmp_path, fake):
-    result = run_sh(repo_root, tmp_path, fake, "--corpus", "mini", "--train_emotion_encoder", "true")
+    result = run_sh(repo_root, tmp_path, fake, "--corpus", "mini", "--train_emotion_encoder", "true",
+                    "--blsp_emo_source", "trained")
     assert result.returncode == 0, result.stdout + result.stderr
     assert modules(fake[1]) == ["prepare", "train_emotion_encoder", "extract", "respond", "train", "infer", "epitome",
                                 "score", "results"]
@@ -81,10 +82,29 @@ def test_all_stages_in_order_with_logs(repo_root, tmp_path, fake):
 
 @pytest.mark.parametrize("flag", ["--stop_stage", "--stop-stage"])
 def test_stage_selection(repo_root, tmp_path, fake, flag):
-    result = run_sh(repo_root, tmp_path, fake, "--stage", "3", flag, "4")
+    result = run_sh(repo_root, tmp_path, fake, "--stage", "3", flag, "4", "--blsp_emo_source", "trained")
     assert result.returncode == 0, result.stderr
     assert modules(fake[1]) == ["respond", "train"]
     assert "Stage 2" not in result.stdout and "Stage 5" not in result.stdout
+
+
+def test_released_blsp_emo_is_imported_not_trained(repo_root, tmp_path, fake):
+    """The paper's setting (the template's default): stage 4 imports BLSP_EMO, then trains RE-LLM from it."""
+    result = run_sh(repo_root, tmp_path, fake, "--stage", "4", "--stop_stage", "4")
+    assert result.returncode != 0 and "BLSP_EMO is not set" in result.stderr
+    assert "--blsp_emo_source trained" in result.stderr and modules(fake[1]) == []
+
+    released = tmp_path / "blsp-emo"
+    released.mkdir()
+    result = run_sh(repo_root, tmp_path, fake, "--stage", "4", "--stop_stage", "4", BLSP_EMO=str(released))
+    assert result.returncode == 0, result.stderr
+    assert modules(fake[1]) == ["import_blsp_emo", "train"]
+    calls = fake[1].read_text().splitlines()
+    assert f"--src {released} --output_folder {tmp_path}/exp/blsp_emo/official/seed1" in calls[0]
+    assert "conf/train_rellm.yaml" in calls[1]
+
+    result = run_sh(repo_root, tmp_path, fake, "--stage", "4", "--stop_stage", "4", "--blsp_emo_source", "both")
+    assert result.returncode != 0 and "must be 'released' or 'trained'" in result.stderr
 
 
 def test_licensed_corpus_root_only_needed_by_stage_1(repo_root, tmp_path, fake):

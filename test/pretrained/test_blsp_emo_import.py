@@ -1,0 +1,163 @@
+"""Released BLSP-Emo import against the reference code (a tiny Blsp2Model made and run by it).
+
+Fixtures: test/fixtures/blsp_emo/ (make_fixtures.py): the checkpoint in the released layout
+(pytorch_model.bin, config.json, qwen.tiktoken, preprocessor_config.json) and the reference's
+Whisper states, adapter outputs, SER logits, LLM logits (LoRA on / off) and greedy tokens.
+"""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rellm.pretrained.__main__ import main as pretrained_main
+from rellm.pretrained.blsp_emo import import_blsp_emo
+from rellm.pretrained.errors import ConversionError
+from rellm.pretrained.qwen1 import convert_qwen1
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "blsp_emo"
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return json.loads((FIXTURES / "expected_blsp_emo.json").read_text()), load_file(FIXTURES / "expected_blsp_emo.safetensors")
+
+
+@pytest.fixture(scope="module")
+def qwen_dir(tmp_path_factory):
+    dst = tmp_path_factory.mktemp("llm") / "qwen-tiny"
+    convert_qwen1(FIXTURES / "qwen1", dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def exp_dir(tmp_path_factory, qwen_dir):
+    exp = tmp_path_factory.mktemp("exp") / "blsp_emo"
+    assert pretrained_main(["import-blsp-emo", str(FIXTURES / "blsp_emo"), str(exp), "--llm", str(qwen_dir)]) == 0
+    return exp
+
+
+@pytest.fixture(scope="module")
+def model(exp_dir):
+    from rellm.models.speech_llm import SpeechLLM
+
+    return SpeechLLM.from_pretrained_dir(exp_dir)  # strict: every own_state_dict name must be there
+
+
+def _speech(exp_dir, expected, i):
+    """Whisper states from the imported encoder folder, as stage 2 computes them (padded, trimmed)."""
+    from rellm.pretrained import load_whisper_encoder
+
+    meta, tensors = expected
+    encoder, _ = load_whisper_encoder(exp_dir / "whisper")
+    frames = meta["utterances"][i]["whisper_frames"]
+    with torch.no_grad():
+        return encoder(tensors[f"mel.{i}"].float()[None]).last_hidden_state[:, :frames], frames
+
+
+def test_model_json_is_partial_lora_on_every_blsp_target(exp_dir):
+    meta = json.loads((exp_dir / "final" / "model.json").read_text())
+    m = meta["model"]
+    assert m["lora_target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert (m["lora_r"], m["lora_alpha"], m["lora_scope"], m["emotion_dim"]) == (4, 8, "speech", 0)
+    assert (m["speech_dim"], m["adapter_bottleneck_dim"]) == (32, 16)
+    assert meta["imported_from"]["llm_tensors_compared"] == 27 and meta["imported_from"]["llm_max_abs_diff"] == 0.0
+    assert meta["avd_head_trained"] is False
+
+
+@pytest.mark.parametrize("i", [0, 1])
+def test_outputs_equal_the_reference(exp_dir, model, expected, i):
+    meta, tensors = expected
+    utt = meta["utterances"][i]
+    states, frames = _speech(exp_dir, expected, i)
+    torch.testing.assert_close(states[0], tensors[f"whisper_states.{i}"], atol=1e-4, rtol=0)
+    E, M = model.encode_speech(states, torch.tensor([frames]))
+    assert int(M.sum()) == utt["speech_tokens"]
+    torch.testing.assert_close(E[0], tensors[f"adapter_out.{i}"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(model.classify_emotion(E, M)[0], tensors[f"ser_logits.{i}"], atol=1e-4, rtol=0)
+
+    prefix, suffix = torch.tensor([meta["prefix_ids"]]), torch.tensor([meta["suffix_ids"]])
+    packed = model.pack(prefix, torch.tensor([prefix.shape[1]]), (E, M), suffix, torch.tensor([suffix.shape[1]]))
+    head = model.base_llm.get_output_embeddings()
+    with torch.no_grad():
+        for use_lora, key in ((True, "llm_logits"), (False, "base_logits")):
+            hidden, _ = model.llm_hidden(packed, use_lora=use_lora)
+            torch.testing.assert_close(head(hidden[0, -4:]), tensors[f"{key}.{i}"], atol=1e-4, rtol=0)
+    inputs = {"inputs_embeds": packed.inputs_embeds, "attention_mask": packed.attention_mask.long(),
+              "lora_mask": packed.lora_mask}
+    tokens = model.generate(inputs, max_new_tokens=8, min_new_tokens=8)[0].tolist()
+    # the reference returns its bos ("\n", never fed to the model) before the 8 new tokens
+    assert tokens == utt["greedy_tokens"][1:]
+
+
+def test_is_a_valid_init_from_for_rellm(exp_dir, model, qwen_dir, expected):
+    """RE-LLM continues from it: LoRA and SER head copied, the fusion adapter starts as BLSP-Emo's adapter."""
+    from rellm.models.speech_llm import SpeechLLM
+    from rellm.training.align import init_from_experiment
+
+    config = json.loads((exp_dir / "final" / "model.json").read_text())["model"]
+    config.update(llm=str(qwen_dir), emotion_dim=8, llm_dtype="float32")
+    rellm = SpeechLLM(**config)
+    init_from_experiment(rellm, exp_dir)
+    ours, theirs = rellm.own_state_dict(), model.own_state_dict()
+    lora = [k for k in theirs if "lora_" in k]
+    assert len(lora) == 2 * 2 * 7
+    for key in lora + ["emotion_head.proj.weight"]:
+        torch.testing.assert_close(ours[key], theirs[key], atol=0, rtol=0)
+    states, frames = _speech(exp_dir, expected, 0)
+    E, _M = rellm.encode_speech(states, torch.tensor([frames]), torch.randn(1, 8))
+    torch.testing.assert_close(E[0], expected[1]["adapter_out.0"], atol=1e-4, rtol=0)
+
+
+def test_another_llm_is_refused(tmp_path, exp_dir):
+    from safetensors.torch import save_file
+
+    other = tmp_path / "other"
+    convert_qwen1(FIXTURES / "qwen1", other)
+    state = load_file(other / "model.safetensors")
+    state["model.norm.weight"] = state["model.norm.weight"] + 0.5
+    save_file(state, str(other / "model.safetensors"))
+    with pytest.raises(ConversionError, match="model.norm.weight"):
+        import_blsp_emo(FIXTURES / "blsp_emo", tmp_path / "exp", llm=str(other))
+
+
+def test_whisper_check_and_embedded_llm(tmp_path, exp_dir, expected, qwen_dir):
+    from safetensors.torch import save_file
+
+    meta = import_blsp_emo(FIXTURES / "blsp_emo", tmp_path / "exp", llm="embedded", check_whisper=exp_dir / "whisper")
+    assert meta["imported_from"]["whisper_max_abs_diff"] == 0.0
+    assert Path(meta["model"]["llm"]) == (tmp_path / "exp" / "llm").resolve()
+    a, b = load_file(tmp_path / "exp" / "llm" / "model.safetensors"), load_file(qwen_dir / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    wrong = tmp_path / "wrong_whisper"
+    wrong.mkdir()
+    for f in (exp_dir / "whisper").iterdir():
+        (wrong / f.name).write_bytes(f.read_bytes())
+    state = load_file(wrong / "model.safetensors")
+    state["model.encoder.layer_norm.weight"] = state["model.encoder.layer_norm.weight"] * 2
+    save_file(state, str(wrong / "model.safetensors"))
+    with pytest.raises(ConversionError, match="Whisper encoder differs"):
+        import_blsp_emo(FIXTURES / "blsp_emo", tmp_path / "exp2", llm="embedded", check_whisper=wrong)
+
+
+def test_stage_command_with_the_recipe_config(tmp_path, qwen_dir, exp_dir):
+    """rellm.bin.import_blsp_emo with egs/iemocap/conf/import_blsp_emo.yaml: idempotent, options fingerprinted."""
+    from rellm.bin.import_blsp_emo import main
+    from rellm.models.speech_llm import load_final_state
+    from rellm.utils.stage import OptionsChangedError
+
+    conf = Path(__file__).resolve().parents[2] / "egs" / "iemocap" / "conf" / "import_blsp_emo.yaml"
+    out = tmp_path / "exp" / "blsp_emo" / "fold5" / "seed1"
+    args = [str(conf), "--src", str(FIXTURES / "blsp_emo"), "--output_folder", str(out), f"--llm_name={qwen_dir}",
+            f"--check_whisper={exp_dir / 'whisper'}"]
+    assert main(args) == 0
+    state, meta = load_final_state(out)
+    assert "emotion_head.proj.weight" in state and "adapter.convs.0.weight" in state
+    assert meta["prompts"]["system_prompt"] == "You are a helpful assistant."
+    assert meta["imported_from"]["whisper_max_abs_diff"] == 0.0
+    stamp = (out / "final" / "trainable.safetensors").stat().st_mtime_ns
+    assert main(args) == 0  # same options: nothing to do
+    assert (out / "final" / "trainable.safetensors").stat().st_mtime_ns == stamp
+    with pytest.raises(OptionsChangedError, match="overwrite"):
+        main([*args, "--check_llm=false"])
