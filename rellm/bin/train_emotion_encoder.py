@@ -39,7 +39,8 @@ def main(argv=None):
     train_entries, valid_entries = load_entries(hp["train_manifest"]), load_entries(hp["valid_manifest"])
     model_keys = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "conv_dim", "num_categories",
                   "dropout")
-    train_keys = ("epochs", "batch_size", "lr", "weight_decay", "category_weight", "max_seconds", "seed")
+    train_keys = ("epochs", "batch_size", "lr", "weight_decay", "category_weight", "max_seconds", "seed",
+                  "train_feature_encoder")
     options = {k: hp[k] for k in model_keys + train_keys}
     options.update(train_manifest=str(Path(hp["train_manifest"]).resolve()),
                    valid_manifest=str(Path(hp["valid_manifest"]).resolve()),
@@ -56,6 +57,7 @@ def main(argv=None):
         epochs=int(hp["epochs"]), batch_size=int(hp["batch_size"]), lr=float(hp["lr"]),
         weight_decay=float(hp["weight_decay"]), category_weight=float(hp["category_weight"]),
         max_seconds=float(hp["max_seconds"]), seed=int(hp["seed"]), max_minutes=hp["max_minutes"],
+        train_feature_encoder=bool(hp["train_feature_encoder"]),
     )
     marker.mark_done(options, best_epoch=summary["best_epoch"], valid=summary["valid"])
     return summary

@@ -7,14 +7,16 @@ annotated dimensions) plus 5-way categories (cross-entropy). The best epoch
 by validation score (mean CCC over A/V/D + UA, halved) is frozen and saved in
 the audeering checkpoint format, so stage 2 loads it exactly like the real one.
 
-On CPU the convolutional feature encoder over raw 16 kHz audio costs most of
-the model (forward and backward), so it is frozen, as is usual when fine-tuning
-wav2vec2, here at its random initialisation: its output is computed once per
-utterance and the transformer, pooling and heads train on those features (an
-epoch then takes seconds). Its random filters still expose the pitch, timing and
-spectral-shape cues the styles differ in. Batches are length-bucketed; utterances
-longer than ``max_seconds`` are randomly cropped in training (whole in validation).
-The intended corpora are small, so features are held in memory.
+The convolutional feature encoder over raw 16 kHz audio costs most of the model
+on CPU. With ``train_feature_encoder`` it trains with the rest (the default of the
+mini recipe: from a random initialisation it must learn to hear pitch and pitch
+movement, which its random filters barely expose: frozen, the mini encoder
+reached valid UA 0.40; trained, above 0.9). Without it the feature encoder is
+frozen, as is usual when fine-tuning a *pretrained* wav2vec2: its output is then
+computed once per utterance and only the transformer, pooling and heads train
+(an epoch takes seconds). Batches are length-bucketed; utterances longer than
+``max_seconds`` are randomly cropped in training (whole in validation). The
+intended corpora are small, so audio or features are held in memory.
 """
 import logging
 import math
@@ -94,27 +96,40 @@ def precompute_conv_features(model, items, batch_size, desc):
             del items[i]["audio"]
 
 
-def collate(items, max_frames=None, generator=None):
-    """Pad (after a random crop to ``max_frames`` when given) into ``(features [B,T,C], frames, avd, emotion)``."""
+def model_input(item):
+    """What the model reads of an item: its cached conv ``features`` [T, C] (frozen feature encoder) or ``audio`` [S]."""
+    return item["features"] if "features" in item else item["audio"]
+
+
+def collate(items, max_len=None, generator=None):
+    """Pad the items' inputs (after a random crop to ``max_len`` frames or samples when given) into
+    ``(inputs [B, T, C] or [B, S], lengths, avd, emotion)``."""
     clips = []
     for it in items:
-        f = it["features"]
-        if max_frames and len(f) > max_frames:
-            start = int(torch.randint(0, len(f) - max_frames + 1, (1,), generator=generator))
-            f = f[start: start + max_frames]
+        f = model_input(it)
+        if max_len and len(f) > max_len:
+            start = int(torch.randint(0, len(f) - max_len + 1, (1,), generator=generator))
+            f = f[start: start + max_len]
         clips.append(f)
-    frames = torch.tensor([len(c) for c in clips])
-    feats = torch.zeros(len(clips), int(frames.max()), clips[0].shape[1])
+    lengths = torch.tensor([len(c) for c in clips])
+    padded = torch.zeros((len(clips), int(lengths.max())) + tuple(clips[0].shape[1:]))
     for i, c in enumerate(clips):
-        feats[i, : len(c)] = c
-    return (feats, frames, torch.stack([it["avd"] for it in items]),
+        padded[i, : len(c)] = c
+    return (padded, lengths, torch.stack([it["avd"] for it in items]),
             torch.tensor([it["emotion"] for it in items], dtype=torch.long))
+
+
+def forward_batch(model, inputs, lengths):
+    """The model's outputs for a ``collate`` batch, from cached features or from raw audio."""
+    if inputs.dim() == 3:
+        return model.forward_conv_features(inputs, lengths)
+    return model(inputs, lengths)
 
 
 def length_batches(items, batch_size, generator):
     """Shuffled batches of similar length: sort by length (with jitter), chunk, shuffle the chunks."""
     noise = torch.rand(len(items), generator=generator) * 0.1  # different neighbours each epoch
-    order = sorted(range(len(items)), key=lambda i: len(items[i]["features"]) * (1 + float(noise[i])))
+    order = sorted(range(len(items)), key=lambda i: len(model_input(items[i])) * (1 + float(noise[i])))
     chunks = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
     return [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
 
@@ -135,11 +150,11 @@ def evaluate(model, items, batch_size):
     """Valid metrics: CCC per dimension (annotated items), UA and loss-free predictions."""
     model.eval()
     preds, golds, cat_pred, cat_gold = [], [], [], []
-    order = sorted(range(len(items)), key=lambda i: len(items[i]["features"]))
+    order = sorted(range(len(items)), key=lambda i: len(model_input(items[i])))
     for i in range(0, len(order), batch_size):
         batch = [items[j] for j in order[i: i + batch_size]]
-        feats, frames, avd, emotion = collate(batch)
-        out = model.forward_conv_features(feats, frames)
+        inputs, lengths, avd, emotion = collate(batch)
+        out = forward_batch(model, inputs, lengths)
         preds.append(out["avd"]), golds.append(avd)
         if "category_logits" in out:
             cat_pred.append(out["category_logits"].argmax(-1)), cat_gold.append(emotion)
@@ -160,7 +175,7 @@ def evaluate(model, items, batch_size):
 
 def train_emotion_encoder(train_entries, valid_entries, output_folder, *, model_config, epochs=20, batch_size=8,
                           lr=1e-3, weight_decay=1e-2, category_weight=1.0, max_seconds=6.0, seed=1,
-                          max_minutes=None):
+                          max_minutes=None, train_feature_encoder=False):
     """Train, keep the best epoch, freeze it and save it to ``output_folder`` (config.json + model.safetensors).
 
     Returns a summary dict (best epoch and its validation metrics, data counts).
@@ -173,10 +188,11 @@ def train_emotion_encoder(train_entries, valid_entries, output_folder, *, model_
     data_report = {}
     train, valid = load_split(train_entries, "train", data_report), load_split(valid_entries, "valid", data_report)
     model = EmotionEncoder(model_config)
-    model.wav2vec2.freeze_feature_encoder()
-    model.wav2vec2.feature_extractor.eval()
-    precompute_conv_features(model, train, batch_size, "train")
-    precompute_conv_features(model, valid, batch_size, "valid")
+    if not train_feature_encoder:
+        model.wav2vec2.freeze_feature_encoder()
+        model.wav2vec2.feature_extractor.eval()
+        precompute_conv_features(model, train, batch_size, "train")
+        precompute_conv_features(model, valid, batch_size, "valid")
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("emotion encoder: %.2f M parameters, %d train / %d valid utterances", n_params / 1e6,
                 len(train), len(valid))
@@ -184,16 +200,17 @@ def train_emotion_encoder(train_entries, valid_entries, output_folder, *, model_
                                   weight_decay=weight_decay)
     steps = epochs * math.ceil(len(train) / batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.15)
-    frames_per_second = 16000 / float(np.prod(model_config.conv_stride))
-    max_frames = int(max_seconds * frames_per_second) if max_seconds else None
+    units_per_second = 16000 / (1.0 if train_feature_encoder else float(np.prod(model_config.conv_stride)))
+    max_len = int(max_seconds * units_per_second) if max_seconds else None
     best, best_state, log_lines, started = None, None, [], time.time()
     for epoch in range(1, epochs + 1):
         model.train()
-        model.wav2vec2.feature_extractor.eval()  # frozen (and has no dropout; kept explicit)
+        if not train_feature_encoder:
+            model.wav2vec2.feature_extractor.eval()  # frozen (and has no dropout; kept explicit)
         totals, n = {}, 0
         for idx in tqdm(length_batches(train, batch_size, generator), desc=f"epoch {epoch}/{epochs}", unit="batch"):
-            feats, frames, avd, emotion = collate([train[i] for i in idx], max_frames, generator)
-            loss, parts = losses(model.forward_conv_features(feats, frames), avd, emotion, category_weight)
+            inputs, lengths, avd, emotion = collate([train[i] for i in idx], max_len, generator)
+            loss, parts = losses(forward_batch(model, inputs, lengths), avd, emotion, category_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)

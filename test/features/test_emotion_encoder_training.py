@@ -56,6 +56,28 @@ def test_command_saves_a_frozen_encoder_in_checkpoint_format(tmp_path, repo_root
     assert main(args) is None  # done with these options: skipped
 
 
+@pytest.mark.parametrize("train_feature_encoder", [True, False])
+def test_feature_encoder_trains_only_when_asked(tmp_path, repo_root, train_feature_encoder):
+    """The conv front-end is updated with --train_feature_encoder true and left at its initialisation otherwise."""
+    import torch
+
+    from rellm.bin.train_emotion_encoder import main
+    from rellm.models.emotion_encoder import EmotionEncoder
+
+    data = mini_corpus(tmp_path, num_sentences=4, valid_sentences=1, test_sentences=1)
+    out = tmp_path / "exp"
+    main(train_args(repo_root, data, out, "--epochs", "1", "--hidden_size", "32", "--conv_dim", "16",
+                    "--train_feature_encoder", str(train_feature_encoder).lower()))
+    trained = load_emotion_encoder(out)
+    torch.manual_seed(1)  # the trainer's seed: the same initialisation
+    initial = EmotionEncoder(trained.config)
+    front = "wav2vec2.feature_extractor.conv_layers.0.conv.weight"
+    moved = not torch.equal(trained.state_dict()[front], initial.state_dict()[front])
+    assert moved == train_feature_encoder
+    head = "classifier.out_proj.weight"
+    assert not torch.equal(trained.state_dict()[head], initial.state_dict()[head])  # the rest always trains
+
+
 @pytest.mark.slow
 def test_small_encoder_beats_chance_on_unseen_mini_sentences(tmp_path, repo_root):
     """The recipe's config on the default mini corpus: valid UA above chance (0.2) and positive CCC."""
