@@ -99,13 +99,22 @@ def configure_step(model, step, hp):
                             avd_head=hp["lambda_dim"] > 0 and hp["emotion_dim"] > 0)
 
 
-def init_from_experiment(model, folder):
+FUSION_INITS = ("fresh", "expand")
+
+
+def init_from_experiment(model, folder, fusion_init="fresh"):
     """Initialise from another experiment's ``final/`` (e.g. BLSP-Emo for RE-LLM).
 
-    LoRA and heads are copied; the speech-only adapter is expanded function-preservingly
-    into the fusion adapter (zero weights for the emotion channels, see
-    ``SpeechAdapter.expand_from``), so training starts from exactly the source model.
+    LoRA and heads are copied. An adapter of the same shape is copied too (e.g. BLSP-Emo
+    trained further as a control). When this model fuses an emotion embedding and the
+    source adapter is speech-only, ``fusion_init`` decides (method.md 3.3):
+
+    - ``fresh`` (the released RE-LLM): a newly initialised fusion adapter; the source adapter is unused;
+    - ``expand``: a function-preserving warm start from the source adapter in which every
+      parameter trains (``SpeechAdapter.expand_from``).
     """
+    if fusion_init not in FUSION_INITS:
+        raise ValueError(f"fusion_init must be one of {', '.join(FUSION_INITS)}, got {fusion_init!r}")
     if not has_final_state(folder):
         raise FileNotFoundError(
             f"init_from={folder}: {final_dir(folder)} holds no trained model; train that model first (run.sh trains "
@@ -113,13 +122,22 @@ def init_from_experiment(model, folder):
         )
     state, _ = load_final_state(folder)
     adapter_state = {k[len("adapter."):]: v for k, v in state.items() if k.startswith("adapter.")}
-    copied = model.adapter.expand_from(adapter_state)
+    own_adapter = model.adapter.state_dict()
+    same_shape = adapter_state.keys() == own_adapter.keys() and all(
+        adapter_state[k].shape == own_adapter[k].shape for k in own_adapter)
+    if same_shape:
+        copied, how = model.adapter.expand_from(adapter_state), "copied"
+    elif fusion_init == "expand":
+        copied, how = model.adapter.expand_from(adapter_state), "expanded (function-preserving, all channels train)"
+    else:
+        copied, how = [], "not used: fresh fusion adapter (fusion_init=fresh, as released)"
     rest = {k: v for k, v in state.items() if not k.startswith("adapter.")}
     own = model.own_state_dict()
     usable = {k: v for k, v in rest.items() if k in own and own[k].shape == v.shape}
     model.load_own_state_dict(usable, strict=False)
-    logger.info("initialised from %s: adapter tensors %d, LoRA/head tensors %d (ignored %s)", folder, len(copied),
-                len(usable), sorted(set(rest) - set(usable))[:5])
+    logger.info("initialised from %s: source adapter %s (%d tensors); LoRA/head tensors %d (ignored %s)", folder, how,
+                len(copied), len(usable), sorted(set(rest) - set(usable))[:5])
+    return how
 
 
 def run_step(model, step, hp, run_opts, output_folder, base_models, layout):
@@ -186,7 +204,7 @@ def train_two_steps(hp, run_opts):
     if hp["init_from"]:
         step2_dir = output_folder / "save" / STEP_DIRS["behaviour"]
         if not any(step2_dir.glob("CKPT+*")):
-            init_from_experiment(model, hp["init_from"])
+            init_from_experiment(model, hp["init_from"], hp["fusion_init"])
         steps = ["behaviour"]  # the source model already went through the semantic step
         logger.info("init_from=%s: skipping the semantic step", hp["init_from"])
     elif hp["step1_epochs"] <= 0:
