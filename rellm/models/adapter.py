@@ -66,8 +66,8 @@ class SpeechAdapter(nn.Module):
     def output_lengths(self, lengths):
         return conv_output_lengths(lengths, self.num_conv_layers)
 
-    def forward(self, speech, lengths, emotion=None):
-        """``speech [B, T, D]``, ``lengths [B]``, ``emotion [B, E]`` -> ``(E [B, N, H], M bool [B, N])``.
+    def forward(self, speech, lengths, emotion_embedding=None):
+        """``speech [B, T, D]``, ``lengths [B]``, ``emotion_embedding [B, E]`` -> ``(E [B, N, H], M bool [B, N])``.
 
         Padded frames are not zeroed (as in the reference); the output mask comes
         from the conv length formula only, and positions outside it must be ignored.
@@ -75,12 +75,13 @@ class SpeechAdapter(nn.Module):
         if speech.shape[-1] != self.input_dim:
             raise ValueError(f"adapter expects speech states of width {self.input_dim}, got {speech.shape[-1]}")
         if self.emotion_dim:
-            if emotion is None:
+            if emotion_embedding is None:
                 raise ValueError("this adapter fuses an emotion embedding (emotion_dim > 0) but none was given")
-            if emotion.shape[-1] != self.emotion_dim:
-                raise ValueError(f"adapter expects emotion embeddings of width {self.emotion_dim}, got {emotion.shape[-1]}")
-            emotion = emotion.to(speech.dtype)[:, None, :].expand(-1, speech.shape[1], -1)
-            speech = torch.cat([speech, emotion], dim=-1)
+            if emotion_embedding.shape[-1] != self.emotion_dim:
+                raise ValueError(f"adapter expects emotion embeddings of width {self.emotion_dim}, "
+                                 f"got {emotion_embedding.shape[-1]}")
+            frames = emotion_embedding.to(speech.dtype)[:, None, :].expand(-1, speech.shape[1], -1)
+            speech = torch.cat([speech, frames], dim=-1)
         x = speech.transpose(1, 2)  # [B, C, T] for Conv1d
         for conv in self.convs:
             x = F.glu(conv(x), dim=1)

@@ -67,6 +67,7 @@ def load_set(hp, set_name, step, layout):
         teacher_system_prompt=teacher_system,
         with_emotion=hp["emotion_dim"] > 0,
         need_emotion_label=behaviour and hp["lambda_cat"] > 0,
+        need_avd_target=behaviour and hp["lambda_dim"] > 0,
         avd_source=hp["avd_source"], min_duration=hp["min_duration"], max_duration=hp["max_duration"],
         max_text_tokens=hp["max_text_tokens"],
     )
@@ -96,7 +97,7 @@ def configure_step(model, step, hp):
         model.set_trainable(adapter=True, lora=False, emotion_head=False, avd_head=False)
     else:
         model.set_trainable(adapter=True, lora=True, emotion_head=hp["lambda_cat"] > 0 and hp["train_emotion_head"],
-                            avd_head=hp["lambda_dim"] > 0 and hp["emotion_dim"] > 0)
+                            avd_head=hp["lambda_dim"] > 0)
 
 
 FUSION_INITS = ("fresh", "expand")
@@ -178,7 +179,7 @@ def run_step(model, step, hp, run_opts, output_folder, base_models, layout):
     brain_hparams = {
         "step": step, "step_name": STEP_DIRS[step], "response_loss": hp["response_loss"],
         "kd_temperature": hp["kd_temperature"], "lambda_cat": hp["lambda_cat"],
-        "lambda_dim": hp["lambda_dim"] if hp["emotion_dim"] > 0 else 0.0, "dim_loss": hp["dim_loss"],
+        "lambda_dim": hp["lambda_dim"], "dim_loss": hp["dim_loss"],
         "use_emotion": hp["emotion_dim"] > 0, "lr_schedule": schedule, "valid_set_size": valid_report["kept"],
         "optimizer": lambda params: torch.optim.AdamW(params, lr=hp[f"step{n}_lr"], betas=(0.9, 0.999), eps=1e-8,
                                                       weight_decay=hp["weight_decay"]),
@@ -218,7 +219,7 @@ def train_two_steps(hp, run_opts):
                         "behaviour_instruction": hp["behaviour_instruction"]},
             "steps": steps,
             # what configure_step trained: readers need not re-derive it from the config
-            "avd_head_trained": bool(hp["lambda_dim"] > 0 and hp["emotion_dim"] > 0),
+            "avd_head_trained": bool(hp["lambda_dim"] > 0),
         })
         logger.info("final model written to %s", output_folder / "final")
     sb.utils.distributed.ddp_barrier()
