@@ -468,6 +468,9 @@ class SpeechLLM(nn.Module):
     def generate(self, inputs, max_new_tokens=256, **generate_kwargs):
         """Reference decoding with HF ``generate(inputs_embeds=...)``: greedy unless told otherwise.
 
+        The checkpoint's ``generation_config`` is not inherited (``neutral_generation_config``): only
+        the greedy settings here and ``generate_kwargs`` apply.
+
         LoRA is applied to the prompt forward (prefill) only, at the speech positions; every
         incremental step runs the frozen LLM without LoRA matmuls (method.md 1.4). Returns
         the new token ids ``[B, T_new]`` (decode with ``self.tokenizer.batch_decode``).
@@ -476,13 +479,17 @@ class SpeechLLM(nn.Module):
         use = self.plora is not None and lora_mask is not None and bool(lora_mask.any())
         if use:
             self.plora.prefill_only(lora_mask if self.lora_scope == "speech" else ALL_POSITIONS, self.base_llm)
-        kwargs = {"do_sample": False, "num_beams": 1, "eos_token_id": self.layout.stop_token_ids,
+        from rellm.generation.decoding import GREEDY_SETTINGS, neutral_generation_config
+
+        kwargs = {**GREEDY_SETTINGS, "eos_token_id": self.layout.stop_token_ids,
                   "pad_token_id": self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
                   else self.layout.stop_token_ids[0]}
         kwargs.update(generate_kwargs)
         try:
-            return self.base_llm.generate(inputs_embeds=inputs["inputs_embeds"], attention_mask=inputs["attention_mask"],
-                                          max_new_tokens=max_new_tokens, **kwargs)
+            with neutral_generation_config(self.base_llm):
+                return self.base_llm.generate(inputs_embeds=inputs["inputs_embeds"],
+                                              attention_mask=inputs["attention_mask"], max_new_tokens=max_new_tokens,
+                                              **kwargs)
         finally:
             if self.plora is not None:
                 self.plora.clear_prefill()
