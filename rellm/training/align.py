@@ -45,15 +45,33 @@ def open_feature_cache(folder):
     return FeatureCache(folder)
 
 
-def load_set(hp, set_name, step, layout):
-    """``(dataset, report)`` for one set and one step."""
-    manifest_path = Path(hp["data_dir"]) / f"{set_name}.json"
+def step_data(hp, step):
+    """``(data_dir, feats_dir, responses_dir, train_set, valid_set)`` of a step.
+
+    Step 1 (semantic) reads the ASR data named by ``step1_data_dir`` / ``step1_feats_dir`` /
+    ``step1_responses_dir`` when set (BLSP-Emo: GigaSpeech; run.sh ``--step1_data librispeech``),
+    else the SER corpus's own sets; step 2 always reads the SER corpus.
+    """
+    if step == "semantic" and hp["step1_data_dir"]:
+        missing = [k for k in ("step1_feats_dir", "step1_responses_dir") if not hp[k]]
+        if missing:
+            raise ValueError(f"step1_data_dir is set but {', '.join(missing)} is not; give all three "
+                             "(run.sh: --step1_data NAME sets them to data/NAME, dump/NAME, exp/responses/NAME)")
+        return (hp["step1_data_dir"], hp["step1_feats_dir"], hp["step1_responses_dir"], hp["step1_train_set"],
+                hp["step1_valid_set"])
+    return hp["data_dir"], hp["feats_dir"], hp["responses_dir"], hp["train_set"], hp["valid_set"]
+
+
+def load_set(hp, set_name, step, layout, dirs=None):
+    """``(dataset, report)`` for one set and one step (``dirs``: data, feats and responses folders)."""
+    data_dir, feats_dir, responses_dir = dirs or (hp["data_dir"], hp["feats_dir"], hp["responses_dir"])
+    manifest_path = Path(data_dir) / f"{set_name}.json"
     kind = "continuation" if step == "semantic" else "expected"
-    responses_path = Path(hp["responses_dir"]) / set_name / f"{kind}.jsonl"
+    responses_path = Path(responses_dir) / set_name / f"{kind}.jsonl"
     for path, stage in ((manifest_path, "1 (rellm.bin.prepare)"), (responses_path, "3 (rellm.bin.respond)")):
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist; run stage {stage} first")
-    cache = open_feature_cache(Path(hp["feats_dir"]) / set_name)
+    cache = open_feature_cache(Path(feats_dir) / set_name)
     behaviour = step == "behaviour"
     teacher_system = None
     if step == "semantic":
@@ -146,11 +164,19 @@ def run_step(model, step, hp, run_opts, output_folder, base_models, layout):
     n = 1 if step == "semantic" else 2
     epochs = hp[f"step{n}_epochs"]
     save_dir = Path(output_folder) / "save" / STEP_DIRS[step]
-    train_set, train_report = load_set(hp, hp["train_set"], step, layout)
-    valid_set, valid_report = load_set(hp, hp["valid_set"], step, layout)
+    *dirs, train_name, valid_name = step_data(hp, step)
+    if step == "semantic" and not hp["step1_data_dir"]:
+        logger.warning("step 1 (semantic) trains on the SER corpus's own transcripts (%s); BLSP-Emo ran it on a large "
+                       "ASR corpus: set step1_data_dir/step1_feats_dir/step1_responses_dir (run.sh --step1_data)",
+                       dirs[0])
+    train_set, train_report = load_set(hp, train_name, step, layout, dirs)
+    valid_set, valid_report = load_set(hp, valid_name, step, layout, dirs)
     if sb.utils.distributed.if_main_process():
-        atomic_write_json(save_dir / "data_report.json", {"train": train_report, "valid": valid_report})
-    logger.info("step %s: %d train / %d valid utterances", step, train_report["kept"], valid_report["kept"])
+        atomic_write_json(save_dir / "data_report.json", {
+            "data_dir": str(dirs[0]), "train_set": train_name, "valid_set": valid_name,
+            "train": train_report, "valid": valid_report})
+    logger.info("step %s: %d train / %d valid utterances from %s", step, train_report["kept"], valid_report["kept"],
+                dirs[0])
     configure_step(model, step, hp)
     batch_size = hp[f"step{n}_batch_size"]
     train_kwargs, train_sampler, batches = loader_options(train_set, hp, hp["seed"], True, batch_size)
