@@ -5,16 +5,19 @@
 _rellm_db_env_IEMOCAP=${IEMOCAP-}
 _rellm_db_env_ESD=${ESD-}
 _rellm_db_env_MSP_PODCAST=${MSP_PODCAST-}
+_rellm_db_env_LIBRISPEECH=${LIBRISPEECH-}
 IEMOCAP=
 ESD=
 MSP_PODCAST=
+LIBRISPEECH=              # ASR data for training step 1 (run.sh --step1_data librispeech)
 if [ -f db.local.sh ]; then
     . ./db.local.sh
 fi
 IEMOCAP=${_rellm_db_env_IEMOCAP:-${IEMOCAP}}
 ESD=${_rellm_db_env_ESD:-${ESD}}
 MSP_PODCAST=${_rellm_db_env_MSP_PODCAST:-${MSP_PODCAST}}
-unset _rellm_db_env_IEMOCAP _rellm_db_env_ESD _rellm_db_env_MSP_PODCAST
+LIBRISPEECH=${_rellm_db_env_LIBRISPEECH:-${LIBRISPEECH}}
+unset _rellm_db_env_IEMOCAP _rellm_db_env_ESD _rellm_db_env_MSP_PODCAST _rellm_db_env_LIBRISPEECH
 
 # rellm_db_root CORPUS: print the root folder of CORPUS for stage 1, or nothing for a recipe that makes
 # its own data (mini). A licensed corpus that is not configured or not found is an error saying how to
@@ -22,8 +25,13 @@ unset _rellm_db_env_IEMOCAP _rellm_db_env_ESD _rellm_db_env_MSP_PODCAST
 rellm_db_root() {
     local corpus=$1 var layout source root
     case "${corpus}" in
-        mini)
+        mini|mini_asr)
             return 0
+            ;;
+        librispeech)
+            var=LIBRISPEECH
+            layout="LibriSpeech/{train-clean-100,dev-clean}/<speaker>/<chapter>/{*.flac,<speaker>-<chapter>.trans.txt}"
+            source="https://www.openslr.org/12 (CC BY 4.0)"
             ;;
         iemocap)
             var=IEMOCAP
@@ -41,7 +49,7 @@ rellm_db_root() {
             source="https://ecs.utdallas.edu/research/researchlabs/msp-lab/MSP-Podcast.html (academic licence, UT Dallas)"
             ;;
         *)
-            echo "ERROR: unknown corpus '${corpus}' in rellm_db_root; expected iemocap, esd, msp_podcast or mini" >&2
+            echo "ERROR: unknown corpus '${corpus}' in rellm_db_root; expected iemocap, esd, msp_podcast, librispeech, mini or mini_asr" >&2
             return 1
             ;;
     esac

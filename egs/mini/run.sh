@@ -12,6 +12,7 @@ train_set=train
 valid_set=valid
 test_sets="test"         # space-separated
 train_emotion_encoder=true   # true: train a small dimensional emotion encoder first (no pretrained one offline)
+step1_data=mini_asr      # ASR data for training step 1 (conf/prepare_step1.yaml): librispeech | mini_asr; "" = SER train set
 
 # ---- pipeline settings ---------------------------------------------------------
 stage=1
@@ -33,7 +34,6 @@ train_args=""
 infer_args=""
 score_args=""
 python=python3
-
 . ./path.sh
 . ./cmd.sh
 . ./db.sh
@@ -53,7 +53,17 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     db_root=$(rellm_db_root "${corpus}")
     ${python} -m rellm.bin.prepare conf/prepare.yaml --corpus "${corpus}" --data_folder "${db_root}" \
         --save_folder "${data}" --split "${split}" ${prepare_args}
+    if [ -n "${step1_data}" ]; then
+        log "Stage 1: speech + transcripts for training step 1 (${step1_data}) -> ${datadir}/${step1_data}"
+        step1_root=$(rellm_db_root "${step1_data}")
+        ${python} -m rellm.bin.prepare conf/prepare_step1.yaml --corpus "${step1_data}" \
+            --data_folder "${step1_root}" --save_folder "${datadir}/${step1_data}"
+    fi
 fi
+
+# step 1's ASR sets (train and valid of data/<step1_data>): features (stage 2) and continuations (stage 3)
+step1_sets=""
+[ -n "${step1_data}" ] && step1_sets="${step1_data}/train ${step1_data}/valid"
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     if "${train_emotion_encoder}"; then
@@ -63,30 +73,40 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
             --train_manifest "${data}/${train_set}.json" --valid_manifest "${data}/${valid_set}.json" \
             --output_folder "${expdir}/emotion_encoder/${split}"
     fi
-    for dset in ${train_set} ${valid_set} ${test_sets}; do
-        log "Stage 2: frozen Whisper + emotion encoder features for ${dset} (${nj} jobs) -> ${dump}/${dset}"
-        ${cuda_cmd} --gpu ${gpu_per_job} JOB=1:${nj} "${dump}/${dset}/log/extract.JOB.log" \
-            ${python} -m rellm.bin.extract conf/extract.yaml --manifest "${data}/${dset}.json" \
-            --output_dir "${dump}/${dset}" --emotion_encoder_dir "${expdir}/emotion_encoder/${split}" \
+    extract_sets=""
+    for dset in ${train_set} ${valid_set} ${test_sets}; do extract_sets="${extract_sets} ${split}/${dset}"; done
+    for dset in ${extract_sets} ${step1_sets}; do  # <data name>/<set>: the SER sets, then step 1's ASR sets
+        log "Stage 2: frozen Whisper + emotion encoder features for ${dset} (${nj} jobs) -> ${dumpdir}/${dset}"
+        ${cuda_cmd} --gpu ${gpu_per_job} JOB=1:${nj} "${dumpdir}/${dset}/log/extract.JOB.log" \
+            ${python} -m rellm.bin.extract conf/extract.yaml --manifest "${datadir}/${dset}.json" \
+            --output_dir "${dumpdir}/${dset}" --emotion_encoder_dir "${expdir}/emotion_encoder/${split}" \
             --shard JOB --num_shards ${nj} ${extract_args}
-        ${python} -m rellm.bin.extract conf/extract.yaml --manifest "${data}/${dset}.json" \
-            --output_dir "${dump}/${dset}" --emotion_encoder_dir "${expdir}/emotion_encoder/${split}" \
+        ${python} -m rellm.bin.extract conf/extract.yaml --manifest "${datadir}/${dset}.json" \
+            --output_dir "${dumpdir}/${dset}" --emotion_encoder_dir "${expdir}/emotion_encoder/${split}" \
             --merge true --num_shards ${nj} ${extract_args}
     done
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-    for dset in ${train_set} ${valid_set}; do
-        log "Stage 3: expected responses for ${dset} (${gen_nj} jobs) -> ${expdir}/responses/${split}/${dset}"
-        ${cuda_cmd} --gpu ${gpu_per_job} JOB=1:${gen_nj} "${expdir}/responses/${split}/${dset}/log/respond.JOB.log" \
-            ${python} -m rellm.bin.respond conf/respond.yaml --manifest "${data}/${dset}.json" \
-            --output_dir "${expdir}/responses/${split}/${dset}" --shard JOB --num_shards ${gen_nj} ${respond_args}
-        ${python} -m rellm.bin.respond conf/respond.yaml --manifest "${data}/${dset}.json" \
-            --output_dir "${expdir}/responses/${split}/${dset}" --merge true --num_shards ${gen_nj} ${respond_args}
+    # SER sets: expected responses (step 2), plus continuations when step 1 trains on them too;
+    # step 1's ASR sets: continuations only
+    ser_tasks=""
+    [ -n "${step1_data}" ] && ser_tasks="--tasks=[expected]"
+    for dset in ${split}/${train_set} ${split}/${valid_set} ${step1_sets}; do
+        tasks=${ser_tasks}
+        [ "${dset#"${split}/"}" = "${dset}" ] && tasks="--tasks=[continuation]"
+        log "Stage 3: teacher responses for ${dset} (${gen_nj} jobs) -> ${expdir}/responses/${dset}"
+        ${cuda_cmd} --gpu ${gpu_per_job} JOB=1:${gen_nj} "${expdir}/responses/${dset}/log/respond.JOB.log" \
+            ${python} -m rellm.bin.respond conf/respond.yaml --manifest "${datadir}/${dset}.json" \
+            --output_dir "${expdir}/responses/${dset}" --shard JOB --num_shards ${gen_nj} ${tasks} ${respond_args}
+        ${python} -m rellm.bin.respond conf/respond.yaml --manifest "${datadir}/${dset}.json" \
+            --output_dir "${expdir}/responses/${dset}" --merge true --num_shards ${gen_nj} ${tasks} ${respond_args}
     done
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+    step1_args=""
+    [ -n "${step1_data}" ] && step1_args="--step1_data_dir ${datadir}/${step1_data} --step1_feats_dir ${dumpdir}/${step1_data} --step1_responses_dir ${expdir}/responses/${step1_data}"
     for model in ${models}; do
         model_dir=${expdir}/${model}/${split}/seed${seed}
         log "Stage 4: two-step alignment training of ${model} -> ${model_dir}"
@@ -94,7 +114,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
             ${python} -m rellm.bin.train conf/train_${model}.yaml --ngpu "${ngpu}" --seed "${seed}" \
             --data_dir "${data}" --feats_dir "${dump}" --responses_dir "${expdir}/responses/${split}" \
             --train_set "${train_set}" --valid_set "${valid_set}" --exp_root "${expdir}" --split "${split}" \
-            --output_folder "${model_dir}" ${train_args}
+            --output_folder "${model_dir}" ${step1_args} ${train_args}
     done
 fi
 

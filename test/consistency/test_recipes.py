@@ -24,10 +24,10 @@ TEMPLATE = REPO_ROOT / "egs" / "TEMPLATE"
 RECIPES = sorted(p.name for p in (REPO_ROOT / "egs").iterdir() if p.is_dir() and p.name != "TEMPLATE")
 EXPECTED_SETTINGS = {
     "mini": {"corpus": "mini", "split": "official", "train_emotion_encoder": "true", "ngpu": "0", "nj": "2",
-             "gen_nj": "2", "infer_nj": "2"},
-    "iemocap": {"corpus": "iemocap", "split": "fold5"},
-    "esd": {"corpus": "esd"},
-    "msp_podcast": {"corpus": "msp_podcast", "test_sets": '"test1 test2"'},
+             "gen_nj": "2", "infer_nj": "2", "step1_data": "mini_asr"},
+    "iemocap": {"corpus": "iemocap", "split": "fold5", "step1_data": "librispeech"},
+    "esd": {"corpus": "esd", "step1_data": "librispeech"},
+    "msp_podcast": {"corpus": "msp_podcast", "test_sets": '"test1 test2"', "step1_data": "librispeech"},
 }
 
 
