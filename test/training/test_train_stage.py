@@ -138,3 +138,21 @@ def test_step1_on_asr_data_and_avd_loss_without_the_emotion_embedding(toy_recipe
     assert step2["train"]["avd_target"] == {"avd_source": "auto", "annotation": 8, "encoder": 0}
     assert "avd_mse" in (out / "train_log.txt").read_text()
     assert json.loads((out / "final" / "model.json").read_text())["avd_head_trained"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags", [
+    {"emotion_dim": 0, "emotion_encoder": "null"},  # A/V/D loss without the emotion embedding
+    {"fusion_init": "expand", "response_loss": "kl", "train_emotion_head": "false", "lambda_cat": 0},
+])
+def test_rellm_ablations_train_from_blsp_emo(toy_recipe, tmp_path, flags):
+    blsp = tmp_path / "blsp_emo" / "toy" / "seed1"
+    assert train_stage.main(_args(toy_recipe, "blsp_emo", blsp, step1_epochs=0, step2_epochs=1)) == 0
+    out = tmp_path / "rellm" / "toy" / "seed1"
+    assert train_stage.main(_args(toy_recipe, "rellm", out, step2_epochs=1, **flags)) == 0
+    state, source = _final(out), _final(blsp)
+    assert not torch.equal(state["avd_head.proj.weight"], source["avd_head.proj.weight"])  # the A/V/D head trained
+    if flags.get("train_emotion_head") == "false":
+        assert torch.equal(state["emotion_head.proj.weight"], source["emotion_head.proj.weight"])  # frozen
+    if flags.get("emotion_dim") == 0:
+        assert state["adapter.convs.0.weight"].shape == source["adapter.convs.0.weight"].shape
