@@ -13,11 +13,13 @@ _rellm_db_env_ESD=${ESD-}
 _rellm_db_env_MSP_PODCAST=${MSP_PODCAST-}
 _rellm_db_env_BLSP_EMO=${BLSP_EMO-}
 _rellm_db_env_QWEN_7B_CHAT=${QWEN_7B_CHAT-}
+_rellm_db_env_LIBRISPEECH=${LIBRISPEECH-}
 IEMOCAP=
 ESD=
 MSP_PODCAST=
 BLSP_EMO=
 QWEN_7B_CHAT=
+LIBRISPEECH=              # ASR data for training step 1 (run.sh --step1_data librispeech)
 if [ -f db.local.sh ]; then
     . ./db.local.sh
 fi
@@ -26,7 +28,9 @@ ESD=${_rellm_db_env_ESD:-${ESD}}
 MSP_PODCAST=${_rellm_db_env_MSP_PODCAST:-${MSP_PODCAST}}
 BLSP_EMO=${_rellm_db_env_BLSP_EMO:-${BLSP_EMO}}
 QWEN_7B_CHAT=${_rellm_db_env_QWEN_7B_CHAT:-${QWEN_7B_CHAT}}
-unset _rellm_db_env_IEMOCAP _rellm_db_env_ESD _rellm_db_env_MSP_PODCAST _rellm_db_env_BLSP_EMO _rellm_db_env_QWEN_7B_CHAT
+LIBRISPEECH=${_rellm_db_env_LIBRISPEECH:-${LIBRISPEECH}}
+unset _rellm_db_env_IEMOCAP _rellm_db_env_ESD _rellm_db_env_MSP_PODCAST _rellm_db_env_BLSP_EMO _rellm_db_env_QWEN_7B_CHAT \
+    _rellm_db_env_LIBRISPEECH
 if [ -n "${QWEN_7B_CHAT}" ]; then
     export QWEN_7B_CHAT
 else
@@ -67,8 +71,13 @@ rellm_checkpoint() {
 rellm_db_root() {
     local corpus=$1 var layout source root
     case "${corpus}" in
-        mini)
+        mini|mini_asr)
             return 0
+            ;;
+        librispeech)
+            var=LIBRISPEECH
+            layout="LibriSpeech/{train-clean-100,dev-clean}/<speaker>/<chapter>/{*.flac,<speaker>-<chapter>.trans.txt}"
+            source="https://www.openslr.org/12 (CC BY 4.0)"
             ;;
         iemocap)
             var=IEMOCAP
@@ -86,7 +95,7 @@ rellm_db_root() {
             source="https://ecs.utdallas.edu/research/researchlabs/msp-lab/MSP-Podcast.html (academic licence, UT Dallas)"
             ;;
         *)
-            echo "ERROR: unknown corpus '${corpus}' in rellm_db_root; expected iemocap, esd, msp_podcast or mini" >&2
+            echo "ERROR: unknown corpus '${corpus}' in rellm_db_root; expected iemocap, esd, msp_podcast, librispeech, mini or mini_asr" >&2
             return 1
             ;;
     esac

@@ -13,6 +13,7 @@ valid_set=valid
 test_sets="test"         # space-separated
 train_emotion_encoder=false  # true: train a small dimensional emotion encoder first (no pretrained one offline)
 blsp_emo_source=released     # released: stage 4 imports the released BLSP-Emo (db.sh: BLSP_EMO) | trained: train it here
+step1_data=""            # ASR data for training step 1 (conf/prepare_step1.yaml): librispeech | mini_asr; "" = SER train set
 
 # ---- pipeline settings ---------------------------------------------------------
 stage=1
@@ -46,6 +47,12 @@ log "$0 $*"
 data=${datadir}/${split}
 dump=${dumpdir}/${split}
 gpu_per_job=$(( ngpu > 0 ? 1 : 0 ))  # array jobs (extract, generate, infer) use one GPU each, or none
+# Step 1 (semantic alignment on ASR data) runs only when BLSP-Emo is trained here: the released one went through it.
+step1=${step1_data}
+if [ "${blsp_emo_source}" = released ] && [ -n "${step1}" ]; then
+    log "blsp_emo_source=released: no step-1 data needed (${step1_data} is used with --blsp_emo_source trained)"
+    step1=""
+fi
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     log "Stage 1: data preparation (${corpus}, ${split}) -> ${data}"
@@ -54,7 +61,17 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     db_root=$(rellm_db_root "${corpus}")
     ${python} -m rellm.bin.prepare conf/prepare.yaml --corpus "${corpus}" --data_folder "${db_root}" \
         --save_folder "${data}" --split "${split}" ${prepare_args}
+    if [ -n "${step1}" ]; then
+        log "Stage 1: speech + transcripts for training step 1 (${step1}) -> ${datadir}/${step1}"
+        step1_root=$(rellm_db_root "${step1}")
+        ${python} -m rellm.bin.prepare conf/prepare_step1.yaml --corpus "${step1}" \
+            --data_folder "${step1_root}" --save_folder "${datadir}/${step1}"
+    fi
 fi
+
+# step 1's ASR sets (train and valid of data/<step1_data>): features (stage 2) and continuations (stage 3)
+step1_sets=""
+[ -n "${step1}" ] && step1_sets="${step1}/train ${step1}/valid"
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     if "${train_emotion_encoder}"; then
@@ -64,30 +81,40 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
             --train_manifest "${data}/${train_set}.json" --valid_manifest "${data}/${valid_set}.json" \
             --output_folder "${expdir}/emotion_encoder/${split}"
     fi
-    for dset in ${train_set} ${valid_set} ${test_sets}; do
-        log "Stage 2: frozen Whisper + emotion encoder features for ${dset} (${nj} jobs) -> ${dump}/${dset}"
-        ${cuda_cmd} --gpu ${gpu_per_job} JOB=1:${nj} "${dump}/${dset}/log/extract.JOB.log" \
-            ${python} -m rellm.bin.extract conf/extract.yaml --manifest "${data}/${dset}.json" \
-            --output_dir "${dump}/${dset}" --emotion_encoder_dir "${expdir}/emotion_encoder/${split}" \
+    extract_sets=""
+    for dset in ${train_set} ${valid_set} ${test_sets}; do extract_sets="${extract_sets} ${split}/${dset}"; done
+    for dset in ${extract_sets} ${step1_sets}; do  # <data name>/<set>: the SER sets, then step 1's ASR sets
+        log "Stage 2: frozen Whisper + emotion encoder features for ${dset} (${nj} jobs) -> ${dumpdir}/${dset}"
+        ${cuda_cmd} --gpu ${gpu_per_job} JOB=1:${nj} "${dumpdir}/${dset}/log/extract.JOB.log" \
+            ${python} -m rellm.bin.extract conf/extract.yaml --manifest "${datadir}/${dset}.json" \
+            --output_dir "${dumpdir}/${dset}" --emotion_encoder_dir "${expdir}/emotion_encoder/${split}" \
             --shard JOB --num_shards ${nj} ${extract_args}
-        ${python} -m rellm.bin.extract conf/extract.yaml --manifest "${data}/${dset}.json" \
-            --output_dir "${dump}/${dset}" --emotion_encoder_dir "${expdir}/emotion_encoder/${split}" \
+        ${python} -m rellm.bin.extract conf/extract.yaml --manifest "${datadir}/${dset}.json" \
+            --output_dir "${dumpdir}/${dset}" --emotion_encoder_dir "${expdir}/emotion_encoder/${split}" \
             --merge true --num_shards ${nj} ${extract_args}
     done
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-    for dset in ${train_set} ${valid_set}; do
-        log "Stage 3: expected responses for ${dset} (${gen_nj} jobs) -> ${expdir}/responses/${split}/${dset}"
-        ${cuda_cmd} --gpu ${gpu_per_job} JOB=1:${gen_nj} "${expdir}/responses/${split}/${dset}/log/respond.JOB.log" \
-            ${python} -m rellm.bin.respond conf/respond.yaml --manifest "${data}/${dset}.json" \
-            --output_dir "${expdir}/responses/${split}/${dset}" --shard JOB --num_shards ${gen_nj} ${respond_args}
-        ${python} -m rellm.bin.respond conf/respond.yaml --manifest "${data}/${dset}.json" \
-            --output_dir "${expdir}/responses/${split}/${dset}" --merge true --num_shards ${gen_nj} ${respond_args}
+    # SER sets: expected responses (step 2), plus continuations when step 1 trains on them (no step1_data);
+    # step 1's ASR sets: continuations only
+    ser_tasks=""
+    [ -n "${step1_data}" ] && ser_tasks="--tasks=[expected]"
+    for dset in ${split}/${train_set} ${split}/${valid_set} ${step1_sets}; do
+        tasks=${ser_tasks}
+        [ "${dset#"${split}/"}" = "${dset}" ] && tasks="--tasks=[continuation]"
+        log "Stage 3: teacher responses for ${dset} (${gen_nj} jobs) -> ${expdir}/responses/${dset}"
+        ${cuda_cmd} --gpu ${gpu_per_job} JOB=1:${gen_nj} "${expdir}/responses/${dset}/log/respond.JOB.log" \
+            ${python} -m rellm.bin.respond conf/respond.yaml --manifest "${datadir}/${dset}.json" \
+            --output_dir "${expdir}/responses/${dset}" --shard JOB --num_shards ${gen_nj} ${tasks} ${respond_args}
+        ${python} -m rellm.bin.respond conf/respond.yaml --manifest "${datadir}/${dset}.json" \
+            --output_dir "${expdir}/responses/${dset}" --merge true --num_shards ${gen_nj} ${tasks} ${respond_args}
     done
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+    step1_args=""
+    [ -n "${step1}" ] && step1_args="--step1_data_dir ${datadir}/${step1} --step1_feats_dir ${dumpdir}/${step1} --step1_responses_dir ${expdir}/responses/${step1}"
     for model in ${models}; do
         model_dir=${expdir}/${model}/${split}/seed${seed}
         if [ "${model}" = blsp_emo ] && [ "${blsp_emo_source}" = released ]; then
@@ -106,7 +133,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
             ${python} -m rellm.bin.train conf/train_${model}.yaml --ngpu "${ngpu}" --seed "${seed}" \
             --data_dir "${data}" --feats_dir "${dump}" --responses_dir "${expdir}/responses/${split}" \
             --train_set "${train_set}" --valid_set "${valid_set}" --exp_root "${expdir}" --split "${split}" \
-            --output_folder "${model_dir}" ${train_args}
+            --output_folder "${model_dir}" ${step1_args} ${train_args}
     done
 fi
 

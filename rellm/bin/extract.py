@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from rellm.data.manifest import read_data_root, read_manifest
+from rellm.features.cache import FORMAT_VERSION
 from rellm.features.emotion import EmotionEmbedder, resolve_emotion_encoder
 from rellm.features.extraction import extract_shard, merge_shards
 from rellm.features.whisper_states import WhisperStateExtractor
@@ -54,7 +55,7 @@ def main(argv=None):
     entries = read_manifest(manifest, data_root)
     emotion_folder = resolve_emotion_encoder(hp["emotion_encoder"], hp["emotion_encoder_dir"])
     # what makes the features: a change here must not silently mix old and new shards
-    options = {"whisper": str(hp["whisper"]), "whisper_dtype": hp["whisper_dtype"],
+    options = {"format_version": FORMAT_VERSION, "whisper": str(hp["whisper"]), "whisper_dtype": hp["whisper_dtype"],
                "emotion_encoder": str(Path(emotion_folder).resolve()), "emotion_dtype": hp["emotion_dtype"],
                "emotion_max_seconds": float(hp["emotion_max_seconds"]), "data_root": str(data_root)}
     if hp["merge"]:

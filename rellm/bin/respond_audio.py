@@ -151,7 +151,7 @@ def respond(args):
     states = whisper([audio])[0]
     model = SpeechLLM.from_pretrained_dir(args.exp, device=device, dtype=dtype)
 
-    emo_emb, encoder_avd = None, None
+    emotion_embedding, avd_prediction = None, None
     if model.emotion_dim:
         from rellm.features.emotion import EmotionEmbedder
 
@@ -162,11 +162,11 @@ def respond(args):
         if not folder.is_dir():
             raise ResponderError(f"emotion encoder folder {folder} not found; pass --emotion_encoder FOLDER")
         emb, avd = EmotionEmbedder.from_folder(folder, device=device)([audio])
-        emo_emb, encoder_avd = torch.from_numpy(emb).to(device), avd[0]
+        emotion_embedding, avd_prediction = torch.from_numpy(emb).to(device), avd[0]
 
     with torch.no_grad():
         lengths = torch.tensor([states.shape[0]], device=device)
-        E, M = model.encode_speech(states.unsqueeze(0).to(device), lengths, emo_emb)
+        E, M = model.encode_speech(states.unsqueeze(0).to(device), lengths, emotion_embedding)
         probs = torch.softmax(model.classify_emotion(E, M).float(), -1)[0]
         avd = model.predict_avd(E, M).float()[0].tolist() if _avd_head_trained(args.exp, meta) else None
         label = EMOTIONS[int(probs.argmax())]
@@ -176,8 +176,8 @@ def respond(args):
             print("arousal / valence / dominance (model head): " + " / ".join(f"{v:.2f}" for v in avd))
         else:  # BLSP-Emo trains no dimensional loss: its A/V/D head holds its initial weights
             print("arousal / valence / dominance: not predicted (this model trains no A/V/D head, lambda_dim = 0)")
-        if encoder_avd is not None:
-            print("arousal / valence / dominance (emotion encoder): " + " / ".join(f"{v:.2f}" for v in encoder_avd))
+        if avd_prediction is not None:
+            print("arousal / valence / dominance (emotion encoder): " + " / ".join(f"{v:.2f}" for v in avd_prediction))
 
         stops = stop_ids_for(model.tokenizer, model.layout)
         decoder = GreedyDecoder(model.base_llm, stops, pad_token_id=stops[0])

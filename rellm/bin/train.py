@@ -47,7 +47,7 @@ def resolve_auto_dims(config_path, overrides):
     keys = list(cache.keys())
     if not keys:
         raise ConfigError(f"the feature cache {values['feats_dir']}/{values['train_set']} is empty; re-run stage 2")
-    dims = {"speech_dim": int(cache.whisper(keys[0]).shape[-1]), "emotion_dim": int(cache.emotion(keys[0])[0].shape[-1])}
+    dims = {"speech_dim": int(cache.whisper(keys[0]).shape[-1]), "emotion_dim": int(cache.emotion_embedding(keys[0]).shape[-1])}
     return {**overrides, **{k: dims[k] for k in auto}}
 
 

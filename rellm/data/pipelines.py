@@ -21,18 +21,16 @@ AVD_KEYS = ("arousal", "valence", "dominance")
 
 
 def cached_features_pipeline(cache, with_emotion=True):
-    """``id`` -> trimmed Whisper states ``[T, D]`` (fp16), their length, emotion embedding and encoder A/V/D."""
+    """``id`` -> trimmed Whisper states ``[T, D]`` (fp16), their length and (``with_emotion``) the emotion embedding."""
     if with_emotion:
 
         @takes("id")
-        @provides("whisper", "whisper_len", "emo_emb", "encoder_avd")
+        @provides("whisper", "whisper_len", "emotion_embedding")
         def features(utt_id):
             states = cache.whisper(utt_id)
             yield states
             yield states.shape[0]
-            emb, avd = cache.emotion(utt_id)
-            yield emb.float()
-            yield avd.float()
+            yield cache.emotion_embedding(utt_id).float()
     else:
 
         @takes("id")
@@ -80,23 +78,36 @@ def teacher_segments_pipeline(layout, system_prompt):
     return segments
 
 
-def labels_pipeline(avd_source="auto"):
-    """Emotion id (``rellm.data.emotions``) and the A/V/D target in [arousal, valence, dominance] order.
+AVD_SOURCES = ("annotation", "encoder", "auto")
 
-    ``avd_source``: ``manifest`` (annotations, 0..1), ``encoder`` (the frozen emotion encoder's
-    predictions, i.e. pseudo-labels) or ``auto`` (annotations when the manifest has them).
+
+def choose_avd_target(annotation, prediction, avd_source):
+    """The A/V/D training target and where it came from: ``(list of 3 floats, "annotation" | "encoder")``,
+    or ``(None, None)`` when ``avd_source="annotation"`` and the utterance has no annotation.
+
+    ``annotation``: the corpus's annotation (0..1) only; ``encoder``: the frozen emotion encoder's
+    prediction (the pseudo-label, clipped to [0, 1]) even where an annotation exists; ``auto``: the
+    annotation when the utterance has one, else the encoder's prediction. The one place the target
+    is chosen (method.md 3.4).
     """
-    if avd_source not in ("auto", "manifest", "encoder"):
-        raise ValueError(f"avd_source must be auto, manifest or encoder, got {avd_source!r}")
+    if avd_source not in AVD_SOURCES:
+        hint = " (renamed: use annotation)" if avd_source == "manifest" else ""
+        raise ValueError(f"avd_source must be one of {', '.join(AVD_SOURCES)}, got {avd_source!r}{hint}")
+    if avd_source != "encoder" and annotation is not None:
+        return [float(v) for v in annotation], "annotation"
+    if avd_source == "annotation":
+        return None, None
+    return [min(max(float(v), 0.0), 1.0) for v in prediction], "encoder"
 
-    @takes("emotion", "avd", "encoder_avd")
+
+def labels_pipeline():
+    """``emotion`` / ``avd`` (the target chosen by ``choose_avd_target``) -> ``emotion_id`` and ``avd_target``."""
+
+    @takes("emotion", "avd")
     @provides("emotion_id", "avd_target")
-    def labels(emotion, avd, encoder_avd):
+    def labels(emotion, avd):
         yield EMOTION_TO_ID.get(emotion, -100)
-        if avd_source == "encoder" or (avd_source == "auto" and avd is None):
-            yield encoder_avd
-        else:
-            yield torch.tensor(avd, dtype=torch.float)
+        yield torch.tensor(avd if avd is not None else [float("nan")] * 3, dtype=torch.float)
 
     return labels
 
@@ -112,6 +123,7 @@ def build_alignment_dataset(
     teacher_system_prompt=None,
     with_emotion=True,
     need_emotion_label=False,
+    need_avd_target=False,
     avd_source="auto",
     min_duration=0.0,
     max_duration=float("inf"),
@@ -128,14 +140,19 @@ def build_alignment_dataset(
     system_prompt, instruction : the speech branch's system prompt and (label-free) instruction.
     teacher_system_prompt : when set, the text branch (teacher) items are added: system prompt
         + the record's ``instruction`` + transcript, same tail.
+    with_emotion : the items carry the emotion embedding (the fusion adapter's input).
     need_emotion_label : drop utterances whose emotion is not one of the 5 classes.
-    avd_source : see ``labels_pipeline``; ``manifest`` drops utterances without annotations.
+    need_avd_target : the items carry an A/V/D target (``avd_target``), chosen by ``avd_source``
+        (``choose_avd_target``); with ``annotation`` utterances without one are dropped. The report
+        counts the targets by source (``avd_target``).
     max_text_tokens : drop utterances whose text branch (prompt + transcript + tail) is longer (256 in BLSP-Emo).
 
     Returns ``(dataset, report)``; the report counts kept and dropped utterances by reason,
     with up to 5 example ids per reason.
     """
-    skipped, examples = Counter(), {}
+    skipped, examples, avd_sources = Counter(), {}, Counter()
+    if need_avd_target and avd_source not in AVD_SOURCES:
+        choose_avd_target(None, None, avd_source)  # raises the user error
 
     def skip(reason, utt_id):
         skipped[reason] += 1
@@ -165,11 +182,12 @@ def build_alignment_dataset(
         if need_emotion_label and emotion not in EMOTION_TO_ID:
             skip("no_emotion_label", utt_id)
             continue
-        avd = [entry.get(k) for k in AVD_KEYS]
-        avd = None if any(v is None for v in avd) else [float(v) for v in avd]
-        if with_emotion and avd_source == "manifest" and avd is None:
-            skip("no_avd_annotation", utt_id)
-            continue
+        avd = None
+        if need_avd_target:
+            avd, source = choose_avd_target(cache.avd_annotation(utt_id), cache.avd_prediction(utt_id), avd_source)
+            if avd is None:
+                skip("no_avd_annotation", utt_id)
+                continue
         transcript = rec.get("transcript") or entry.get("transcript") or ""
         if max_text_tokens:
             n = (
@@ -180,6 +198,8 @@ def build_alignment_dataset(
             if n > max_text_tokens:
                 skip("text_too_long", utt_id)
                 continue
+        if need_avd_target:
+            avd_sources[source] += 1
         data[utt_id] = {
             "duration": duration,
             "transcript": transcript,
@@ -192,6 +212,9 @@ def build_alignment_dataset(
     for utt_id in sorted(set(by_id) - set(manifest)):
         skip("response_not_in_manifest", utt_id)
     report = {"kept": len(data), "skipped": dict(skipped), "examples": examples}
+    if need_avd_target:
+        report["avd_target"] = {"avd_source": avd_source, **{k: avd_sources[k] for k in ("annotation", "encoder")}}
+        logger.info("A/V/D targets (avd_source=%s): %s", avd_source, report["avd_target"])
     if not data:
         raise ValueError(f"no utterance left for training after joining manifest, features and responses: {report}")
     if skipped:
@@ -213,8 +236,10 @@ def build_alignment_dataset(
         "label_start",
     ]
     if with_emotion:
-        items.append(labels_pipeline(avd_source))
-        keys += ["emo_emb", "emotion_id", "avd_target"]
+        keys.append("emotion_embedding")
+    if need_avd_target:
+        items.append(labels_pipeline())
+        keys += ["emotion_id", "avd_target"]
     else:
 
         @takes("emotion")

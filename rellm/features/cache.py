@@ -4,7 +4,7 @@ Layout of ``dump/<split>/<set>/`` (scales to ~150k utterances: two binary
 files per shard, one JSONL index; nothing per utterance on disk)::
 
     shards/whisper.<j>of<N>.f16    Whisper states of shard j, fp16, utterances back to back
-    shards/emotion.<j>of<N>.npy    [n_j, E] float32 pooled emotion embeddings (row = index "emotion_row")
+    shards/emotion.<j>of<N>.npy    [n_j, E] float32 pooled emotion embeddings (row = index "emotion_embedding_row")
     shards/index.<j>of<N>.jsonl    one record per utterance (below)
     index.jsonl                    the merged index, sorted by utt_id (what FeatureCache reads)
     features.json                  what made the cache: models, dims, format version
@@ -13,12 +13,12 @@ files per shard, one JSONL index; nothing per utterance on disk)::
 An index record::
 
     {"utt_id", "whisper_file", "whisper_offset" (bytes), "frames", "dim",
-     "emotion_file", "emotion_row", "avd" [a, v, d], "avd_source" ("annotation" | "prediction"),
-     "avd_pred" [a, v, d], "duration", "whisper_truncated"}
+     "emotion_embedding_file", "emotion_embedding_row",
+     "avd_annotation" [a, v, d] or null, "avd_prediction" [a, v, d], "duration", "whisper_truncated"}
 
-``avd`` is the annotation when the manifest has all three values, otherwise the
-encoder's prediction clipped to [0, 1] (the pseudo-label); ``avd_pred`` is
-always the raw prediction.
+The A/V/D annotation (the manifest's, when it has all three values) and the
+emotion encoder's raw A/V/D prediction are stored side by side; which one a
+model trains on is decided by stage 4 (``rellm.data.pipelines.choose_avd_target``).
 """
 import json
 from pathlib import Path
@@ -29,7 +29,7 @@ import torch
 from rellm.utils.io import atomic_path, read_jsonl, write_jsonl
 from rellm.utils.sharding import shard_path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: annotation and prediction stored separately (1 stored a pre-chosen mix)
 INDEX_NAME = "index"
 
 
@@ -61,22 +61,24 @@ class ShardWriter:
         self._blob = open(self._blob_tmp, "wb")
         return self
 
-    def add(self, utt_id, whisper_states, embedding, avd, avd_source, avd_pred, duration, whisper_truncated=False):
-        """``whisper_states`` [T, D] (stored fp16), ``embedding`` [E], ``avd``/``avd_pred`` length-3 sequences."""
+    def add(self, utt_id, whisper_states, emotion_embedding, avd_annotation, avd_prediction, duration,
+            whisper_truncated=False):
+        """``whisper_states`` [T, D] (stored fp16), ``emotion_embedding`` [E], ``avd_prediction`` length 3,
+        ``avd_annotation`` length 3 or None."""
         states = whisper_states.detach().to("cpu", torch.float16).contiguous().numpy()
         self._blob.write(states.tobytes(order="C"))
         self.records.append({
             "utt_id": utt_id,
             "whisper_file": self.blob_path.relative_to(self.output_dir).as_posix(),
             "whisper_offset": self._offset, "frames": int(states.shape[0]), "dim": int(states.shape[1]),
-            "emotion_file": self.emotion_path.relative_to(self.output_dir).as_posix(),
-            "emotion_row": len(self.embeddings),
-            "avd": [round(float(x), 6) for x in avd], "avd_source": avd_source,
-            "avd_pred": [round(float(x), 6) for x in avd_pred],
+            "emotion_embedding_file": self.emotion_path.relative_to(self.output_dir).as_posix(),
+            "emotion_embedding_row": len(self.embeddings),
+            "avd_annotation": None if avd_annotation is None else [round(float(x), 6) for x in avd_annotation],
+            "avd_prediction": [round(float(x), 6) for x in avd_prediction],
             "duration": round(float(duration), 4), "whisper_truncated": bool(whisper_truncated),
         })
         self._offset += states.nbytes
-        self.embeddings.append(np.asarray(embedding, dtype=np.float32).reshape(-1))
+        self.embeddings.append(np.asarray(emotion_embedding, dtype=np.float32).reshape(-1))
 
     def __exit__(self, exc_type, exc, tb):
         self._blob.close()
@@ -95,16 +97,16 @@ class ShardWriter:
 class FeatureCache:
     """Read-only access to a stage-2 feature folder.
 
-    ``keys()``, ``whisper(utt_id) -> Tensor[T, D] fp16``, ``emotion(utt_id) ->
-    (embedding Tensor[E] fp32, avd Tensor[3] in [arousal, valence, dominance])``,
-    ``avd_source(utt_id)`` ("annotation" or "prediction"), ``avd_prediction(utt_id)``
-    (the encoder's raw A/V/D, whatever the source of ``avd``).
+    ``keys()``, ``whisper(utt_id) -> Tensor[T, D] fp16``, ``emotion_embedding(utt_id) -> Tensor[E] fp32``
+    (the adapter's input), ``avd_annotation(utt_id) -> Tensor[3] or None`` (the corpus's annotation)
+    and ``avd_prediction(utt_id) -> Tensor[3]`` (the emotion encoder's raw output), A/V/D always
+    in [arousal, valence, dominance] order.
 
     Files are memory-mapped on first use, so opening is cheap and the object can be
     handed to DataLoader workers (the maps are re-opened in each process).
     """
 
-    def __init__(self, folder):
+    def __init__(self, folder, check_version=True):
         self.folder = Path(folder)
         index = self.folder / f"{INDEX_NAME}.jsonl"
         if not index.is_file():
@@ -115,6 +117,13 @@ class FeatureCache:
         self._records = {r["utt_id"]: r for r in read_jsonl(index)}
         meta = self.folder / "features.json"
         self.meta = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
+        version = self.meta.get("format_version")
+        first = next(iter(self._records.values()), {})
+        if check_version and (version != FORMAT_VERSION or (first and "avd_prediction" not in first)):
+            raise ValueError(
+                f"{self.folder} was written by an older stage 2 (feature cache format {version}, this version reads "
+                f"{FORMAT_VERSION}); re-run stage 2 for this set with --overwrite=true"
+            )
         self._maps = {}
 
     def __getstate__(self):
@@ -149,7 +158,7 @@ class FeatureCache:
     def emotion_dim(self):
         if not self._records:
             return self.meta.get("emotion_dim")
-        return int(self._map(next(iter(self._records.values()))["emotion_file"], npy=True).shape[1])
+        return int(self._map(next(iter(self._records.values()))["emotion_embedding_file"], npy=True).shape[1])
 
     def _map(self, relpath, npy=False):
         m = self._maps.get(relpath)
@@ -165,33 +174,35 @@ class FeatureCache:
         flat = self._map(r["whisper_file"])[start: start + r["frames"] * r["dim"]]
         return torch.from_numpy(np.array(flat).reshape(r["frames"], r["dim"]))
 
-    def emotion(self, utt_id):
+    def emotion_embedding(self, utt_id):
+        """The pooled emotion-encoder embedding ``[E]`` fp32: what the fusion adapter reads."""
         r = self.record(utt_id)
-        emb = torch.from_numpy(np.array(self._map(r["emotion_file"], npy=True)[r["emotion_row"]]))
-        return emb, torch.tensor(r["avd"], dtype=torch.float32)
+        return torch.from_numpy(np.array(self._map(r["emotion_embedding_file"], npy=True)[r["emotion_embedding_row"]]))
 
-    def avd_source(self, utt_id):
-        return self.record(utt_id)["avd_source"]
+    def avd_annotation(self, utt_id):
+        """The corpus's A/V/D annotation ``[3]`` (0..1), or None when the utterance has none."""
+        value = self.record(utt_id)["avd_annotation"]
+        return None if value is None else torch.tensor(value, dtype=torch.float32)
 
     def avd_prediction(self, utt_id):
-        return torch.tensor(self.record(utt_id)["avd_pred"], dtype=torch.float32)
+        """The frozen emotion encoder's raw A/V/D prediction ``[3]`` (not clipped)."""
+        return torch.tensor(self.record(utt_id)["avd_prediction"], dtype=torch.float32)
 
 
 def feature_cache_pipeline(cache):
     """SpeechBrain dynamic item: ``id`` -> ``whisper_states`` [T, D] fp16, ``emotion_embedding`` [E],
-    ``avd`` [3] (arousal, valence, dominance) and ``avd_source``.
+    ``avd_annotation`` [3] or None and ``avd_prediction`` [3] (arousal, valence, dominance).
 
     Usage: ``dataset.add_dynamic_item(feature_cache_pipeline(FeatureCache(dir)))``.
     """
     from speechbrain.utils.data_pipeline import provides, takes
 
     @takes("id")
-    @provides("whisper_states", "emotion_embedding", "avd", "avd_source")
+    @provides("whisper_states", "emotion_embedding", "avd_annotation", "avd_prediction")
     def features(utt_id):
         yield cache.whisper(utt_id)
-        emb, avd = cache.emotion(utt_id)
-        yield emb
-        yield avd
-        yield cache.avd_source(utt_id)
+        yield cache.emotion_embedding(utt_id)
+        yield cache.avd_annotation(utt_id)
+        yield cache.avd_prediction(utt_id)
 
     return features

@@ -47,19 +47,20 @@ class ExtractionReport:
         return {**extra, "counts": dict(sorted(self.counts.items())), "examples": self.examples}
 
 
-def choose_avd(entry, predicted, report, utt_id):
-    """(avd, source): the manifest's annotation when it has all three values, else the prediction
-    clipped to [0, 1] as the pseudo-label (counted in ``report``)."""
+def avd_annotation(entry, predicted, report, utt_id):
+    """The manifest's A/V/D annotation (all three values) or None, counted in ``report``; the prediction is
+    stored beside it whatever (stage 4 chooses the training target, ``avd_source``)."""
     annotated = [entry.get(k) for k in AVD_KEYS]
-    if all(v is not None for v in annotated):
-        report.count("avd_source.annotation")
-        return [float(v) for v in annotated], "annotation"
-    if any(v is not None for v in annotated):
-        report.count("avd_partial_annotation_replaced_by_prediction", utt_id)
     if np.any((predicted < 0) | (predicted > 1)):
-        report.count("avd_prediction_clipped_to_unit_range", utt_id)
-    report.count("avd_source.prediction")
-    return np.clip(predicted, 0.0, 1.0).tolist(), "prediction"
+        report.count("avd_prediction_outside_unit_range", utt_id)
+    if all(v is not None for v in annotated):
+        report.count("avd_annotation.present")
+        return [float(v) for v in annotated]
+    if any(v is not None for v in annotated):
+        report.count("avd_annotation.partial_treated_as_absent", utt_id)
+    else:
+        report.count("avd_annotation.absent")
+    return None
 
 
 def utterances_fingerprint(entries, keys):
@@ -123,8 +124,8 @@ def extract_shard(entries, output_dir, shard, num_shards, options, make_whisper,
                     report.count("whisper_truncated_to_30s", k)
                 if emotion.max_samples and len(waves[i]) > emotion.max_samples:
                     report.count("emotion_encoder_input_truncated", k)
-                avd, source = choose_avd(entries[k], predictions[i], report, k)
-                writer.add(k, states[i], embeddings[i], avd, source, predictions[i],
+                annotation = avd_annotation(entries[k], predictions[i], report, k)
+                writer.add(k, states[i], embeddings[i], annotation, predictions[i],
                            duration=len(waves[i]) / SAMPLE_RATE, whisper_truncated=truncated)
                 report.count("cached")
                 report.count("whisper_frames", n=int(states[i].shape[0]))
@@ -166,8 +167,8 @@ def merge_shards(entries, output_dir, num_shards, options, meta, overwrite=False
     skipped = {k.split(".", 1)[1]: v for k, v in totals.items() if k.startswith("skipped.")}
     report = {
         "manifest_utterances": len(entries), "cached": n_cached, "skipped": skipped,
-        "avd_source": {k.split(".", 1)[1]: v for k, v in totals.items() if k.startswith("avd_source.")},
-        "counts": {k: v for k, v in sorted(totals.items()) if not k.startswith(("skipped.", "avd_source."))},
+        "avd_annotation": {k.split(".", 1)[1]: v for k, v in totals.items() if k.startswith("avd_annotation.")},
+        "counts": {k: v for k, v in sorted(totals.items()) if not k.startswith(("skipped.", "avd_annotation."))},
         "examples": examples, "num_shards": num_shards,
     }
     if n_cached + sum(skipped.values()) != len(entries):
@@ -178,12 +179,12 @@ def merge_shards(entries, output_dir, num_shards, options, meta, overwrite=False
     if n_cached:
         from rellm.features.cache import FeatureCache
 
-        cache = FeatureCache(output_dir)
+        cache = FeatureCache(output_dir, check_version=False)  # features.json is written next
         dims = {"whisper_dim": cache.whisper_dim, "emotion_dim": cache.emotion_dim}
     atomic_write_json(output_dir / "features.json", {"format_version": FORMAT_VERSION, **meta, **dims})
     marker.mark_done(merge_options)
     level = logging.WARNING if skipped else logging.INFO
-    logger.log(level, "merged %d shards into %s: %d of %d utterances cached, skipped %s, A/V/D from %s",
+    logger.log(level, "merged %d shards into %s: %d of %d utterances cached, skipped %s, A/V/D annotations %s",
                num_shards, output_dir / f"{INDEX_NAME}.jsonl", n_cached, len(entries), skipped or "none",
-               report["avd_source"])
+               report["avd_annotation"])
     return report

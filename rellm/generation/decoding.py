@@ -71,6 +71,40 @@ def _base_linear(module):
     return module.weight, module.bias
 
 
+# Released decoding (method.md 2.1, 3.9): greedy, nothing else. Every logits processor HF would build from a
+# checkpoint's generation_config (Qwen2.5: repetition_penalty 1.05, top_k/top_p/temperature) is off.
+GREEDY_SETTINGS = {"do_sample": False, "num_beams": 1, "repetition_penalty": 1.0}
+
+
+@contextlib.contextmanager
+def neutral_generation_config(llm):
+    """Within the block, ``llm.generate`` sees a default ``GenerationConfig`` instead of the checkpoint's own.
+
+    HF ``generate`` fills every setting the caller leaves unset from ``model.generation_config``
+    (even when a ``generation_config`` is passed), so a checkpoint's repetition penalty or
+    no-repeat n-gram size would silently apply. Swapping the default in makes the greedy
+    settings the caller passes the only ones in force.
+    """
+    from transformers import GenerationConfig
+
+    model = _base_model(llm)
+    saved = getattr(model, "generation_config", None)
+    model.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        model.generation_config = saved
+
+
+def greedy_generate(llm, inputs_embeds, attention_mask, max_new_tokens, stop_token_ids, pad_token_id,
+                    min_new_tokens=1):
+    """HF ``generate`` with exactly the released greedy settings (``GREEDY_SETTINGS``), nothing inherited."""
+    with neutral_generation_config(llm):
+        return llm.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+                            min_new_tokens=min_new_tokens, eos_token_id=list(stop_token_ids),
+                            pad_token_id=pad_token_id, **GREEDY_SETTINGS)
+
+
 def static_decoding_support(llm):
     """``(True, "")`` when the static decoder can run ``llm``, else ``(False, reason)``."""
     model = _base_model(llm)
@@ -227,16 +261,8 @@ class GreedyDecoder:
         # does); then the incremental steps here are LoRA-free too.
         ctx = prefill_context() if prefill_context else contextlib.nullcontext()
         with ctx:
-            out = self.llm.generate(
-                inputs_embeds=inputs_embeds,
-                attention_mask=attention_mask,
-                max_new_tokens=max_new_tokens,
-                min_new_tokens=self.min_new_tokens,
-                do_sample=False,
-                num_beams=1,
-                eos_token_id=self.stop_token_ids,
-                pad_token_id=self.pad_token_id,
-            )
+            out = greedy_generate(self.llm, inputs_embeds, attention_mask, max_new_tokens, self.stop_token_ids,
+                                  self.pad_token_id, min_new_tokens=self.min_new_tokens)
         # transformers 5 returns only the new tokens for an inputs_embeds prompt.
         return self._finish(out[:, -max_new_tokens:] if out.shape[1] > max_new_tokens else out, max_new_tokens, "hf")
 

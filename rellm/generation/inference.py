@@ -101,17 +101,17 @@ class SpeechSystem:
         return round(float(entry.get("duration") or 0.0) * 50)
 
     def speech_batch(self, utt_ids):
-        """``(states [B, T, D], lengths [B], emo [B, E] | None)`` from the feature cache."""
+        """``(states [B, T, D], lengths [B], emotion_embedding [B, E] | None)`` from the feature cache."""
         device = self.model.base_llm.get_input_embeddings().weight.device
         states = [self.features.whisper(u) for u in utt_ids]
         lengths = torch.tensor([s.shape[0] for s in states], dtype=torch.long)
         padded = torch.zeros(len(states), int(lengths.max()), states[0].shape[-1], dtype=states[0].dtype)
         for i, s in enumerate(states):
             padded[i, : s.shape[0]] = s
-        emo = None
+        emotion_embedding = None
         if self.uses_emotion:
-            emo = torch.stack([torch.as_tensor(self.features.emotion(u)[0]) for u in utt_ids]).to(device)
-        return padded.to(device), lengths.to(device), emo
+            emotion_embedding = torch.stack([self.features.emotion_embedding(u) for u in utt_ids]).to(device)
+        return padded.to(device), lengths.to(device), emotion_embedding
 
     @torch.no_grad()
     def encode(self, utt_ids):

@@ -66,8 +66,8 @@ class SpeechAdapter(nn.Module):
     def output_lengths(self, lengths):
         return conv_output_lengths(lengths, self.num_conv_layers)
 
-    def forward(self, speech, lengths, emotion=None):
-        """``speech [B, T, D]``, ``lengths [B]``, ``emotion [B, E]`` -> ``(E [B, N, H], M bool [B, N])``.
+    def forward(self, speech, lengths, emotion_embedding=None):
+        """``speech [B, T, D]``, ``lengths [B]``, ``emotion_embedding [B, E]`` -> ``(E [B, N, H], M bool [B, N])``.
 
         Padded frames are not zeroed (as in the reference); the output mask comes
         from the conv length formula only, and positions outside it must be ignored.
@@ -75,12 +75,13 @@ class SpeechAdapter(nn.Module):
         if speech.shape[-1] != self.input_dim:
             raise ValueError(f"adapter expects speech states of width {self.input_dim}, got {speech.shape[-1]}")
         if self.emotion_dim:
-            if emotion is None:
+            if emotion_embedding is None:
                 raise ValueError("this adapter fuses an emotion embedding (emotion_dim > 0) but none was given")
-            if emotion.shape[-1] != self.emotion_dim:
-                raise ValueError(f"adapter expects emotion embeddings of width {self.emotion_dim}, got {emotion.shape[-1]}")
-            emotion = emotion.to(speech.dtype)[:, None, :].expand(-1, speech.shape[1], -1)
-            speech = torch.cat([speech, emotion], dim=-1)
+            if emotion_embedding.shape[-1] != self.emotion_dim:
+                raise ValueError(f"adapter expects emotion embeddings of width {self.emotion_dim}, "
+                                 f"got {emotion_embedding.shape[-1]}")
+            frames = emotion_embedding.to(speech.dtype)[:, None, :].expand(-1, speech.shape[1], -1)
+            speech = torch.cat([speech, frames], dim=-1)
         x = speech.transpose(1, 2)  # [B, C, T] for Conv1d
         for conv in self.convs:
             x = F.glu(conv(x), dim=1)
@@ -92,13 +93,17 @@ class SpeechAdapter(nn.Module):
 
     @torch.no_grad()
     def expand_from(self, other_state, prefix=""):
-        """Initialise this fusion adapter from a speech-only adapter's state dict, function-preserving.
+        """Warm-start this fusion adapter from a speech-only adapter's state dict: function-preserving, all trainable.
 
-        The source's conv weights are embedded in the wider fusion convs: its channels are
-        copied into the first channels of each GLU half, every other weight and bias is zero,
-        so the extra channels carry exact zeros (``0 * sigmoid(.)``) and the fused model
-        starts as the source model whatever the emotion embedding (RE-LLM initialised from
-        BLSP-Emo, method.md 3.1); training then learns to use the emotion channels.
+        Each conv is split into blocks: the "old" output rows (the first rows of each GLU
+        half) and input columns (the speech channels, or the old channels of the previous
+        layer) take the source weights; the old rows' weights reading the new inputs (the
+        emotion embedding, the previous layer's new channels) are zero, so the fused model
+        starts exactly as the source model; the new rows (the extra GLU channels) keep this
+        adapter's own random initialisation. Every parameter then receives a gradient: the
+        zero blocks read non-zero inputs, and the random new channels feed them (an all-zero
+        embedding, with zero new channels, would leave both dead forever). ``fusion_init:
+        expand`` in stage 4; the released RE-LLM trains a fresh adapter instead (``fresh``).
         Returns the names copied.
         """
         own = self.state_dict()
@@ -111,13 +116,13 @@ class SpeechAdapter(nn.Module):
                 value.copy_(src)
             elif name.startswith("convs.") and src.dim() in (1, 3) and all(
                     s <= d for s, d in zip(src.shape, value.shape)):
-                value.zero_()
                 half_src, half_dst = src.shape[0] // 2, value.shape[0] // 2
                 for h in range(2):  # GLU halves: values, then gates
                     dst_rows = value[h * half_dst: h * half_dst + half_src]
                     src_rows = src[h * half_src: (h + 1) * half_src]
                     if src.dim() == 3:
                         dst_rows[:, : src.shape[1]].copy_(src_rows)
+                        dst_rows[:, src.shape[1]:].zero_()  # old channels ignore the new inputs (for now)
                     else:
                         dst_rows.copy_(src_rows)
             else:

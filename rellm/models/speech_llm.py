@@ -249,16 +249,19 @@ class SpeechLLM(nn.Module):
         return missing, unexpected
 
     # ------------------------------------------------------------------ speech side
-    def encode_speech(self, whisper_states, lengths, emo_emb=None):
+    def encode_speech(self, whisper_states, lengths, emotion_embedding=None):
         """Adapter output for a batch of Whisper states.
 
         Arguments: ``whisper_states [B, T, D]`` (fp16 cache is fine), ``lengths LongTensor[B]`` in
-        frames, ``emo_emb [B, E]`` or None (required iff the model has the emotion nuance module).
+        frames, ``emotion_embedding [B, E]`` or None (required iff the model has the emotion nuance module).
         Returns ``(E [B, N, H], M bool [B, N])``: speech embeddings for the LLM and their mask.
         """
         dtype = self.adapter.fc1.weight.dtype
-        emo = emo_emb.to(dtype) if (emo_emb is not None and self.emotion_dim) else None
-        return self.adapter(whisper_states.to(dtype), lengths, emo)
+        if emotion_embedding is not None and self.emotion_dim:
+            emotion_embedding = emotion_embedding.to(dtype)
+        else:
+            emotion_embedding = None
+        return self.adapter(whisper_states.to(dtype), lengths, emotion_embedding)
 
     def pooled(self, E, M):
         return masked_mean(E.float(), M)
@@ -404,13 +407,13 @@ class SpeechLLM(nn.Module):
         b, pos = packed.predict_index
         return self.base_llm.get_output_embeddings()(hidden[b, pos - offset])
 
-    def forward(self, whisper_states, lengths, emo_emb, prompt_ids, prompt_lens, tail_ids, tail_lens, label_start):
+    def forward(self, whisper_states, lengths, emotion_embedding, prompt_ids, prompt_lens, tail_ids, tail_lens, label_start):
         """Training forward (student branch): speech -> adapter -> LLM logits at the target positions.
 
         Returns a dict: ``logits [num_targets, V]``, ``target_ids``, ``emotion_logits [B, 5]``,
         ``avd [B, 3]``, ``speech_tokens`` (N per row).
         """
-        E, M = self.encode_speech(whisper_states, lengths, emo_emb)
+        E, M = self.encode_speech(whisper_states, lengths, emotion_embedding)
         packed = self.pack(prompt_ids, prompt_lens, (E, M), tail_ids, tail_lens, label_start)
         logits = self.target_logits(packed, use_lora=True)
         pooled = self.pooled(E, M)
@@ -465,6 +468,9 @@ class SpeechLLM(nn.Module):
     def generate(self, inputs, max_new_tokens=256, **generate_kwargs):
         """Reference decoding with HF ``generate(inputs_embeds=...)``: greedy unless told otherwise.
 
+        The checkpoint's ``generation_config`` is not inherited (``neutral_generation_config``): only
+        the greedy settings here and ``generate_kwargs`` apply.
+
         LoRA is applied to the prompt forward (prefill) only, at the speech positions; every
         incremental step runs the frozen LLM without LoRA matmuls (method.md 1.4). Returns
         the new token ids ``[B, T_new]`` (decode with ``self.tokenizer.batch_decode``).
@@ -473,13 +479,17 @@ class SpeechLLM(nn.Module):
         use = self.plora is not None and lora_mask is not None and bool(lora_mask.any())
         if use:
             self.plora.prefill_only(lora_mask if self.lora_scope == "speech" else ALL_POSITIONS, self.base_llm)
-        kwargs = {"do_sample": False, "num_beams": 1, "eos_token_id": self.layout.stop_token_ids,
+        from rellm.generation.decoding import GREEDY_SETTINGS, neutral_generation_config
+
+        kwargs = {**GREEDY_SETTINGS, "eos_token_id": self.layout.stop_token_ids,
                   "pad_token_id": self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
                   else self.layout.stop_token_ids[0]}
         kwargs.update(generate_kwargs)
         try:
-            return self.base_llm.generate(inputs_embeds=inputs["inputs_embeds"], attention_mask=inputs["attention_mask"],
-                                          max_new_tokens=max_new_tokens, **kwargs)
+            with neutral_generation_config(self.base_llm):
+                return self.base_llm.generate(inputs_embeds=inputs["inputs_embeds"],
+                                              attention_mask=inputs["attention_mask"], max_new_tokens=max_new_tokens,
+                                              **kwargs)
         finally:
             if self.plora is not None:
                 self.plora.clear_prefill()

@@ -248,7 +248,9 @@ def render_results(corpus, split, seed, test_sets, scores_dir, output, command, 
               (f"- emotion classes present in the reference: {', '.join(e for e in EMOTIONS if e in classes) or 'none'}"
               " (UA averages recall over these; an unparsed SER answer counts as wrong)"),
               ("- empathy: mean EPITOME level (0..2) with seeker post = transcript, response = system response; "
-              "classifiers re-trained here (see below)"),
+              "classifiers re-trained here on the encoder "
+              f"{next((m['epitome']['encoder'] for m in all_metrics.values() if 'encoder' in m.get('epitome', {})), 'unknown')}"
+              " (the paper's: roberta-base; see below)"),
               ("- significance: RE-LLM vs each baseline, Wilcoxon signed-rank on per-utterance levels, McNemar (exact) "
               "on SER correctness; marks <sup>*t</sup>/<sup>*B</sup> = p<0.05 against text-only/BLSP-Emo "
               "(** p<0.01, *** p<0.001; ↓ = RE-LLM significantly lower); paired bootstrap 95% CIs below the table")]

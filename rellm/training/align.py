@@ -45,15 +45,33 @@ def open_feature_cache(folder):
     return FeatureCache(folder)
 
 
-def load_set(hp, set_name, step, layout):
-    """``(dataset, report)`` for one set and one step."""
-    manifest_path = Path(hp["data_dir"]) / f"{set_name}.json"
+def step_data(hp, step):
+    """``(data_dir, feats_dir, responses_dir, train_set, valid_set)`` of a step.
+
+    Step 1 (semantic) reads the ASR data named by ``step1_data_dir`` / ``step1_feats_dir`` /
+    ``step1_responses_dir`` when set (BLSP-Emo: GigaSpeech; run.sh ``--step1_data librispeech``),
+    else the SER corpus's own sets; step 2 always reads the SER corpus.
+    """
+    if step == "semantic" and hp["step1_data_dir"]:
+        missing = [k for k in ("step1_feats_dir", "step1_responses_dir") if not hp[k]]
+        if missing:
+            raise ValueError(f"step1_data_dir is set but {', '.join(missing)} is not; give all three "
+                             "(run.sh: --step1_data NAME sets them to data/NAME, dump/NAME, exp/responses/NAME)")
+        return (hp["step1_data_dir"], hp["step1_feats_dir"], hp["step1_responses_dir"], hp["step1_train_set"],
+                hp["step1_valid_set"])
+    return hp["data_dir"], hp["feats_dir"], hp["responses_dir"], hp["train_set"], hp["valid_set"]
+
+
+def load_set(hp, set_name, step, layout, dirs=None):
+    """``(dataset, report)`` for one set and one step (``dirs``: data, feats and responses folders)."""
+    data_dir, feats_dir, responses_dir = dirs or (hp["data_dir"], hp["feats_dir"], hp["responses_dir"])
+    manifest_path = Path(data_dir) / f"{set_name}.json"
     kind = "continuation" if step == "semantic" else "expected"
-    responses_path = Path(hp["responses_dir"]) / set_name / f"{kind}.jsonl"
+    responses_path = Path(responses_dir) / set_name / f"{kind}.jsonl"
     for path, stage in ((manifest_path, "1 (rellm.bin.prepare)"), (responses_path, "3 (rellm.bin.respond)")):
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist; run stage {stage} first")
-    cache = open_feature_cache(Path(hp["feats_dir"]) / set_name)
+    cache = open_feature_cache(Path(feats_dir) / set_name)
     behaviour = step == "behaviour"
     teacher_system = None
     if step == "semantic":
@@ -67,6 +85,7 @@ def load_set(hp, set_name, step, layout):
         teacher_system_prompt=teacher_system,
         with_emotion=hp["emotion_dim"] > 0,
         need_emotion_label=behaviour and hp["lambda_cat"] > 0,
+        need_avd_target=behaviour and hp["lambda_dim"] > 0,
         avd_source=hp["avd_source"], min_duration=hp["min_duration"], max_duration=hp["max_duration"],
         max_text_tokens=hp["max_text_tokens"],
     )
@@ -96,16 +115,25 @@ def configure_step(model, step, hp):
         model.set_trainable(adapter=True, lora=False, emotion_head=False, avd_head=False)
     else:
         model.set_trainable(adapter=True, lora=True, emotion_head=hp["lambda_cat"] > 0 and hp["train_emotion_head"],
-                            avd_head=hp["lambda_dim"] > 0 and hp["emotion_dim"] > 0)
+                            avd_head=hp["lambda_dim"] > 0)
 
 
-def init_from_experiment(model, folder):
+FUSION_INITS = ("fresh", "expand")
+
+
+def init_from_experiment(model, folder, fusion_init="fresh"):
     """Initialise from another experiment's ``final/`` (e.g. BLSP-Emo for RE-LLM).
 
-    LoRA and heads are copied; the speech-only adapter is expanded function-preservingly
-    into the fusion adapter (zero weights for the emotion channels, see
-    ``SpeechAdapter.expand_from``), so training starts from exactly the source model.
+    LoRA and heads are copied. An adapter of the same shape is copied too (e.g. BLSP-Emo
+    trained further as a control). When this model fuses an emotion embedding and the
+    source adapter is speech-only, ``fusion_init`` decides (method.md 3.3):
+
+    - ``fresh`` (the released RE-LLM): a newly initialised fusion adapter; the source adapter is unused;
+    - ``expand``: a function-preserving warm start from the source adapter in which every
+      parameter trains (``SpeechAdapter.expand_from``).
     """
+    if fusion_init not in FUSION_INITS:
+        raise ValueError(f"fusion_init must be one of {', '.join(FUSION_INITS)}, got {fusion_init!r}")
     if not has_final_state(folder):
         raise FileNotFoundError(
             f"init_from={folder}: {final_dir(folder)} holds no trained model; train that model first (run.sh trains "
@@ -113,13 +141,22 @@ def init_from_experiment(model, folder):
         )
     state, _ = load_final_state(folder)
     adapter_state = {k[len("adapter."):]: v for k, v in state.items() if k.startswith("adapter.")}
-    copied = model.adapter.expand_from(adapter_state)
+    own_adapter = model.adapter.state_dict()
+    same_shape = adapter_state.keys() == own_adapter.keys() and all(
+        adapter_state[k].shape == own_adapter[k].shape for k in own_adapter)
+    if same_shape:
+        copied, how = model.adapter.expand_from(adapter_state), "copied"
+    elif fusion_init == "expand":
+        copied, how = model.adapter.expand_from(adapter_state), "expanded (function-preserving, all channels train)"
+    else:
+        copied, how = [], "not used: fresh fusion adapter (fusion_init=fresh, as released)"
     rest = {k: v for k, v in state.items() if not k.startswith("adapter.")}
     own = model.own_state_dict()
     usable = {k: v for k, v in rest.items() if k in own and own[k].shape == v.shape}
     model.load_own_state_dict(usable, strict=False)
-    logger.info("initialised from %s: adapter tensors %d, LoRA/head tensors %d (ignored %s)", folder, len(copied),
-                len(usable), sorted(set(rest) - set(usable))[:5])
+    logger.info("initialised from %s: source adapter %s (%d tensors); LoRA/head tensors %d (ignored %s)", folder, how,
+                len(copied), len(usable), sorted(set(rest) - set(usable))[:5])
+    return how
 
 
 def run_step(model, step, hp, run_opts, output_folder, base_models, layout):
@@ -127,11 +164,19 @@ def run_step(model, step, hp, run_opts, output_folder, base_models, layout):
     n = 1 if step == "semantic" else 2
     epochs = hp[f"step{n}_epochs"]
     save_dir = Path(output_folder) / "save" / STEP_DIRS[step]
-    train_set, train_report = load_set(hp, hp["train_set"], step, layout)
-    valid_set, valid_report = load_set(hp, hp["valid_set"], step, layout)
+    *dirs, train_name, valid_name = step_data(hp, step)
+    if step == "semantic" and not hp["step1_data_dir"]:
+        logger.warning("step 1 (semantic) trains on the SER corpus's own transcripts (%s); BLSP-Emo ran it on a large "
+                       "ASR corpus: set step1_data_dir/step1_feats_dir/step1_responses_dir (run.sh --step1_data)",
+                       dirs[0])
+    train_set, train_report = load_set(hp, train_name, step, layout, dirs)
+    valid_set, valid_report = load_set(hp, valid_name, step, layout, dirs)
     if sb.utils.distributed.if_main_process():
-        atomic_write_json(save_dir / "data_report.json", {"train": train_report, "valid": valid_report})
-    logger.info("step %s: %d train / %d valid utterances", step, train_report["kept"], valid_report["kept"])
+        atomic_write_json(save_dir / "data_report.json", {
+            "data_dir": str(dirs[0]), "train_set": train_name, "valid_set": valid_name,
+            "train": train_report, "valid": valid_report})
+    logger.info("step %s: %d train / %d valid utterances from %s", step, train_report["kept"], valid_report["kept"],
+                dirs[0])
     configure_step(model, step, hp)
     batch_size = hp[f"step{n}_batch_size"]
     train_kwargs, train_sampler, batches = loader_options(train_set, hp, hp["seed"], True, batch_size)
@@ -160,7 +205,7 @@ def run_step(model, step, hp, run_opts, output_folder, base_models, layout):
     brain_hparams = {
         "step": step, "step_name": STEP_DIRS[step], "response_loss": hp["response_loss"],
         "kd_temperature": hp["kd_temperature"], "lambda_cat": hp["lambda_cat"],
-        "lambda_dim": hp["lambda_dim"] if hp["emotion_dim"] > 0 else 0.0, "dim_loss": hp["dim_loss"],
+        "lambda_dim": hp["lambda_dim"], "dim_loss": hp["dim_loss"],
         "use_emotion": hp["emotion_dim"] > 0, "lr_schedule": schedule, "valid_set_size": valid_report["kept"],
         "optimizer": lambda params: torch.optim.AdamW(params, lr=hp[f"step{n}_lr"], betas=(0.9, 0.999), eps=1e-8,
                                                       weight_decay=hp["weight_decay"]),
@@ -186,7 +231,7 @@ def train_two_steps(hp, run_opts):
     if hp["init_from"]:
         step2_dir = output_folder / "save" / STEP_DIRS["behaviour"]
         if not any(step2_dir.glob("CKPT+*")):
-            init_from_experiment(model, hp["init_from"])
+            init_from_experiment(model, hp["init_from"], hp["fusion_init"])
         steps = ["behaviour"]  # the source model already went through the semantic step
         logger.info("init_from=%s: skipping the semantic step", hp["init_from"])
     elif hp["step1_epochs"] <= 0:
@@ -200,7 +245,7 @@ def train_two_steps(hp, run_opts):
                         "behaviour_instruction": hp["behaviour_instruction"]},
             "steps": steps,
             # what configure_step trained: readers need not re-derive it from the config
-            "avd_head_trained": bool(hp["lambda_dim"] > 0 and hp["emotion_dim"] > 0),
+            "avd_head_trained": bool(hp["lambda_dim"] > 0),
         })
         logger.info("final model written to %s", output_folder / "final")
     sb.utils.distributed.ddp_barrier()

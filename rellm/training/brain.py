@@ -36,9 +36,9 @@ class AlignBrain(sb.Brain):
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
         hp = self.hparams
-        emo = batch.emo_emb.data if hp.use_emotion else None
+        emotion_embedding = batch.emotion_embedding.data if hp.use_emotion else None
         out = self.modules.model(
-            batch.whisper.data, _abs_lengths(batch.whisper_len, self.device), emo,
+            batch.whisper.data, _abs_lengths(batch.whisper_len, self.device), emotion_embedding,
             batch.prompt_ids.data, _abs_lengths(batch.prompt_len, self.device),
             batch.tail_ids.data, _abs_lengths(batch.tail_len, self.device),
             _abs_lengths(batch.label_start, self.device),

@@ -127,8 +127,9 @@ def write_toy_recipe_data(root, num_utts=8, speech_dim=24, emotion_dim=8, sets=(
             }
             feats[utt] = {
                 "whisper": torch.randn(frames, speech_dim, generator=g).half(),
-                "emb": torch.randn(emotion_dim, generator=g),
-                "avd": avd,
+                "emotion_embedding": torch.randn(emotion_dim, generator=g),
+                "avd_annotation": avd,
+                "avd_prediction": torch.rand(3, generator=g),
             }
             expected.append({
                 "utt_id": utt, "emotion": emotion, "transcript": transcript,
@@ -161,5 +162,11 @@ class ToyFeatureCache:
     def whisper(self, utt_id):
         return self._feats[utt_id]["whisper"]
 
-    def emotion(self, utt_id):
-        return self._feats[utt_id]["emb"], self._feats[utt_id]["avd"]
+    def emotion_embedding(self, utt_id):
+        return self._feats[utt_id]["emotion_embedding"]
+
+    def avd_annotation(self, utt_id):
+        return self._feats[utt_id]["avd_annotation"]
+
+    def avd_prediction(self, utt_id):
+        return self._feats[utt_id]["avd_prediction"]

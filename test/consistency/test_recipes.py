@@ -24,10 +24,10 @@ TEMPLATE = REPO_ROOT / "egs" / "TEMPLATE"
 RECIPES = sorted(p.name for p in (REPO_ROOT / "egs").iterdir() if p.is_dir() and p.name != "TEMPLATE")
 EXPECTED_SETTINGS = {
     "mini": {"corpus": "mini", "split": "official", "train_emotion_encoder": "true", "ngpu": "0", "nj": "2",
-             "gen_nj": "2", "infer_nj": "2"},
-    "iemocap": {"corpus": "iemocap", "split": "fold5"},
-    "esd": {"corpus": "esd"},
-    "msp_podcast": {"corpus": "msp_podcast", "test_sets": '"test1 test2"'},
+             "gen_nj": "2", "infer_nj": "2", "step1_data": "mini_asr"},
+    "iemocap": {"corpus": "iemocap", "split": "fold5", "step1_data": "librispeech"},
+    "esd": {"corpus": "esd", "step1_data": "librispeech"},
+    "msp_podcast": {"corpus": "msp_podcast", "test_sets": '"test1 test2"', "step1_data": "librispeech"},
 }
 
 
@@ -107,3 +107,14 @@ def test_set_variables_keeps_comment_column():
 def test_new_recipe_sh_reports_errors(tmp_path):
     result = subprocess.run([str(REPO_ROOT / "tools" / "new_recipe.sh"), "TEMPLATE"], capture_output=True, text=True, check=False)
     assert result.returncode == 1 and "not TEMPLATE" in result.stderr
+
+
+def test_epitome_config_is_shared_and_the_paper_recipes_use_roberta_base():
+    import yaml
+
+    conf = {r: yaml.safe_load((REPO_ROOT / "egs" / r / "conf" / "epitome.yaml").read_text(encoding="utf-8"))
+            for r in EXPECTED_SETTINGS}
+    assert {r: c["encoder"] for r, c in conf.items()} == {
+        "mini": "minilm-l6", "iemocap": "roberta-base", "esd": "roberta-base", "msp_podcast": "roberta-base"}
+    rest = {r: {k: v for k, v in c.items() if k != "encoder"} for r, c in conf.items()}
+    assert all(v == rest["mini"] for v in rest.values())  # only the encoder differs

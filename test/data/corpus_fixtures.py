@@ -244,3 +244,37 @@ def build_msp(root, old_release=False):
     write_junk(audio / "._MSP-PODCAST_0001_0008.wav")
     (root / "Partitions.txt").write_text("Train; MSP-PODCAST_0002_0001.wav\n", encoding="utf-8")
     return root
+
+
+# ---------------------------------------------------------------- LibriSpeech
+# (subset, speaker, chapter, [utterance numbers]); utterance text is librispeech_text(utt_id)
+LIBRI_CHAPTERS = [
+    ("train-clean-100", "19", "198", [0, 1, 2]),
+    ("train-clean-100", "26", "495", [0, 4]),
+    ("dev-clean", "84", "121123", [0, 1]),
+    ("test-clean", "61", "70968", [0]),  # a subset nobody asked for: never read
+]
+LIBRI_SHORT = "19-198-0002"  # 0.5 s: dropped by the duration policy
+LIBRI_NO_LINE = "26-495-0009"  # a flac without a transcript line
+LIBRI_SPEAKERS = "; ID |SEX| SUBSET |MINUTES| NAME\n19 | F | train-clean-100 | 25.19 | Kara Shallenberg\n" \
+                 "26 | M | train-clean-100 | 25.08 | Denny Sayers\n84 | F | dev-clean | 8.02 | Christie Nowak\n"
+
+
+def librispeech_text(utt_id):
+    return f"AND I SAW UTTERANCE {utt_id.replace('-', ' ')} IN THE OLD HOUSE"
+
+
+def build_librispeech(root):
+    """``root`` = the LibriSpeech/ folder of the release (what the tarballs unpack to)."""
+    for subset, spk, chapter, utts in LIBRI_CHAPTERS:
+        folder = root / subset / spk / chapter
+        lines = []
+        for n in utts:
+            utt = f"{spk}-{chapter}-{n:04d}"
+            write_wav(folder / f"{utt}.flac", SHORT_S if utt == LIBRI_SHORT else NORMAL_S)
+            lines.append(f"{utt} {librispeech_text(utt)}")
+        (folder / f"{spk}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_wav(root / "train-clean-100" / "26" / "495" / f"{LIBRI_NO_LINE}.flac")
+    write_junk(root / "train-clean-100" / "19" / "198" / "._19-198-0000.flac")
+    (root / "SPEAKERS.TXT").write_text(LIBRI_SPEAKERS, encoding="utf-8")
+    return root

@@ -152,10 +152,11 @@ def test_every_config_key_is_a_preparer_option():
 
 
 def test_dispatch_table():
-    assert set(PREPARERS) == {"iemocap", "esd", "msp_podcast", "mini"}
+    assert set(PREPARERS) == {"iemocap", "esd", "msp_podcast", "mini", "librispeech", "mini_asr"}
     assert get_preparer("mini").__module__ == "rellm.data.corpora.mini"
-    with pytest.raises(KeyError, match="known: esd, iemocap, mini, msp_podcast"):
-        get_preparer("librispeech")
+    assert get_preparer("mini_asr").__module__ == "rellm.data.corpora.mini_asr"
+    with pytest.raises(KeyError, match="known: esd, iemocap, librispeech, mini, mini_asr, msp_podcast"):
+        get_preparer("gigaspeech")
 
 
 def test_option_the_preparer_does_not_take(tmp_path):

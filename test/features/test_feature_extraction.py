@@ -99,22 +99,23 @@ def test_whisper_states_are_trimmed_to_the_real_length(encoders):
     assert torch.allclose(states[1].float(), model_out.last_hidden_state[0, :125], atol=1e-2)
 
 
-def test_cache_holds_every_usable_utterance_with_sources(tmp_path, corpus, encoders):
+def test_cache_holds_annotation_and_prediction_separately(tmp_path, corpus, encoders):
     out = tmp_path / "dump"
     report = run_all(corpus, out, encoders, num_shards=1)
     assert report["manifest_utterances"] == 6 and report["cached"] == 4
     assert report["skipped"] == {"missing_audio": 1, "empty_audio": 1}
-    assert report["avd_source"] == {"annotation": 3, "prediction": 1}
+    assert report["avd_annotation"] == {"present": 3, "absent": 1}
     cache = FeatureCache(out)
     assert cache.keys() == ["utt_a", "utt_b", "utt_c", "utt_d"]
     assert cache.whisper("utt_b").shape == (125, 16) and cache.whisper("utt_b").dtype == torch.float16
     assert cache.whisper("utt_c").shape == (75, 16)  # 1.5 s after resampling from 22.05 kHz
-    emb, avd = cache.emotion("utt_a")
-    assert emb.shape == (32,) and avd.tolist() == pytest.approx([0.1, 0.2, 0.3])
-    assert cache.avd_source("utt_a") == "annotation" and cache.avd_source("utt_d") == "prediction"
-    # the pseudo-label is the encoder's own prediction, clipped to [0, 1]
-    _, pseudo = cache.emotion("utt_d")
-    assert pseudo.tolist() == pytest.approx(np.clip(cache.avd_prediction("utt_d").numpy(), 0, 1).tolist())
+    assert cache.emotion_embedding("utt_a").shape == (32,)
+    assert cache.avd_annotation("utt_a").tolist() == pytest.approx([0.1, 0.2, 0.3])
+    assert cache.avd_annotation("utt_d") is None
+    # the encoder's prediction is stored for every utterance, annotated or not, and differs from the annotation
+    _, direct = encoders[1]([load_audio(corpus["utt_a"]["wav"])])
+    assert cache.avd_prediction("utt_a").tolist() == pytest.approx(direct[0].tolist(), abs=1e-4)
+    assert cache.avd_prediction("utt_a").tolist() != pytest.approx([0.1, 0.2, 0.3])
     meta = json.loads((out / "features.json").read_text())
     assert meta["whisper_dim"] == 16 and meta["emotion_dim"] == 32
     with pytest.raises(KeyError, match="report.json"):
@@ -128,8 +129,9 @@ def test_one_shard_equals_three_shards(tmp_path, corpus, encoders):
     assert one.keys() == three.keys()
     for k in one:
         assert torch.allclose(one.whisper(k).float(), three.whisper(k).float(), atol=2e-3)
-        assert torch.allclose(one.emotion(k)[0], three.emotion(k)[0], atol=1e-4)
-        assert one.avd_source(k) == three.avd_source(k)
+        assert torch.allclose(one.emotion_embedding(k), three.emotion_embedding(k), atol=1e-4)
+        assert torch.allclose(one.avd_prediction(k), three.avd_prediction(k), atol=1e-4)
+        assert (one.avd_annotation(k) is None) == (three.avd_annotation(k) is None)
 
 
 def test_finished_shards_are_skipped_and_unfinished_ones_block_the_merge(tmp_path, corpus, encoders):
@@ -163,11 +165,21 @@ def test_speechbrain_dynamic_item(tmp_path, corpus, encoders):
     cache = FeatureCache(out)
     data = {k: {"duration": corpus[k]["duration"]} for k in cache}
     dataset = DynamicItemDataset(data, dynamic_items=[feature_cache_pipeline(cache)],
-                                 output_keys=["id", "whisper_states", "emotion_embedding", "avd", "avd_source"])
+                                 output_keys=["id", "whisper_states", "emotion_embedding", "avd_annotation",
+                                              "avd_prediction"])
     item = dataset[1]
     assert item["id"] == "utt_b" and item["whisper_states"].shape == (125, 16)
-    assert item["emotion_embedding"].shape == (32,) and item["avd"].shape == (3,)
-    assert item["avd_source"] == "annotation"
+    assert item["emotion_embedding"].shape == (32,) and item["avd_prediction"].shape == (3,)
+    assert item["avd_annotation"].shape == (3,) and dataset[3]["avd_annotation"] is None
+
+
+def test_old_cache_format_is_refused_with_what_to_do(tmp_path, corpus, encoders):
+    out = tmp_path / "dump"
+    run_all(corpus, out, encoders, 1)
+    meta = json.loads((out / "features.json").read_text())
+    (out / "features.json").write_text(json.dumps({**meta, "format_version": 1}))
+    with pytest.raises(ValueError, match="re-run stage 2 .*--overwrite=true"):
+        FeatureCache(out)
 
 
 def test_emotion_encoder_resolution(tmp_path):

@@ -32,3 +32,4 @@ def test_configs_load_with_the_paper_prompts(recipe):
         assert infer["response_max_new_tokens"] == 256
     assert infer["response_system_prompt"] == SYSTEM_EMPATHETIC and infer["response_instruction"] == ""
     assert infer["ser_instruction"] == SER_INSTRUCTION and infer["ser_system_prompt"] == SYSTEM_PLAIN
+    assert infer["ser_max_new_tokens"] == 128  # released: 128 (an answer cut at 32 tokens can lose its label)

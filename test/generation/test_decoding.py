@@ -116,3 +116,28 @@ def test_bad_inputs_and_unsupported_models_are_explained():
     ok, reason = static_decoding_support(NotADecoder())
     assert not ok and "Llama-style" in reason
     assert GreedyDecoder(model, [1], backend="auto").backend == "hf"  # CPU: plain generate
+
+
+def test_both_backends_ignore_the_checkpoints_generation_config():
+    # Qwen2.5's generation_config carries repetition_penalty 1.05 (and top_k/top_p/temperature): HF generate
+    # used to inherit it on the hf (CPU) backend while the static (GPU) backend was plain argmax.
+    model = _tiny("llama", seed=2)
+    embeds, mask = _left_padded_batch(model, [9, 4, 7], seed=4)
+    stops = [1, 2]
+    plain = GreedyDecoder(model, stops, backend="static").generate(embeds, mask, max_new_tokens=32)
+    assert any(len(set(t)) < len(t) for t in plain.tokens)  # greedy repeats tokens: a penalty would change them
+    model.generation_config.repetition_penalty = 1.5
+    model.generation_config.no_repeat_ngram_size = 2
+    model.generation_config.do_sample, model.generation_config.top_k, model.generation_config.temperature = True, 5, 0.7
+    static = GreedyDecoder(model, stops, backend="static").generate(embeds, mask, max_new_tokens=32)
+    hf = GreedyDecoder(model, stops, backend="hf").generate(embeds, mask, max_new_tokens=32)
+    assert static.tokens == hf.tokens == plain.tokens
+    assert model.generation_config.repetition_penalty == 1.5  # the checkpoint's config is left as it was
+
+
+def test_reference_generate_of_the_speech_llm_ignores_the_generation_config(make_model):
+    model = make_model(emotion_dim=0)
+    inputs = model.build_generation_inputs("You are a helpful assistant.", ["Continue: "], texts=["I can't believe"])
+    before = model.generate(inputs, max_new_tokens=24)
+    model.base_llm.generation_config.repetition_penalty = 3.0
+    assert torch.equal(model.generate(inputs, max_new_tokens=24), before)

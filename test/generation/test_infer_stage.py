@@ -81,7 +81,7 @@ def test_speech_system_matches_the_reference_generate_path(tmp_path, toy_data, t
     feats = ToyFeatureCache(toy_data / "dump" / "test")
     utt = "test_utt002"
     states = feats.whisper(utt).unsqueeze(0)
-    E, M = model.encode_speech(states, torch.tensor([states.shape[1]]), feats.emotion(utt)[0].unsqueeze(0))
+    E, M = model.encode_speech(states, torch.tensor([states.shape[1]]), feats.emotion_embedding(utt).unsqueeze(0))
     inputs = model.build_generation_inputs(
         "You are a helpful assistant. Your response should fulfill requests with empathy toward user's emotion tone.",
         [""], speech=(E, M))

@@ -82,6 +82,7 @@ def test_score_and_results_end_to_end(recipe):
     assert "| text-only LLM |" in text and "| BLSP-Emo baseline |" in text and "| RE-LLM |" in text
     assert "vs text-only" in text and "vs BLSP-Emo" in text and "Wilcoxon p=" in text and "McNemar p=" in text
     assert "trained on the mini corpus itself" in text
+    assert "classifiers re-trained here on the encoder tiny-test-encoder" in text  # which encoder scored the table
     assert "Published RE-LLM figures" not in text  # no paper figures for the synthetic corpus
     assert (Path("results_figures/official_seed1/test/empathy_levels.png")).is_file()
     assert "](results_figures/official_seed1/test/empathy_levels.png)" in text

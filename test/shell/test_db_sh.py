@@ -58,5 +58,5 @@ def test_db_local_sh_and_environment_precedence(recipe, tmp_path):
 
 
 def test_unknown_corpus(recipe):
-    result = db_root(recipe, "librispeech")
-    assert result.returncode != 0 and "unknown corpus 'librispeech'" in result.stderr
+    result = db_root(recipe, "gigaspeech")
+    assert result.returncode != 0 and "unknown corpus 'gigaspeech'" in result.stderr

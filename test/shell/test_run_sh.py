@@ -155,3 +155,43 @@ def test_path_sh_without_install_says_what_to_do(repo_root, tmp_path):
                             text=True, check=False)
     assert result.returncode != 0 and "reached" not in result.stdout
     assert "activate_python.sh not found" in result.stderr and "make install" in result.stderr
+
+
+def test_step1_data_is_prepared_extracted_continued_and_trained_on(repo_root, tmp_path, fake):
+    result = run_sh(repo_root, tmp_path, fake, "--corpus", "mini", "--step1_data", "mini_asr", "--stop_stage", "4",
+                    "--models", "blsp_emo", "--blsp_emo_source", "trained")
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = fake[1].read_text().splitlines()
+    prepare = [c for c in calls if "rellm.bin.prepare" in c]
+    assert len(prepare) == 2 and "conf/prepare_step1.yaml --corpus mini_asr" in prepare[1]
+    assert f"--save_folder {tmp_path}/data/mini_asr" in prepare[1]
+    merges = [c for c in calls if "rellm.bin.extract" in c and "--merge true" in c]
+    assert [re.search(r"--output_dir (\S+)", c).group(1) for c in merges] == [
+        f"{tmp_path}/dump/{s}" for s in ("official/train", "official/valid", "official/test", "mini_asr/train",
+                                         "mini_asr/valid")]
+    respond = {re.search(r"--output_dir (\S+)", c).group(1).removeprefix(f"{tmp_path}/exp/responses/"):
+               re.search(r"--tasks=\[(\w+)\]", c).group(1) for c in calls if "rellm.bin.respond" in c}
+    assert respond == {"official/train": "expected", "official/valid": "expected", "mini_asr/train": "continuation",
+                       "mini_asr/valid": "continuation"}
+    (train,) = [c for c in calls if "rellm.bin.train " in c]
+    assert f"--step1_data_dir {tmp_path}/data/mini_asr --step1_feats_dir {tmp_path}/dump/mini_asr" in train
+    assert f"--step1_responses_dir {tmp_path}/exp/responses/mini_asr" in train
+
+
+def test_without_step1_data_step1_uses_the_ser_sets(repo_root, tmp_path, fake):
+    result = run_sh(repo_root, tmp_path, fake, "--corpus", "mini", "--stage", "3", "--stop_stage", "4",
+                    "--blsp_emo_source", "trained")
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = fake[1].read_text().splitlines()
+    assert not any("--tasks" in c or "mini_asr" in c or "--step1_data_dir" in c for c in calls)
+
+
+def test_released_blsp_emo_needs_no_step1_data(repo_root, tmp_path, fake):
+    """The released BLSP-Emo went through step 1 already: step1_data is neither prepared nor extracted."""
+    result = run_sh(repo_root, tmp_path, fake, "--corpus", "mini", "--step1_data", "mini_asr", "--stop_stage", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no step-1 data needed" in result.stdout
+    calls = fake[1].read_text().splitlines()
+    assert not [c for c in calls if "mini_asr" in c]
+    respond = [c for c in calls if "rellm.bin.respond" in c]
+    assert respond and all("--tasks=[expected]" in c for c in respond)  # no continuations: step 1 does not run

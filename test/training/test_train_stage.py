@@ -119,3 +119,40 @@ def test_torchrun_two_processes_on_cpu(toy_recipe, tmp_path):
     assert (out / "final" / "trainable.safetensors").is_file()
     log = (out / "log.txt").read_text()
     assert "2 device(s)" in log
+
+
+@pytest.mark.slow
+def test_step1_on_asr_data_and_avd_loss_without_the_emotion_embedding(toy_recipe, tmp_path):
+    from rellm.training.toy import write_toy_recipe_data
+
+    asr = write_toy_recipe_data(tmp_path / "asr", num_utts=6, sets=("asr_train", "asr_valid"), seed=7)
+    out = tmp_path / "blsp_emo" / "toy" / "seed1"
+    # BLSP-Emo with an A/V/D loss (emotion_dim 0, lambda_dim 1): the head trains on the pooled adapter output
+    extra = {"step1_data_dir": asr / "data", "step1_feats_dir": asr / "dump", "step1_responses_dir": asr / "responses",
+             "step1_train_set": "asr_train", "step1_valid_set": "asr_valid", "lambda_dim": 1.0, "step2_epochs": 1}
+    assert train_stage.main(_args(toy_recipe, "blsp_emo", out, **extra)) == 0
+    step1 = json.loads((out / "save" / "step1_semantic" / "data_report.json").read_text())
+    step2 = json.loads((out / "save" / "step2_behaviour" / "data_report.json").read_text())
+    assert step1["train_set"] == "asr_train" and step1["data_dir"] == str(asr / "data")
+    assert step1["train"]["kept"] == 6 and step2["train_set"] == "train" and step2["train"]["kept"] == 8
+    assert step2["train"]["avd_target"] == {"avd_source": "auto", "annotation": 8, "encoder": 0}
+    assert "avd_mse" in (out / "train_log.txt").read_text()
+    assert json.loads((out / "final" / "model.json").read_text())["avd_head_trained"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags", [
+    {"emotion_dim": 0, "emotion_encoder": "null"},  # A/V/D loss without the emotion embedding
+    {"fusion_init": "expand", "response_loss": "kl", "train_emotion_head": "false", "lambda_cat": 0},
+])
+def test_rellm_ablations_train_from_blsp_emo(toy_recipe, tmp_path, flags):
+    blsp = tmp_path / "blsp_emo" / "toy" / "seed1"
+    assert train_stage.main(_args(toy_recipe, "blsp_emo", blsp, step1_epochs=0, step2_epochs=1)) == 0
+    out = tmp_path / "rellm" / "toy" / "seed1"
+    assert train_stage.main(_args(toy_recipe, "rellm", out, step2_epochs=1, **flags)) == 0
+    state, source = _final(out), _final(blsp)
+    assert not torch.equal(state["avd_head.proj.weight"], source["avd_head.proj.weight"])  # the A/V/D head trained
+    if flags.get("train_emotion_head") == "false":
+        assert torch.equal(state["emotion_head.proj.weight"], source["emotion_head.proj.weight"])  # frozen
+    if flags.get("emotion_dim") == 0:
+        assert state["adapter.convs.0.weight"].shape == source["adapter.convs.0.weight"].shape

@@ -9,10 +9,12 @@ import importlib
 
 from rellm.data.corpora.esd import prepare_esd
 from rellm.data.corpora.iemocap import prepare_iemocap
+from rellm.data.corpora.librispeech import prepare_librispeech
 from rellm.data.corpora.msp_podcast import prepare_msp_podcast
 
 # name -> "module:function" of preparers imported on first use
-LAZY_PREPARERS = {"mini": "rellm.data.corpora.mini:prepare_mini"}
+LAZY_PREPARERS = {"mini": "rellm.data.corpora.mini:prepare_mini",
+                  "mini_asr": "rellm.data.corpora.mini_asr:prepare_mini_asr"}
 
 
 def _load(target):
@@ -25,11 +27,18 @@ def prepare_mini(*args, **kwargs):
     return _load(LAZY_PREPARERS["mini"])(*args, **kwargs)
 
 
+def prepare_mini_asr(*args, **kwargs):
+    """Lazy entry to ``rellm.data.corpora.mini_asr.prepare_mini_asr`` (neutral eSpeak NG speech for step 1)."""
+    return _load(LAZY_PREPARERS["mini_asr"])(*args, **kwargs)
+
+
 PREPARERS = {
     "iemocap": prepare_iemocap,
     "esd": prepare_esd,
     "msp_podcast": prepare_msp_podcast,
     "mini": prepare_mini,
+    "librispeech": prepare_librispeech,
+    "mini_asr": prepare_mini_asr,
 }
 
 
@@ -43,4 +52,5 @@ def get_preparer(corpus):
         raise KeyError(f"unknown corpus {corpus!r}; known: {', '.join(sorted(PREPARERS))}") from None
 
 
-__all__ = ["PREPARERS", "get_preparer", "prepare_esd", "prepare_iemocap", "prepare_mini", "prepare_msp_podcast"]
+__all__ = ["PREPARERS", "get_preparer", "prepare_esd", "prepare_iemocap", "prepare_librispeech", "prepare_mini",
+           "prepare_mini_asr", "prepare_msp_podcast"]

@@ -297,7 +297,7 @@ def build_sets(candidates, corpus_dir, data_root, set_names, report, min_duratio
 
 
 def set_summary(entries):
-    emotions = collections.Counter(e["emotion"] for e in entries.values())
+    emotions = collections.Counter(e["emotion"] or "unlabelled" for e in entries.values())
     return {
         "utterances": len(entries),
         "hours": round(sum(e["duration"] for e in entries.values()) / 3600, 3),

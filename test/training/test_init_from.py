@@ -1,0 +1,40 @@
+"""RE-LLM's initialisation from a trained BLSP-Emo model (fusion_init), without running stage 4."""
+import pytest
+import torch
+
+from rellm.training.align import init_from_experiment
+from rellm.training.toy import toy_speech_llm
+
+
+@pytest.fixture
+def blsp_dir(tokenizer, tmp_path):
+    source = toy_speech_llm(tokenizer, emotion_dim=0, seed=3)
+    source.save_final(tmp_path / "blsp" / "final")
+    return tmp_path / "blsp", source
+
+
+@pytest.mark.parametrize("fusion_init", ["fresh", "expand"])
+def test_lora_and_heads_continue_and_the_adapter_follows_fusion_init(tokenizer, blsp_dir, fusion_init):
+    folder, source = blsp_dir
+    model = toy_speech_llm(tokenizer, emotion_dim=8, seed=5)
+    before = {k: v.clone() for k, v in model.adapter.state_dict().items()}
+    init_from_experiment(model, folder, fusion_init)
+    src = source.own_state_dict()
+    for name, value in model.own_state_dict().items():
+        if not name.startswith("adapter."):
+            assert torch.equal(value, src[name]), name  # LoRA and both heads continue from BLSP-Emo
+    w0 = model.adapter.convs[0].weight
+    if fusion_init == "fresh":  # the released code: a new randomly initialised fusion adapter
+        assert all(torch.equal(model.adapter.state_dict()[k], v) for k, v in before.items())
+    else:
+        assert torch.equal(w0[:24, :24], source.adapter.convs[0].weight[:24]) and float(w0[:24, 24:].abs().max()) == 0
+        assert float(w0[24:32].abs().min()) > 0  # the new channels are random, not zero
+
+
+def test_same_shape_adapter_is_copied_and_unknown_fusion_init_is_refused(tokenizer, blsp_dir):
+    folder, source = blsp_dir
+    control = toy_speech_llm(tokenizer, emotion_dim=0, seed=5)  # BLSP-Emo trained further (the control)
+    init_from_experiment(control, folder, "fresh")
+    assert torch.equal(control.adapter.convs[0].weight, source.adapter.convs[0].weight)
+    with pytest.raises(ValueError, match="fusion_init"):
+        init_from_experiment(control, folder, "zeros")
