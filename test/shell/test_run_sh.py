@@ -77,6 +77,18 @@ def test_all_stages_in_order_with_logs(repo_root, tmp_path, fake):
     assert re.search(r"Successfully finished\. \[elapsed=\d+s\]", out)
     log = (tmp_path / "dump/official/valid/log/extract.2.log").read_text().splitlines()
     assert "--shard 2 --num_shards 2" in log[0] and log[-1].startswith("# Ended (code 0)")
+    # stage 3 also writes the teacher's expected responses for the test set (only that task; stage 6 reads them)
+    respond = [line for line in fake[1].read_text().splitlines() if "rellm.bin.respond" in line]
+    test_calls = [line for line in respond if "/official/test.json" in line]
+    assert len(test_calls) == 3 and all("--tasks=[expected]" in line for line in test_calls)
+    assert not any("--tasks" in line for line in respond if "/official/test.json" not in line)
+    score = next(line for line in fake[1].read_text().splitlines() if "rellm.bin.score" in line)
+    assert "--train_set train" in score
+    # the time per stage, in run order, before the final line
+    table = out[out.index("Time per stage:"):].splitlines()
+    assert table[1].split() == ["stage", "seconds"]
+    assert [row.split()[0] for row in table[2:9]] == ["1", "2a", "2", "3", "4", "5", "6"]
+    assert all(row.split()[1].isdigit() for row in table[2:9]) and "Successfully finished" in table[9]
 
 
 @pytest.mark.parametrize("flag", ["--stop_stage", "--stop-stage"])
@@ -85,6 +97,8 @@ def test_stage_selection(repo_root, tmp_path, fake, flag):
     assert result.returncode == 0, result.stderr
     assert modules(fake[1]) == ["respond", "train"]
     assert "Stage 2" not in result.stdout and "Stage 5" not in result.stdout
+    table = result.stdout[result.stdout.index("Time per stage:"):].splitlines()
+    assert [row.split()[0] for row in table[2:4]] == ["3", "4"] and "Successfully finished" in table[4]
 
 
 def test_licensed_corpus_root_only_needed_by_stage_1(repo_root, tmp_path, fake):
