@@ -161,3 +161,19 @@ def test_a_bad_expected_file_is_an_error_naming_it(tmp_path):
     path = write_responses(tmp_path / "expected.jsonl", [{"utt_id": "u1", "emotion": "happy", "transcript": "x"}])
     with pytest.raises(ValueError, match=r"expected.jsonl: record 1 lacks \['output'\]"):
         load_expected(path)
+
+
+@pytest.mark.parametrize("recipe", ["mini", "iemocap", "esd", "msp_podcast"])
+def test_every_recipe_configures_the_classifier(recipe):
+    from pathlib import Path
+
+    from rellm.scoring.response_emotion import classifier_from_config
+    from rellm.utils.config import load_config, top_level_keys
+
+    egs = Path(__file__).resolve().parents[2] / "egs"
+    conf = egs / recipe / "conf" / "score.yaml"
+    assert set(top_level_keys(conf)) == set(top_level_keys(egs / "mini" / "conf" / "score.yaml"))
+    hp = load_config(conf)
+    classifier = classifier_from_config(hp)
+    assert classifier.options["seed"] == hp["response_classifier_seed"] and hp["train_set"] == "train"
+    assert hp["response_classifier_cv_folds"] == 5 and hp["repeated_max_share"] == pytest.approx(0.10)
