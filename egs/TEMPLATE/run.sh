@@ -43,6 +43,10 @@ python=python3
 
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
 start_time=$(date +%s)
+# time per stage (WeNet style): stage_begin at the top of a stage, stage_end at its bottom, table at the end
+stage_times=()
+stage_begin() { stage_start_time=$(date +%s); }
+stage_end() { stage_times+=("$1 $(( $(date +%s) - stage_start_time ))"); }
 log "$0 $*"
 data=${datadir}/${split}
 dump=${dumpdir}/${split}
@@ -55,6 +59,7 @@ if [ "${blsp_emo_source}" = released ] && [ -n "${step1}" ]; then
 fi
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+    stage_begin
     log "Stage 1: data preparation (${corpus}, ${split}) -> ${data}"
     # from db.sh: the corpus root, or empty when the recipe makes its own data; stops saying how to get a
     # missing corpus. Called here, not above, so that stages 2-6 run without the corpus.
@@ -67,6 +72,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
         ${python} -m rellm.bin.prepare conf/prepare_step1.yaml --corpus "${step1}" \
             --data_folder "${step1_root}" --save_folder "${datadir}/${step1}"
     fi
+    stage_end 1
 fi
 
 # step 1's ASR sets (train and valid of data/<step1_data>): features (stage 2) and continuations (stage 3)
@@ -75,12 +81,15 @@ step1_sets=""
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     if "${train_emotion_encoder}"; then
+        stage_begin
         log "Stage 2a: training the dimensional emotion encoder on ${train_set} -> ${expdir}/emotion_encoder/${split}"
         ${cuda_cmd} --gpu "${ngpu}" "${expdir}/emotion_encoder/${split}/train.log" \
             ${python} -m rellm.bin.train_emotion_encoder conf/emotion_encoder.yaml \
             --train_manifest "${data}/${train_set}.json" --valid_manifest "${data}/${valid_set}.json" \
             --output_folder "${expdir}/emotion_encoder/${split}"
+        stage_end 2a
     fi
+    stage_begin
     extract_sets=""
     for dset in ${train_set} ${valid_set} ${test_sets}; do extract_sets="${extract_sets} ${split}/${dset}"; done
     for dset in ${extract_sets} ${step1_sets}; do  # <data name>/<set>: the SER sets, then step 1's ASR sets
@@ -93,15 +102,21 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
             --output_dir "${dumpdir}/${dset}" --emotion_encoder_dir "${expdir}/emotion_encoder/${split}" \
             --merge true --num_shards ${nj} ${extract_args}
     done
+    stage_end 2
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-    # SER sets: expected responses (step 2), plus continuations when step 1 trains on them (no step1_data);
-    # step 1's ASR sets: continuations only
+    stage_begin
+    # SER train/valid: expected responses (step 2), plus continuations when step 1 trains on them (no step1_data).
+    # SER test sets: the teacher's expected responses only, never used for training: stage 6 scores them as the
+    # reference row of the response-emotion UA. Step 1's ASR sets: continuations only.
     ser_tasks=""
     [ -n "${step1_data}" ] && ser_tasks="--tasks=[expected]"
-    for dset in ${split}/${train_set} ${split}/${valid_set} ${step1_sets}; do
+    respond_sets=""
+    for dset in ${train_set} ${valid_set} ${test_sets}; do respond_sets="${respond_sets} ${split}/${dset}"; done
+    for dset in ${respond_sets} ${step1_sets}; do
         tasks=${ser_tasks}
+        case " ${test_sets} " in *" ${dset#"${split}/"} "*) tasks="--tasks=[expected]" ;; esac
         [ "${dset#"${split}/"}" = "${dset}" ] && tasks="--tasks=[continuation]"
         log "Stage 3: teacher responses for ${dset} (${gen_nj} jobs) -> ${expdir}/responses/${dset}"
         ${cuda_cmd} --gpu ${gpu_per_job} JOB=1:${gen_nj} "${expdir}/responses/${dset}/log/respond.JOB.log" \
@@ -110,9 +125,11 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
         ${python} -m rellm.bin.respond conf/respond.yaml --manifest "${datadir}/${dset}.json" \
             --output_dir "${expdir}/responses/${dset}" --merge true --num_shards ${gen_nj} ${tasks} ${respond_args}
     done
+    stage_end 3
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+    stage_begin
     step1_args=""
     [ -n "${step1}" ] && step1_args="--step1_data_dir ${datadir}/${step1} --step1_feats_dir ${dumpdir}/${step1} --step1_responses_dir ${expdir}/responses/${step1}"
     for model in ${models}; do
@@ -135,9 +152,11 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
             --train_set "${train_set}" --valid_set "${valid_set}" --exp_root "${expdir}" --split "${split}" \
             --output_folder "${model_dir}" ${step1_args} ${train_args}
     done
+    stage_end 4
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+    stage_begin
     for system in ${systems}; do
         model_dir=${expdir}/${system}/${split}/seed${seed}
         for dset in ${test_sets}; do
@@ -151,21 +170,31 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
                 --output_dir "${model_dir}/infer/${dset}" --merge true --num_shards ${infer_nj} ${infer_args}
         done
     done
+    stage_end 5
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+    stage_begin
     log "Stage 6: EPITOME classifiers (trained once, cached; log: ${expdir}/scores/log/epitome_train.log), scoring and RESULTS.md"
     # 2 threads: the three classifiers train in parallel processes (num_jobs in conf/epitome.yaml)
     ${train_cmd} --num_threads 2 "${expdir}/scores/log/epitome_train.log" \
         ${python} -m rellm.bin.epitome train conf/epitome.yaml
     for dset in ${test_sets}; do
         ${python} -m rellm.bin.score conf/score.yaml --systems "${systems}" --exp_root "${expdir}" \
-            --split "${split}" --seed "${seed}" --test_set "${dset}" \
+            --split "${split}" --seed "${seed}" --test_set "${dset}" --train_set "${train_set}" \
             --output_dir "${expdir}/scores/${split}/seed${seed}/${dset}" ${score_args}
     done
     ${python} -m rellm.bin.results conf/score.yaml --corpus "${corpus}" --split "${split}" --seed "${seed}" \
         --test_sets "${test_sets}" --scores_dir "${expdir}/scores/${split}/seed${seed}" \
         --output RESULTS.md --command "$0 $*"
+    stage_end 6
 fi
 
+if [ ${#stage_times[@]} -gt 0 ]; then
+    log "Time per stage:"
+    printf '  %-6s %10s\n' stage seconds
+    for entry in "${stage_times[@]}"; do
+        printf '  %-6s %10s\n' ${entry}
+    done
+fi
 log "Successfully finished. [elapsed=$(( $(date +%s) - start_time ))s]"

@@ -1,6 +1,6 @@
 """Interactive responder: one wav file in, the recognised emotion and an empathetic reply out.
 
-    python -m rellm.bin.respond_audio path/to/utterance.wav --exp exp/rellm/official/seed1 [--text]
+    python -m rellm.bin.respond_audio path/to/utterance.wav --exp exp/rellm/official/seed1 [--text] [--json]
     rellm-respond-audio path/to/utterance.wav --exp ...                    (console script)
 
 Runs from the recipe folder (relative paths in the experiment's ``final/model.json`` are resolved
@@ -8,7 +8,10 @@ there). It runs the frozen Whisper encoder and, for RE-LLM, the frozen emotion e
 (stage 2's extractors), then the trained speech-LLM: the SER head's label with its probability,
 arousal / valence / dominance, and the empathetic response (greedy, LoRA in the prefill only).
 ``--text`` adds the text-only baseline: the same frozen LLM given the transcript (Whisper's own
-transcription unless ``--transcript`` is given).
+transcription unless ``--transcript`` is given). ``--json`` prints one JSON object instead of the lines:
+``{"emotion", "probabilities": {emotion: p}, "avd": {"arousal", "valence", "dominance"} or null,
+"avd_emotion_encoder": ... or null, "response", "notes": [...]}`` plus ``"transcript"`` and
+``"text_response"`` with ``--text``.
 
 Input checks: a missing path, a folder, an unreadable or empty file and a file over 30 s (Whisper's
 window, the longest utterance the model was trained on) are errors with a one-line message; a
@@ -112,6 +115,8 @@ def parse_args(argv):
     p.add_argument("wav", help="audio file (wav/flac/ogg), at most 30 s")
     p.add_argument("--exp", required=True, help="experiment folder exp/<model>/<split>/seed<seed> (with final/)")
     p.add_argument("--text", action="store_true", help="also show the text-only baseline's response")
+    p.add_argument("--json", action="store_true", help="print one JSON object (emotion, probabilities, avd, response, "
+                   "and text_response with --text) instead of the lines")
     p.add_argument("--transcript", default=None, help="transcript for --text (default: Whisper's transcription)")
     p.add_argument("--whisper", default=None, help="Whisper model (default: the experiment's speech encoder)")
     p.add_argument("--emotion_encoder", default=None, help="emotion encoder folder (default: the experiment's)")
@@ -123,7 +128,11 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def respond(args):
+AVD_NAMES = ("arousal", "valence", "dominance")
+
+
+def run_model(args):
+    """Everything the responder says about one file, as a dict (see the module docstring for the keys)."""
     import torch
 
     from rellm.data.emotions import EMOTIONS
@@ -133,8 +142,6 @@ def respond(args):
     from rellm.generation.runtime import pick_device, pick_dtype, set_threads, stop_ids_for
 
     audio, notes = load_checked_audio(args.wav)
-    for note in notes:
-        print(f"note: {note}")
     meta = _final_meta(args.exp)
     base = meta.get("base_models", {})
     set_threads(args.threads)
@@ -169,15 +176,13 @@ def respond(args):
         E, M = model.encode_speech(states.unsqueeze(0).to(device), lengths, emotion_embedding)
         probs = torch.softmax(model.classify_emotion(E, M).float(), -1)[0]
         avd = model.predict_avd(E, M).float()[0].tolist() if _avd_head_trained(args.exp, meta) else None
-        label = EMOTIONS[int(probs.argmax())]
-        print(f"emotion: {label} (p={float(probs.max()):.2f}; "
-              + ", ".join(f"{e} {float(p):.2f}" for e, p in zip(EMOTIONS, probs)) + ")")
-        if avd is not None:
-            print("arousal / valence / dominance (model head): " + " / ".join(f"{v:.2f}" for v in avd))
-        else:  # BLSP-Emo trains no dimensional loss: its A/V/D head holds its initial weights
-            print("arousal / valence / dominance: not predicted (this model trains no A/V/D head, lambda_dim = 0)")
-        if avd_prediction is not None:
-            print("arousal / valence / dominance (emotion encoder): " + " / ".join(f"{v:.2f}" for v in avd_prediction))
+        # BLSP-Emo trains no dimensional loss: its A/V/D head holds its initial weights, so avd is None
+        result = {"emotion": EMOTIONS[int(probs.argmax())],
+                  "probabilities": {e: float(p) for e, p in zip(EMOTIONS, probs)},
+                  "avd": None if avd is None else {n: float(v) for n, v in zip(AVD_NAMES, avd)},
+                  "avd_emotion_encoder": None if avd_prediction is None else {
+                      n: float(v) for n, v in zip(AVD_NAMES, avd_prediction)},
+                  "notes": notes}
 
         stops = stop_ids_for(model.tokenizer, model.layout)
         decoder = GreedyDecoder(model.base_llm, stops, pad_token_id=stops[0])
@@ -190,7 +195,7 @@ def respond(args):
                                    prefill_context=lora_prefill_context(model, inputs["lora_mask"]))
             return model.tokenizer.decode(out.tokens[0], skip_special_tokens=True).strip()
 
-        print(f"response: {reply(speech=(E, M))}")
+        result["response"] = reply(speech=(E, M))
         if args.text:
             transcript = args.transcript
             if transcript is None:
@@ -200,8 +205,38 @@ def respond(args):
                 feats = processor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt")
                 ids = asr.generate(feats["input_features"])
                 transcript = processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
-            print(f"transcript: {transcript}")
-            print(f"text-only response: {reply(texts=[transcript])}")
+            result["transcript"] = transcript
+            result["text_response"] = reply(texts=[transcript])
+    return result
+
+
+def format_lines(result):
+    """The human-readable answer, one line per item."""
+    lines = [f"note: {note}" for note in result["notes"]]
+    probs = result["probabilities"]
+    lines.append(f"emotion: {result['emotion']} (p={probs[result['emotion']]:.2f}; "
+                 + ", ".join(f"{e} {p:.2f}" for e, p in probs.items()) + ")")
+    if result["avd"] is not None:
+        lines.append("arousal / valence / dominance (model head): "
+                     + " / ".join(f"{result['avd'][n]:.2f}" for n in AVD_NAMES))
+    else:
+        lines.append("arousal / valence / dominance: not predicted (this model trains no A/V/D head, lambda_dim = 0)")
+    if result["avd_emotion_encoder"] is not None:
+        lines.append("arousal / valence / dominance (emotion encoder): "
+                     + " / ".join(f"{result['avd_emotion_encoder'][n]:.2f}" for n in AVD_NAMES))
+    lines.append(f"response: {result['response']}")
+    if "text_response" in result:
+        lines += [f"transcript: {result['transcript']}", f"text-only response: {result['text_response']}"]
+    return lines
+
+
+def respond(args):
+    result = run_model(args)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print("\n".join(format_lines(result)))
+    return result
 
 
 def main(argv=None):

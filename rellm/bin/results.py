@@ -5,8 +5,9 @@
 
 RESULTS.md holds an environment block, the protocol, the exact command, the paper-style
 table per test set (text-only LLM, BLSP-Emo, RE-LLM x ER, IP, EX, UA, WA) with RE-LLM's
-relative changes and significance marks, the paper's published figures for the real
-corpora, and the plots (copied beside RESULTS.md under ``results_figures/``).
+relative changes and significance marks, the response-emotion UA and repeated responses
+(our additions, with the teacher's expected responses as a reference row), example responses
+in all five emotions, the paper's published figures for the real corpora, and the plots (copied beside RESULTS.md under ``results_figures/``).
 """
 import logging
 from pathlib import Path
@@ -44,7 +45,8 @@ def main(argv=None):
     text = render_results(
         corpus=str(hp["corpus"]), split=str(hp["split"]), seed=hp["seed"], test_sets=test_sets,
         scores_dir=scores_dir, output=hp["output"], command=command or "(not given)", mechanisms=mechanisms,
-        notes=as_list_of_lines(hp["notes"]), epitome_metrics=epitome_metrics)
+        notes=as_list_of_lines(hp["notes"]), epitome_metrics=epitome_metrics,
+        example_max_chars=int(hp["example_max_chars"]), repeated_max_share=hp["repeated_max_share"])
     atomic_write_text(hp["output"], text)
     logger.info("wrote %s", hp["output"])
     return Path(hp["output"])

@@ -6,9 +6,14 @@
 Reads ``<exp_root>/<system>/<split>/seed<seed>/infer/<test_set>/responses.jsonl`` per system
 and writes into ``output_dir``: ``metrics.json`` (per system: mean EPITOME levels and level
 distributions, SER UA/WA/macro-F1/confusion, empathy by SER correctness, per-emotion
-breakdowns; RE-LLM against each baseline: Wilcoxon, paired bootstrap CI, McNemar),
-``per_utt.jsonl`` and PNG plots. A system without outputs is reported as missing.
-The EPITOME classifiers come from the cache that ``rellm.bin.epitome train`` fills.
+breakdowns, response-emotion UA and repeated responses; RE-LLM against each baseline: Wilcoxon,
+paired bootstrap CI, McNemar), ``per_utt.jsonl`` and PNG plots. A system without outputs is
+reported as missing. The EPITOME classifiers come from the cache that ``rellm.bin.epitome train`` fills.
+
+Response emotion (our addition, ``rellm.scoring.response_emotion``): a TF-IDF + logistic-regression
+classifier trained on the teacher's expected responses of ``<responses_dir>/<train_set>/expected.jsonl``
+reads the emotion back from each response; the teacher's own expected responses for the test set
+(``<responses_dir>/<test_set>/expected.jsonl``, stage 3) are scored as a reference row when present.
 """
 import logging
 from pathlib import Path
@@ -32,6 +37,10 @@ def default_output_dir(hp):
     return Path(hp["exp_root"]) / "scores" / str(hp["split"]) / f"seed{hp['seed']}" / str(hp["test_set"])
 
 
+def default_responses_dir(hp):
+    return Path(hp["exp_root"]) / "responses" / str(hp["split"])
+
+
 def load_epitome_config(path):
     """The recipe's EPITOME config (it names the encoder, hence the cached models)."""
     path = Path(path)
@@ -45,6 +54,7 @@ def main(argv=None):
     from rellm.scoring import plots
     from rellm.scoring.epitome.data import sha256_file
     from rellm.scoring.epitome.training import EpitomeScorer, load_metrics
+    from rellm.scoring.response_emotion import classifier_from_config, example_responses, expected_path, score_responses
     from rellm.scoring.system_scores import (
         load_system_outputs,
         per_utterance_records,
@@ -67,6 +77,12 @@ def main(argv=None):
         raise FileNotFoundError(
             f"no system has outputs for test set {hp['test_set']}: " + "; ".join(missing.values()))
 
+    # the teacher's expected responses: training data of the response-emotion classifier, reference row
+    responses_dir = Path(hp["responses_dir"]) if hp["responses_dir"] else default_responses_dir(hp)
+    train_expected = expected_path(responses_dir, hp["train_set"])
+    teacher_expected = expected_path(responses_dir, hp["test_set"])
+    classifier = classifier_from_config(hp)
+
     # 2. skip when already scored from the same inputs, classifiers and settings
     epitome_hp = load_epitome_config(hp["epitome_config"])
     root = model_root(epitome_hp)
@@ -80,6 +96,11 @@ def main(argv=None):
         "classifiers": {m: fingerprint({"marker": p.read_text()}) if p.is_file() else None
                         for m, p in classifier_markers.items()},
         "bootstrap_resamples": hp["bootstrap_resamples"], "bootstrap_seed": hp["bootstrap_seed"],
+        "response_emotion": {
+            "train": sha256_file(train_expected) if train_expected.is_file() else None,
+            "teacher": sha256_file(teacher_expected) if teacher_expected.is_file() else None,
+            "classifier": classifier.options, "cv_folds": hp["response_classifier_cv_folds"],
+            "example_sentences": hp["example_sentences"]},
     }
     marker = DoneMarker(output_dir, "score", hint="pass --overwrite=true (from run.sh: --score_args --overwrite=true)")
     if marker.is_done(options, overwrite=bool(hp["overwrite"])):
@@ -89,11 +110,16 @@ def main(argv=None):
     # 3. EPITOME levels per utterance, then per-system figures and paired tests
     scorer = EpitomeScorer(root, mechanisms, num_threads=hp["num_threads"], batch_size=hp["batch_size"])
     score_empathy(outputs, scorer)
+    # 3b. the emotion each response was written for, read back by a text classifier
+    response_section, teacher = score_responses(outputs, train_expected, teacher_expected, classifier,
+                                                cv_folds=hp["response_classifier_cv_folds"])
     metrics = score_test_set(outputs, missing, hp["reference_system"], mechanisms,
                              n_resamples=hp["bootstrap_resamples"], seed=hp["bootstrap_seed"])
     metrics["test_set"] = str(hp["test_set"])
     metrics["split"] = str(hp["split"])
     metrics["seed"] = hp["seed"]
+    metrics["response_emotion"] = response_section
+    metrics["examples"] = example_responses(outputs, teacher, count=int(hp["example_sentences"]))
     metrics["epitome"] = {"models": str(root), "encoder": str(epitome_hp["encoder"]),
                           "test_metrics": load_metrics(root, mechanisms)}
 
@@ -102,8 +128,9 @@ def main(argv=None):
     atomic_write_json(output_dir / "metrics.json", metrics)
     figures = plots.plot_all(metrics, mechanisms, output_dir)
     for system, m in metrics["systems"].items():
-        logger.info("%s: %s%s", system, ", ".join(f"{k} {m['empathy'][k]['mean']:.3f}" for k in mechanisms),
-                    f", UA {m['ser']['ua'] * 100:.1f}%" if m["ser"] else "")
+        logger.info("%s: %s%s%s", system, ", ".join(f"{k} {m['empathy'][k]['mean']:.3f}" for k in mechanisms),
+                    f", UA {m['ser']['ua'] * 100:.1f}%" if m["ser"] else "",
+                    f", response-emotion UA {m['response_emotion']['ua'] * 100:.1f}%" if m["response_emotion"] else "")
     logger.info("metrics.json, per_utt.jsonl and %d figures in %s", len(figures), output_dir)
     marker.mark_done(options)
     return output_dir

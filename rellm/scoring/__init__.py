@@ -3,6 +3,9 @@
 - ``epitome/``: the bi-encoder empathy classifiers (data, model, training/caching, metrics)
 - ``ser_metrics``: UA / WA / macro-F1 / confusion of the parsed SER answers
 - ``significance``: Wilcoxon, paired bootstrap CI, McNemar
+- ``response_emotion``: does the response follow the heard emotion? A TF-IDF + logistic-regression
+  classifier trained on the teacher's expected responses reads the emotion back (our addition, not
+  the paper's metric); repeated-response shares; example responses
 - ``system_scores``: one test set's per-system figures and RE-LLM-vs-baseline comparisons
 - ``plots``, ``results_table``: figures and the recipe's RESULTS.md
 """

@@ -86,10 +86,18 @@ def _relative(value):
     return "n/a (baseline 0)" if value is None else f"{value:+.1f}%"
 
 
-def results_table(metrics, mechanisms):
-    """Markdown rows of the paper-style table for one test set (missing systems get a marked row)."""
-    header = "| system | " + " | ".join(mechanisms) + " | UA (%) | WA (%) | n |"
-    lines = [header, "|" + "---|" * (len(mechanisms) + 4)]
+TEACHER_LABEL = "teacher (expected responses)"
+
+
+def results_table(metrics, mechanisms, repeated_max_share=None):
+    """Markdown rows of the paper-style table for one test set (missing systems get a marked row).
+
+    Besides the paper's columns: the response-emotion UA (our addition) and the share of utterances whose
+    response repeats another's (marked ✗ above ``repeated_max_share``), and a last row for the teacher's
+    own expected responses when stage 3 produced them for this test set.
+    """
+    header = "| system | " + " | ".join(mechanisms) + " | UA (%) | WA (%) | resp. emotion UA (%) | repeated (%) | n |"
+    lines = [header, "|" + "---|" * (len(mechanisms) + 6)]
     comparisons = metrics.get("comparisons", {})
     reference = metrics.get("reference_system", "rellm")
     marks_against = {}
@@ -97,15 +105,16 @@ def results_table(metrics, mechanisms):
         for mech, c in comp.get("empathy", {}).items():
             marks_against.setdefault(mech, []).append(
                 (baseline, significance_mark(c["wilcoxon"]["p_value"]), c["reference_mean"] < c["baseline_mean"]))
-        if comp.get("ser"):
-            s = comp["ser"]
-            marks_against.setdefault("UA", []).append(
-                (baseline, significance_mark(s["mcnemar"]["p_value"]), s["ua_reference"] < s["ua_baseline"]))
+        for key, column in (("ser", "UA"), ("response_emotion", "RE")):
+            if comp.get(key):
+                c = comp[key]
+                marks_against.setdefault(column, []).append(
+                    (baseline, significance_mark(c["mcnemar"]["p_value"]), c["ua_reference"] < c["ua_baseline"]))
     for system, label in _rows(metrics):
         m = metrics["systems"].get(system)
         if m is None:
             why = metrics.get("missing_systems", {}).get(system, "not scored")
-            lines.append(f"| {label} | " + " | ".join(["missing"] * (len(mechanisms) + 2)) + " | – |")
+            lines.append(f"| {label} | " + " | ".join(["missing"] * (len(mechanisms) + 4)) + " | – |")
             lines[-1] += f" <!-- {why} -->"
             continue
         cells = []
@@ -118,9 +127,29 @@ def results_table(metrics, mechanisms):
         ua = _fmt(ser["ua"], 100, 1) if ser else "–"
         if ser and system == reference:
             ua += _mark_suffix(marks_against.get("UA", []))
-        cells += [ua, _fmt(ser["wa"], 100, 1) if ser else "–", str(m["n"])]
+        resp = m.get("response_emotion")
+        resp_ua = _fmt(resp["ua"], 100, 1) if resp else "–"
+        if resp and system == reference:
+            resp_ua += _mark_suffix(marks_against.get("RE", []))
+        cells += [ua, _fmt(ser["wa"], 100, 1) if ser else "–", resp_ua,
+                  _repeated_cell(m.get("distinct_responses"), repeated_max_share), str(m["n"])]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    teacher = (metrics.get("response_emotion") or {}).get("teacher")
+    if teacher:
+        cells = ["–"] * (len(mechanisms) + 2) + [_fmt(teacher["response_emotion"]["ua"], 100, 1),
+                                                 _repeated_cell(teacher["distinct_responses"], repeated_max_share),
+                                                 str(teacher["n"])]
+        lines.append(f"| {TEACHER_LABEL} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _repeated_cell(distinct, max_share):
+    if not distinct:
+        return "–"
+    cell = _fmt(distinct["share_identical"], 100, 1)
+    if max_share is not None and distinct["share_identical"] > max_share:
+        cell += " ✗"
+    return cell
 
 
 def _rows(metrics):
@@ -161,6 +190,13 @@ def improvement_lines(metrics, mechanisms):
             boot = s["ua_bootstrap"]
             parts.append(f"UA {s['ua_difference_points']:+.1f} points ({_relative(s['ua_relative_improvement_pct'])}) "
                          f"vs {name} (McNemar p={s['mcnemar']['p_value']:.3g}; 95% CI of the UA difference "
+                         f"[{boot['ci_low'] * 100:+.1f}, {boot['ci_high'] * 100:+.1f}] points)")
+        if comp.get("response_emotion"):
+            r = comp["response_emotion"]
+            boot = r["ua_bootstrap"]
+            parts.append(f"response-emotion UA {r['ua_difference_points']:+.1f} points vs {name} "
+                         f"({r['ua_reference'] * 100:.1f}% vs {r['ua_baseline'] * 100:.1f}%; McNemar "
+                         f"p={r['mcnemar']['p_value']:.3g}; 95% CI of the difference "
                          f"[{boot['ci_low'] * 100:+.1f}, {boot['ci_high'] * 100:+.1f}] points)")
         if parts:
             lines.append(f"- {_label(reference)} vs {name} on {comp['n_paired']} paired utterances:")
@@ -219,7 +255,7 @@ def copy_plots(scores_dir, test_set, figures_dir):
 
 
 def render_results(corpus, split, seed, test_sets, scores_dir, output, command, mechanisms, notes=(),
-                   env=None, epitome_metrics=None):
+                   env=None, epitome_metrics=None, example_max_chars=160, repeated_max_share=0.10):
     """The RESULTS.md text; a test set without ``metrics.json`` gets a message instead of a table."""
     env = env or environment()
     output = Path(output)
@@ -254,6 +290,7 @@ def render_results(corpus, split, seed, test_sets, scores_dir, output, command, 
               ("- significance: RE-LLM vs each baseline, Wilcoxon signed-rank on per-utterance levels, McNemar (exact) "
               "on SER correctness; marks <sup>*t</sup>/<sup>*B</sup> = p<0.05 against text-only/BLSP-Emo "
               "(** p<0.01, *** p<0.001; ↓ = RE-LLM significantly lower); paired bootstrap 95% CIs below the table")]
+    lines += _response_emotion_protocol(all_metrics, repeated_max_share)
     lines += [f"- {note}" for note in notes]
     if epitome_metrics:
         lines.append("- EPITOME classifiers (test split of the Reddit annotations): " + "; ".join(
@@ -271,9 +308,10 @@ def render_results(corpus, split, seed, test_sets, scores_dir, output, command, 
             lines += ["No system had outputs for this test set:", ""]
             lines += [f"- {s}: {why}" for s, why in metrics.get("missing_systems", {}).items()] + [""]
             continue
-        lines += results_table(metrics, mechanisms) + [""]
+        lines += results_table(metrics, mechanisms, repeated_max_share) + [""]
         for system, why in metrics.get("missing_systems", {}).items():
             lines.append(f"- {_label(system)} is missing: {why}")
+        lines += _response_emotion_notes(metrics)
         lines += improvement_lines(metrics, mechanisms)
         ours = our_relative_summary(metrics, mechanisms)
         paper = paper_lines(corpus)
@@ -282,6 +320,8 @@ def render_results(corpus, split, seed, test_sets, scores_dir, output, command, 
             lines += ["", "This run, RE-LLM relative to the baselines: "
                       + "; ".join(f"{v} vs {SHORT_NAMES.get(b, b)}" for b, v in ours.items())]
         lines += ["", _empathy_by_ser_table(metrics, mechanisms), "", _per_emotion_table(metrics, mechanisms), ""]
+        lines += _repeated_table(metrics)
+        lines += _examples_section(metrics, example_max_chars)
         plots = copy_plots(scores_dir, test_set, figures_dir)
         if plots:
             lines += ["Figures:", ""]
@@ -315,7 +355,8 @@ def _per_emotion_table(metrics, mechanisms):
         emotions += [e for e in metrics["systems"][s]["per_emotion"] if e not in emotions]
     if not emotions:
         return ""
-    rows = [f"Per emotion (mean {' / '.join(mechanisms)} level; SER recall in %):", "",
+    rows = [(f"Per emotion (mean {' / '.join(mechanisms)} level; SER recall in %; resp. = response-emotion recall "
+            "in %):"), "",
             "| emotion | n | " + " | ".join(label for _, label in systems) + " |", "|" + "---|" * (len(systems) + 2)]
     for emotion in emotions:
         cells, n = [], 0
@@ -328,6 +369,105 @@ def _per_emotion_table(metrics, mechanisms):
             text = " / ".join(_fmt(entry.get(m), digits=2) for m in mechanisms)
             if entry.get("ser_recall") is not None:
                 text += f"; {entry['ser_recall'] * 100:.0f}%"
+            if entry.get("response_emotion_recall") is not None:
+                text += f"; resp. {entry['response_emotion_recall'] * 100:.0f}%"
             cells.append(text)
         rows.append(f"| {emotion} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _response_emotion_protocol(all_metrics, repeated_max_share):
+    """Protocol lines of the response-emotion metric and the repeated-response check."""
+    lines = [
+        ("- response emotion (our addition, not the paper's metric): a TF-IDF + logistic-regression text classifier "
+         "(`rellm.scoring.response_emotion`, options in conf/score.yaml), trained on the teacher's expected responses "
+         "of the training set, reads which emotion each response was written for; \"resp. emotion UA\" is its "
+         "unweighted accuracy against the utterance's emotion (chance = 1 / number of classes; an empty response "
+         "counts as wrong). The paper's claim rests on the response changing with the heard emotion; where the "
+         "emotion lives only in the prosody (mini: every sentence in all five styles) neither EPITOME nor SER UA "
+         "shows that. Compared like SER UA (McNemar marks, bootstrap CIs below the table). Reference row "
+         "\"teacher (expected responses)\": the teacher's own responses to the test utterances given their true "
+         "emotion (stage 3 on the test set, never used for training): what perfect emotion perception plus the "
+         "teacher gives")]
+    for metrics in all_metrics.values():
+        classifier = (metrics.get("response_emotion") or {}).get("classifier")
+        if classifier:
+            cv = classifier.get("cv")
+            cv_text = (f"; its {cv['n_splits']}-fold cross-validated UA on them, folds grouped by transcript (no "
+                       f"sentence in both), is {cv['ua'] * 100:.1f}%" if cv else "; too few sentences to cross-validate")
+            lines.append(f"- response-emotion classifier: trained on {classifier['n_train']} teacher responses to "
+                         f"{classifier['n_train_sentences']} training sentences{cv_text}")
+            break
+    target = f"; ✗ = above the {repeated_max_share * 100:.0f}% target" if repeated_max_share is not None else ""
+    lines.append("- repeated (%): share of the test utterances whose response (whitespace and case ignored) is "
+                 f"identical to another test utterance's response{target}")
+    return lines
+
+
+def _response_emotion_notes(metrics):
+    section = metrics.get("response_emotion")
+    if not section:
+        return [("- response-emotion UA not measured: these scores predate it (re-score with "
+                "--score_args --overwrite=true)")]
+    lines = []
+    if section.get("missing"):
+        lines.append(f"- response-emotion UA not measured: {section['missing']}")
+    elif section.get("teacher_missing"):
+        lines.append(f"- no teacher reference row: {section['teacher_missing']}")
+    return lines
+
+
+def _repeated_table(metrics):
+    """Repeated responses per system: any repeat, repeats across sentences, the most frequent response."""
+    rows = [(label, metrics["systems"][s].get("distinct_responses")) for s, label in _rows(metrics)
+            if s in metrics["systems"]]
+    teacher = (metrics.get("response_emotion") or {}).get("teacher")
+    if teacher:
+        rows.append((TEACHER_LABEL, teacher.get("distinct_responses")))
+    rows = [(label, d) for label, d in rows if d]
+    if not rows:
+        return []
+    lines = [("Repeated responses (% of the test utterances whose response is identical to another's; across "
+             "sentences: to the response to another sentence; most frequent: the single most given response):"), "",
+             "| system | distinct responses | repeated (%) | repeated across sentences (%) | most frequent (%) |",
+             "|---|---|---|---|---|"]
+    for label, d in rows:
+        lines.append(f"| {label} | {d['n_distinct']} of {d['n']} | {d['share_identical'] * 100:.1f} | "
+                     f"{d['share_identical_other_sentence'] * 100:.1f} | {d['most_common_share'] * 100:.1f}: "
+                     f"\"{_cell_text(d['most_common'], 60)}\" |")
+    return lines + [""]
+
+
+def _cell_text(text, max_chars):
+    """A response as one Markdown table cell: one line, pipes escaped, cut at a word boundary with "…"."""
+    if text is None:
+        return "–"
+    text = " ".join(str(text).split())
+    if len(text) > max_chars:
+        cut = text[:max_chars].rsplit(" ", 1)[0] if " " in text[:max_chars] else text[:max_chars]
+        text = cut.rstrip(" ,.;:") + " …"
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;") or "(empty)"
+
+
+def _examples_section(metrics, max_chars):
+    """Each example sentence's responses in all five emotions, one column per system (and the teacher)."""
+    examples = metrics.get("examples") or []
+    if not examples:
+        return []
+    lines = [(f"Example responses (the first {len(examples)} test sentence(s) in sorted order with all five emotions; "
+             f"responses cut after {max_chars} characters, marked …; in brackets the emotion the response-emotion "
+             "classifier reads):"), ""]
+    for example in examples:
+        names = list(example["rows"][0]["responses"])
+        labels = [TEACHER_LABEL if n == "teacher" else _label(n) for n in names]
+        lines += [f"\"{_cell_text(example['transcript'], 200)}\"", "",
+                  "| emotion | " + " | ".join(labels) + " |", "|" + "---|" * (len(names) + 1)]
+        for row in example["rows"]:
+            cells = []
+            for name in names:
+                text = _cell_text(row["responses"].get(name), max_chars)
+                pred = row.get("predicted", {}).get(name)
+                cells.append(f"{text} [{pred}]" if pred else text)
+            lines.append(f"| {row['emotion']} (`{row['utt_id']}`) | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines

@@ -4,7 +4,9 @@ Input per system: ``<exp_root>/<system>/<split>/seed<seed>/infer/<test_set>/resp
 with records ``{utt_id, transcript, emotion, response, ser_output, ser_pred}``.
 Output: one ``metrics.json`` (per-system figures, comparisons of the reference
 system against each baseline) and ``per_utt.jsonl`` (one line per utterance,
-every system's response, SER answer and EPITOME levels).
+every system's response, SER answer and EPITOME levels). When the records carry
+``response_emotion_pred`` (``rellm.scoring.response_emotion``), the response-emotion
+UA is reported and compared like SER UA.
 """
 import logging
 from pathlib import Path
@@ -13,6 +15,7 @@ import numpy as np
 
 from rellm.data.emotions import EMOTIONS
 from rellm.scoring.epitome.data import LEVELS, MECHANISMS
+from rellm.scoring.response_emotion import distinct_responses, has_predictions, response_emotion_metrics
 from rellm.scoring.ser_metrics import UNKNOWN, ser_metrics, unweighted_accuracy
 from rellm.scoring.significance import (
     mcnemar_exact,
@@ -90,7 +93,9 @@ def system_metrics(records, mechanisms):
     refs = [records[i]["emotion"] for i in ids]
     preds = [records[i]["ser_pred"] or UNKNOWN for i in ids]
     correct = np.array([r == p for r, p in zip(refs, preds)])
-    out = {"n": len(ids), "empathy": {}, "ser": None, "empathy_by_ser": {}, "per_emotion": {}}
+    out = {"n": len(ids), "empathy": {}, "ser": None, "empathy_by_ser": {}, "per_emotion": {},
+           "response_emotion": response_emotion_metrics(records) if has_predictions(records) else None,
+           "distinct_responses": distinct_responses(records)}
     levels = {m: np.array([records[i]["levels"][m] for i in ids]) for m in mechanisms}
     for m in mechanisms:
         counts = [int(np.sum(levels[m] == lv)) for lv in LEVELS]
@@ -112,15 +117,40 @@ def system_metrics(records, mechanisms):
             entry[m] = _mean(levels[m][sel])
         if out["ser"] is not None:
             entry["ser_recall"] = float(correct[sel].mean())
+        if out["response_emotion"] is not None:
+            entry["response_emotion_recall"] = out["response_emotion"]["per_class_recall"].get(emotion)
         out["per_emotion"][emotion] = entry
     return out
+
+
+def compare_labels(refs, pred_a, pred_b, n_resamples, seed):
+    """Two systems' labels for the same utterances (SER answers, or the emotions read from their responses):
+    UA of each, the UA difference, McNemar (exact) on per-utterance correctness and a paired bootstrap CI
+    of the UA difference (a tenth of ``n_resamples``: each resample recomputes two UAs)."""
+    ua_a, ua_b = unweighted_accuracy(refs, pred_a), unweighted_accuracy(refs, pred_b)
+    correct_a = np.array([r == p for r, p in zip(refs, pred_a)])
+    correct_b = np.array([r == p for r, p in zip(refs, pred_b)])
+    refs_arr, pa, pb = np.array(refs), np.array(pred_a), np.array(pred_b)
+    return {
+        "ua_reference": ua_a, "ua_baseline": ua_b,
+        "ua_difference_points": (ua_a - ua_b) * 100,
+        "ua_relative_improvement_pct": (ua_a - ua_b) / ua_b * 100 if ua_b > 0 else None,
+        "wa_reference": float(correct_a.mean()), "wa_baseline": float(correct_b.mean()),
+        "mcnemar": mcnemar_exact(correct_a, correct_b),
+        "ua_bootstrap": paired_bootstrap_statistic(
+            len(refs),
+            lambda idx: unweighted_accuracy(list(refs_arr[idx]), list(pa[idx]))
+            - unweighted_accuracy(list(refs_arr[idx]), list(pb[idx])),
+            n_resamples=max(1, n_resamples // 10), seed=seed),
+    }
 
 
 def compare_systems(reference, baseline, mechanisms, n_resamples, seed):
     """Paired comparison of two systems' records over the utterances both have."""
     common = sorted(set(reference) & set(baseline))
     out = {"n_paired": len(common), "only_reference": len(set(reference) - set(baseline)),
-           "only_baseline": len(set(baseline) - set(reference)), "empathy": {}, "ser": None}
+           "only_baseline": len(set(baseline) - set(reference)), "empathy": {}, "ser": None,
+           "response_emotion": None}
     if not common:
         return out
     for m in mechanisms:
@@ -135,26 +165,14 @@ def compare_systems(reference, baseline, mechanisms, n_resamples, seed):
         }
     ref_sub = {u: reference[u] for u in common}
     base_sub = {u: baseline[u] for u in common}
+    refs = [reference[u]["emotion"] for u in common]
     if _ser_available(ref_sub) and _ser_available(base_sub):
-        refs = [reference[u]["emotion"] for u in common]
-        pred_a = [reference[u]["ser_pred"] or UNKNOWN for u in common]
-        pred_b = [baseline[u]["ser_pred"] or UNKNOWN for u in common]
-        ua_a, ua_b = unweighted_accuracy(refs, pred_a), unweighted_accuracy(refs, pred_b)
-        correct_a = np.array([r == p for r, p in zip(refs, pred_a)])
-        correct_b = np.array([r == p for r, p in zip(refs, pred_b)])
-        refs_arr, pa, pb = np.array(refs), np.array(pred_a), np.array(pred_b)
-        out["ser"] = {
-            "ua_reference": ua_a, "ua_baseline": ua_b,
-            "ua_difference_points": (ua_a - ua_b) * 100,
-            "ua_relative_improvement_pct": (ua_a - ua_b) / ua_b * 100 if ua_b > 0 else None,
-            "wa_reference": float(correct_a.mean()), "wa_baseline": float(correct_b.mean()),
-            "mcnemar": mcnemar_exact(correct_a, correct_b),
-            "ua_bootstrap": paired_bootstrap_statistic(
-                len(common),
-                lambda idx: unweighted_accuracy(list(refs_arr[idx]), list(pa[idx]))
-                - unweighted_accuracy(list(refs_arr[idx]), list(pb[idx])),
-                n_resamples=max(1, n_resamples // 10), seed=seed),
-        }
+        out["ser"] = compare_labels(refs, [reference[u]["ser_pred"] or UNKNOWN for u in common],
+                                    [baseline[u]["ser_pred"] or UNKNOWN for u in common], n_resamples, seed)
+    if has_predictions(ref_sub) and has_predictions(base_sub):
+        out["response_emotion"] = compare_labels(
+            refs, [reference[u]["response_emotion_pred"] for u in common],
+            [baseline[u]["response_emotion_pred"] for u in common], n_resamples, seed)
     return out
 
 
@@ -172,6 +190,8 @@ def per_utterance_records(outputs):
             line["systems"][system] = {
                 "response": rec["response"], "ser_pred": rec["ser_pred"],
                 "ser_correct": rec["ser_pred"] == rec["emotion"], **rec.get("levels", {})}
+            if "response_emotion_pred" in rec:
+                line["systems"][system]["response_emotion_pred"] = rec["response_emotion_pred"]
         lines.append(line)
     return lines
 

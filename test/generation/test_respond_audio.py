@@ -1,4 +1,6 @@
 """The interactive responder: input checks with clear messages, and one real answer (slow)."""
+import json
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -6,6 +8,7 @@ import torch
 
 from rellm.bin import respond_audio
 from rellm.bin.respond_audio import ResponderError, load_checked_audio
+from rellm.data.emotions import EMOTIONS
 
 
 def _tone(seconds, sr, channels=1):
@@ -59,8 +62,7 @@ def test_missing_experiment_is_explained(tmp_path, capsys):
     assert "has no trained model" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_answers_a_wav_file_end_to_end(tmp_path, toy_llm_dir, capsys):
+def _blsp_emo_experiment(tmp_path, toy_llm_dir):
     """BLSP-Emo-style model over the toy LLM with the real Whisper tiny.en encoder (384-d states)."""
     from rellm.models.speech_llm import SpeechLLM
     from rellm.pretrained.testing import cached_model
@@ -73,11 +75,55 @@ def test_answers_a_wav_file_end_to_end(tmp_path, toy_llm_dir, capsys):
     model.save_final(exp / "final", extra={"base_models": {"llm": str(toy_llm_dir), "speech_encoder": str(whisper_dir),
                                                           "emotion_encoder": None}})
     sf.write(tmp_path / "hello.wav", _tone(1.2, 22050, channels=2), 22050)
-    respond_audio.cli([str(tmp_path / "hello.wav"), "--exp", str(exp), "--max_new_tokens", "6", "--text",
-                       "--transcript", "Hello there."])
+    return exp
+
+
+@pytest.mark.slow
+def test_answers_a_wav_file_end_to_end(tmp_path, toy_llm_dir, capsys):
+    exp = _blsp_emo_experiment(tmp_path, toy_llm_dir)
+    args = [str(tmp_path / "hello.wav"), "--exp", str(exp), "--max_new_tokens", "6", "--text",
+            "--transcript", "Hello there."]
+    respond_audio.cli(args)
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "note: 2 channels downmixed to mono" and out[1].startswith("note: resampled from 22050 Hz")
     assert out[2].startswith("emotion: ") and out[2].split()[1] in ("neutral", "happy", "angry", "sad", "surprise")
     assert out[3].startswith("arousal / valence / dominance (model head): ")
     assert out[4].startswith("response: ")
     assert out[5] == "transcript: Hello there." and out[6].startswith("text-only response: ")
+
+    # --json: the same answer as one JSON object on stdout (greedy decoding: the same response)
+    respond_audio.cli([*args, "--json"])
+    printed = capsys.readouterr().out
+    result = json.loads(printed)
+    assert printed.count("\n") == 1 and set(result) == {
+        "emotion", "probabilities", "avd", "avd_emotion_encoder", "response", "notes", "transcript", "text_response"}
+    assert list(result["probabilities"]) == list(EMOTIONS) and sum(result["probabilities"].values()) == pytest.approx(1)
+    assert result["emotion"] == max(result["probabilities"], key=result["probabilities"].get)
+    assert out[2].startswith(f"emotion: {result['emotion']} (p={result['probabilities'][result['emotion']]:.2f}; ")
+    assert set(result["avd"]) == {"arousal", "valence", "dominance"} and result["avd_emotion_encoder"] is None
+    assert out[3] == "arousal / valence / dominance (model head): " + " / ".join(
+        f"{result['avd'][n]:.2f}" for n in ("arousal", "valence", "dominance"))
+    assert out[4] == f"response: {result['response']}" and out[6] == f"text-only response: {result['text_response']}"
+    assert result["transcript"] == "Hello there." and result["notes"][0] == "2 channels downmixed to mono"
+
+
+def test_json_lines_of_a_model_without_avd_head(monkeypatch, tmp_path, capsys):
+    """--json without --text: no transcript keys; a model without A/V/D head gives avd null (the lines say so)."""
+    fake = {"emotion": "sad", "probabilities": dict(zip(EMOTIONS, [0.1, 0.1, 0.1, 0.6, 0.1])), "avd": None,
+            "avd_emotion_encoder": {"arousal": 0.2, "valence": 0.1, "dominance": 0.3}, "notes": [],
+            "response": "I am sorry."}
+    monkeypatch.setattr(respond_audio, "run_model", lambda args: dict(fake))
+    respond_audio.cli([str(tmp_path / "x.wav"), "--exp", str(tmp_path), "--json"])
+    assert json.loads(capsys.readouterr().out) == fake
+    assert respond_audio.format_lines(fake) == [
+        "emotion: sad (p=0.60; neutral 0.10, happy 0.10, angry 0.10, sad 0.60, surprise 0.10)",
+        "arousal / valence / dominance: not predicted (this model trains no A/V/D head, lambda_dim = 0)",
+        "arousal / valence / dominance (emotion encoder): 0.20 / 0.10 / 0.30",
+        "response: I am sorry."]
+
+
+def test_json_mode_errors_stay_one_line_on_stderr(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        respond_audio.cli([str(tmp_path / "nope.wav"), "--exp", str(tmp_path), "--json"])
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.strip() == f"ERROR: {tmp_path / 'nope.wav'}: no such file"

@@ -83,6 +83,9 @@ def test_score_and_results_end_to_end(recipe):
     assert "vs text-only" in text and "vs BLSP-Emo" in text and "Wilcoxon p=" in text and "McNemar p=" in text
     assert "trained on the mini corpus itself" in text
     assert "classifiers re-trained here on the encoder tiny-test-encoder" in text  # which encoder scored the table
+    # no stage-3 responses in this recipe: the response-emotion column is empty and a line says why
+    assert "- response-emotion UA not measured: exp/responses/official/train/expected.jsonl does not exist" in text
+    assert metrics["systems"]["rellm"]["response_emotion"] is None and metrics["response_emotion"]["missing"]
     assert "Published RE-LLM figures" not in text  # no paper figures for the synthetic corpus
     assert (Path("results_figures/official_seed1/test/empathy_levels.png")).is_file()
     assert "](results_figures/official_seed1/test/empathy_levels.png)" in text
@@ -142,3 +145,63 @@ def test_a_system_whose_answers_never_parse_scores_ua_zero():
     for r in records.values():  # no answer text and nothing parsed: the system was not asked
         del r["ser_output"]
     assert system_metrics(records, ["ER"])["ser"] is None
+
+
+def _teacher(transcripts_emotions):
+    """Stage-3 records whose response carries its emotion in words (the teacher was told the emotion)."""
+    cues = {"neutral": "noted okay", "happy": "wonderful glad", "angry": "frustrating unfair", "sad": "sorry heavy",
+            "surprise": "wow unexpected"}
+    return [{"utt_id": utt, "emotion": emotion, "transcript": transcript, "instruction": "",
+             "output": f"i hear you about {transcript} . {cues[emotion]}", "early_stop": False}
+            for utt, transcript, emotion in transcripts_emotions]
+
+
+def test_response_emotion_teacher_row_repeats_and_examples(recipe):
+    """RE-LLM's responses follow the emotion, the text-only system's do not: UA, McNemar, teacher row, examples."""
+    from rellm.data.emotions import EMOTIONS
+
+    train = [(f"tr{k:03d}", f"training sentence {k // 5}", EMOTIONS[k % 5]) for k in range(100)]
+    write_responses(recipe / "exp" / "responses" / "official" / "train" / "expected.jsonl", _teacher(train))
+    systems = synthetic_system_outputs()
+    test = [(r["utt_id"], r["transcript"], r["emotion"]) for r in systems["rellm"]]
+    write_responses(recipe / "exp" / "responses" / "official" / "test" / "expected.jsonl", _teacher(test))
+    teacher = {r["utt_id"]: r["output"] for r in _teacher(test)}
+    for r in systems["rellm"]:
+        r["response"] = teacher[r["utt_id"]] + f" (reply {r['utt_id']})"
+    write_responses(recipe / "exp" / "rellm" / "official" / "seed1" / "infer" / "test" / "responses.jsonl",
+                    systems["rellm"])
+
+    out = Path(score_bin.main(SCORE_ARGS))
+    metrics = read_json(out / "metrics.json")
+    assert metrics["systems"]["rellm"]["response_emotion"]["ua"] == 1.0
+    # the text-only system's few generic replies: the classifier reads at most one emotion from each reply
+    assert metrics["systems"]["text_only"]["response_emotion"]["ua"] <= 0.6
+    comp = metrics["comparisons"]["text_only"]["response_emotion"]
+    assert comp["mcnemar"]["p_value"] < 0.01 and comp["ua_reference"] == 1.0
+    section = metrics["response_emotion"]
+    assert section["classifier"]["n_train"] == 100 and section["classifier"]["cv"]["n_splits"] == 5
+    assert section["classifier"]["cv"]["ua"] == 1.0
+    assert section["teacher"]["response_emotion"]["ua"] == 1.0 and section["teacher"]["n"] == 60
+    # three canned replies for 60 utterances: every one repeats; RE-LLM's replies are all distinct
+    assert metrics["systems"]["text_only"]["distinct_responses"]["share_identical"] == 1.0
+    assert metrics["systems"]["rellm"]["distinct_responses"]["share_identical"] == 0.0
+    per_utt = read_jsonl(out / "per_utt.jsonl")
+    assert all(u["systems"]["rellm"]["response_emotion_pred"] == u["emotion"] for u in per_utt)
+    assert len(metrics["examples"]) == 2 and set(metrics["examples"][0]["rows"][0]["responses"]) == {
+        "text_only", "blsp_emo", "rellm", "teacher"}
+
+    text = Path(results_bin.main(RESULTS_ARGS)).read_text(encoding="utf-8")
+    assert "| system | ER | IP | EX | UA (%) | WA (%) | resp. emotion UA (%) | repeated (%) | n |" in text
+    # the synthetic test set repeats (transcript, emotion) pairs, and the teacher answers a pair the same way
+    repeated = section["teacher"]["distinct_responses"]
+    assert repeated["share_identical"] > 0.1 and repeated["share_identical_other_sentence"] == 0.0
+    assert (f"| teacher (expected responses) | – | – | – | – | – | 100.0 | {repeated['share_identical'] * 100:.1f} ✗ "
+            "| 60 |") in text
+    assert "| text-only LLM |" in text and " | 100.0 ✗ | 60 |" in text  # repeated share above the 10 % target
+    assert f"response-emotion UA {comp['ua_difference_points']:+.1f} points vs text-only" in text
+    assert "5-fold cross-validated UA on them, folds grouped by transcript (no sentence in both), is 100.0%" in text
+    assert "our addition, not the paper's metric" in text
+    first = metrics["examples"][0]
+    assert f"\"{first['transcript']}\"" in text
+    row = first["rows"][3]
+    assert f"| sad (`{row['utt_id']}`) | " in text and f"{teacher[row['utt_id']]} [sad]" in text

@@ -78,6 +78,18 @@ def test_all_stages_in_order_with_logs(repo_root, tmp_path, fake):
     assert re.search(r"Successfully finished\. \[elapsed=\d+s\]", out)
     log = (tmp_path / "dump/official/valid/log/extract.2.log").read_text().splitlines()
     assert "--shard 2 --num_shards 2" in log[0] and log[-1].startswith("# Ended (code 0)")
+    # stage 3 also writes the teacher's expected responses for the test set (only that task; stage 6 reads them)
+    respond = [line for line in fake[1].read_text().splitlines() if "rellm.bin.respond" in line]
+    test_calls = [line for line in respond if "/official/test.json" in line]
+    assert len(test_calls) == 3 and all("--tasks=[expected]" in line for line in test_calls)
+    assert not any("--tasks" in line for line in respond if "/official/test.json" not in line)
+    score = next(line for line in fake[1].read_text().splitlines() if "rellm.bin.score" in line)
+    assert "--train_set train" in score
+    # the time per stage, in run order, before the final line
+    table = out[out.index("Time per stage:"):].splitlines()
+    assert table[1].split() == ["stage", "seconds"]
+    assert [row.split()[0] for row in table[2:9]] == ["1", "2a", "2", "3", "4", "5", "6"]
+    assert all(row.split()[1].isdigit() for row in table[2:9]) and "Successfully finished" in table[9]
 
 
 @pytest.mark.parametrize("flag", ["--stop_stage", "--stop-stage"])
@@ -86,6 +98,8 @@ def test_stage_selection(repo_root, tmp_path, fake, flag):
     assert result.returncode == 0, result.stderr
     assert modules(fake[1]) == ["respond", "train"]
     assert "Stage 2" not in result.stdout and "Stage 5" not in result.stdout
+    table = result.stdout[result.stdout.index("Time per stage:"):].splitlines()
+    assert [row.split()[0] for row in table[2:4]] == ["3", "4"] and "Successfully finished" in table[4]
 
 
 def test_released_blsp_emo_is_imported_not_trained(repo_root, tmp_path, fake):
@@ -171,8 +185,8 @@ def test_step1_data_is_prepared_extracted_continued_and_trained_on(repo_root, tm
                                          "mini_asr/valid")]
     respond = {re.search(r"--output_dir (\S+)", c).group(1).removeprefix(f"{tmp_path}/exp/responses/"):
                re.search(r"--tasks=\[(\w+)\]", c).group(1) for c in calls if "rellm.bin.respond" in c}
-    assert respond == {"official/train": "expected", "official/valid": "expected", "mini_asr/train": "continuation",
-                       "mini_asr/valid": "continuation"}
+    assert respond == {"official/train": "expected", "official/valid": "expected", "official/test": "expected",
+                       "mini_asr/train": "continuation", "mini_asr/valid": "continuation"}
     (train,) = [c for c in calls if "rellm.bin.train " in c]
     assert f"--step1_data_dir {tmp_path}/data/mini_asr --step1_feats_dir {tmp_path}/dump/mini_asr" in train
     assert f"--step1_responses_dir {tmp_path}/exp/responses/mini_asr" in train
@@ -183,7 +197,10 @@ def test_without_step1_data_step1_uses_the_ser_sets(repo_root, tmp_path, fake):
                     "--blsp_emo_source", "trained")
     assert result.returncode == 0, result.stdout + result.stderr
     calls = fake[1].read_text().splitlines()
-    assert not any("--tasks" in c or "mini_asr" in c or "--step1_data_dir" in c for c in calls)
+    assert not any("mini_asr" in c or "--step1_data_dir" in c for c in calls)
+    respond = [c for c in calls if "rellm.bin.respond" in c]
+    # train/valid: both tasks (step 1 trains on the SER sets' continuations); the test set: expected only
+    assert [("--tasks" in c) for c in respond] == [False, False, False, False, True, True]
 
 
 def test_released_blsp_emo_needs_no_step1_data(repo_root, tmp_path, fake):

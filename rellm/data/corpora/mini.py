@@ -498,8 +498,63 @@ def prepare_mini(data_folder, save_folder, split="official", seed=1234, voices=(
     return report
 
 
+def say(text, style, out, voice="en-us", seed=0):
+    """Write ``text`` spoken in a mini ``style`` to ``out`` (16 kHz mono PCM-16 WAV), to try a trained model.
+
+    The style's own eSpeak parameters (``STYLES``, no per-utterance jitter) and one of ``VOICES``;
+    synthesised in a fresh process like the corpus (``run_in_fresh_process``), so the same call always
+    gives the same samples. Returns ``{"path", "seconds", "style", "voice", "params", "clipped_samples",
+    "espeak", arousal, valence, dominance}``.
+    """
+    text = " ".join(str(text).split())
+    if not text:
+        raise ValueError("give the text to say, e.g. say \"Can you set a timer?\" --style sad --out sad.wav")
+    if style not in STYLES:
+        raise ValueError(f"unknown mini style {style!r}; choose from {', '.join(STYLES)}")
+    if voice not in VOICES:
+        raise ValueError(f"unknown mini voice {voice!r}; choose from {', '.join(VOICES)}")
+    out = Path(out).resolve()
+    if out.suffix.lower() != ".wav" or out.is_dir():
+        raise ValueError(f"--out must name a .wav file, got {out}")
+    params = dict(STYLES[style])
+    info, version = run_in_fresh_process([("say", out.name, text, voice, params, int(seed))], out.parent)
+    num_samples, clipped = info["say"]
+    if num_samples == 0:
+        raise RuntimeError(f"eSpeak NG produced no audio for {text!r}")
+    return {"path": str(out), "seconds": round(num_samples / SAMPLE_RATE, 3), "style": style, "voice": voice,
+            "params": params, "clipped_samples": int(clipped), "espeak": version, **avd_from_params(params)}
+
+
+def _say_main(argv):
+    """``python -m rellm.data.corpora.mini say "TEXT" --style STYLE [--voice VOICE] --out FILE.wav``."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m rellm.data.corpora.mini say",
+        description="Speak a sentence of your own in one of the mini corpus's styles (eSpeak NG, 16 kHz WAV), "
+                    "e.g. to try a model trained by egs/mini with rellm-respond-audio.")
+    parser.add_argument("text", help="what to say")
+    parser.add_argument("--style", required=True, choices=list(STYLES), help="the emotion style")
+    parser.add_argument("--voice", default="en-us", choices=list(VOICES),
+                        help="eSpeak voice (en-us, en-us+m3: male; en-us+f3, en-us+f2: female); default en-us")
+    parser.add_argument("--out", required=True, help="output .wav file")
+    parser.add_argument("--seed", type=int, default=0, help="eSpeak's noise seed (breathy voices)")
+    args = parser.parse_args(argv)
+    try:
+        result = say(args.text, args.style, args.out, voice=args.voice, seed=args.seed)
+    except (ValueError, RuntimeError, ImportError) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        sys.exit(1)
+    print(f"wrote {result['path']} ({result['seconds']:.2f} s, {result['style']}, voice {result['voice']}; "
+          f"arousal {result['arousal']:.2f}, valence {result['valence']:.2f}, dominance {result['dominance']:.2f})")
+
+
 def _worker_main(argv):
     """``python -m rellm.data.corpora.mini JOBS.json RESULT.json``: the synthesis process."""
+    if len(argv) != 2:
+        raise SystemExit("usage: python -m rellm.data.corpora.mini say \"TEXT\" --style STYLE --out FILE.wav\n"
+                         "       python -m rellm.data.corpora.mini JOBS.json RESULT.json   (internal synthesis worker)")
     request, result = argv
     spec = json.loads(Path(request).read_text(encoding="utf-8"))
     info, version = _synthesise_all([tuple(j) for j in spec["jobs"]], spec["data_folder"])
@@ -509,4 +564,7 @@ def _worker_main(argv):
 if __name__ == "__main__":
     import sys
 
-    _worker_main(sys.argv[1:])
+    if sys.argv[1:2] == ["say"]:
+        _say_main(sys.argv[2:])
+    else:
+        _worker_main(sys.argv[1:])
