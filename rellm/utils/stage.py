@@ -17,6 +17,11 @@ class OptionsChangedError(RuntimeError):
     """The output exists but was produced with other options."""
 
 
+class UserError(RuntimeError):
+    """A failure the user can act on: ``run_main`` prints its one-line message instead of a traceback
+    (bad or damaged input, a held lock, a non-finite loss)."""
+
+
 def _jsonable(value):
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
