@@ -7,8 +7,8 @@ environment. Points:
 
     checkpoint_staged/<step dir>  stage 4: a checkpoint is fully written in its staging folder, not yet renamed
     checkpoint_saved/<step dir>   stage 4: a checkpoint was just put in place (step dir: step1_semantic, ...)
-    shard_written/<name>          a sharded stage wrote shard ``<name>`` (e.g. ``extract.2``), before marking it done
-    utterance/<name>              a sharded stage is about to process one utterance of shard ``<name>``
+    write/<file name>             rellm.utils.io: a file is fully written under its temporary name, not yet renamed
+    mark_done/<marker name>       a step's output is written, its done marker not yet (e.g. respond.2of3)
 """
 import os
 import signal

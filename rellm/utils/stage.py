@@ -10,6 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from rellm.utils.faults import fault_point
 from rellm.utils.io import atomic_write_json, read_json
 
 
@@ -70,6 +71,7 @@ class DoneMarker:
         )
 
     def mark_done(self, options, **extra):
+        fault_point(f"mark_done/{self.name}")  # test hook: RELLM_FAULT (rellm/utils/faults.py)
         atomic_write_json(
             self.path,
             {
