@@ -155,19 +155,36 @@ class FeatureCache:
         m = self._maps.get(relpath)
         if m is None:
             path = self.folder / relpath
-            m = np.load(path, mmap_mode="r") if npy else np.memmap(path, dtype=np.float16, mode="r")
+            try:
+                m = np.load(path, mmap_mode="r") if npy else np.memmap(path, dtype=np.float16, mode="r")
+            except (OSError, ValueError) as err:
+                raise self._damaged(path, err) from err
             self._maps[relpath] = m
         return m
+
+    def _damaged(self, path, why):
+        from rellm.utils.stage import UserError
+
+        return UserError(f"the feature cache file {path} is damaged ({why}); rebuild this set's features: "
+                         f"python -m rellm.bin.extract conf/extract.yaml --output_dir {self.folder} ... "
+                         "--overwrite=true (or ./run.sh --stage 2 --stop_stage 2 --overwrite true)")
 
     def whisper(self, utt_id):
         r = self.record(utt_id)
         start = r["whisper_offset"] // 2  # bytes -> fp16 elements
         flat = self._map(r["whisper_file"])[start: start + r["frames"] * r["dim"]]
+        if flat.size != r["frames"] * r["dim"]:
+            raise self._damaged(self.folder / r["whisper_file"], f"{utt_id} needs {r['frames'] * r['dim']} values "
+                                f"from offset {r['whisper_offset']}, the file holds {flat.size}")
         return torch.from_numpy(np.array(flat).reshape(r["frames"], r["dim"]))
 
     def emotion(self, utt_id):
         r = self.record(utt_id)
-        emb = torch.from_numpy(np.array(self._map(r["emotion_file"], npy=True)[r["emotion_row"]]))
+        matrix = self._map(r["emotion_file"], npy=True)
+        if r["emotion_row"] >= matrix.shape[0]:
+            raise self._damaged(self.folder / r["emotion_file"], f"{utt_id} is row {r['emotion_row']}, the file "
+                                f"holds {matrix.shape[0]} rows")
+        emb = torch.from_numpy(np.array(matrix[r["emotion_row"]]))
         return emb, torch.tensor(r["avd"], dtype=torch.float32)
 
     def avd_source(self, utt_id):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from conftest import run_module
+from fault_helpers import run_module
 
 from rellm.models.speech_llm import load_final_state
 from rellm.utils.safe_state import load_state
