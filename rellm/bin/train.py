@@ -123,6 +123,19 @@ def main(argv=None):
     output_folder = Path(values["output_folder"])
     main_process = os.environ.get("RANK", "0") == "0"
     setup_logging(output_folder / "log.txt" if main_process else None)
+    from rellm.utils.lock import OutputLock
+
+    # one run at a time per experiment folder; the kernel releases it when the process dies, even by SIGKILL
+    lock = OutputLock(output_folder, "train", what=f"the experiment {output_folder}")
+    if main_process:
+        lock.acquire()
+    try:
+        return _train(config_path, overrides, output_folder, main_process, sb)
+    finally:
+        lock.release()
+
+
+def _train(config_path, overrides, output_folder, main_process, sb):
     done = DoneMarker(output_folder, "train", hint="use another --output_folder, or delete it")
     options = {"config": str(Path(config_path).resolve()), "overrides": overrides}
     from rellm.models.speech_llm import has_final_state

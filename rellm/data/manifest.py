@@ -82,6 +82,9 @@ def write_manifest(path, entries):
     atomic_write_json(path, {utt: entries[utt] for utt in sorted(entries)})
 
 
+REQUIRED_FIELDS = ("wav", "duration", "transcript", "emotion")
+
+
 def read_manifest(path, data_root=None):
     """Load a manifest exactly as SpeechBrain does.
 
@@ -90,8 +93,19 @@ def read_manifest(path, data_root=None):
     """
     from speechbrain.dataio.dataio import load_data_json
 
+    from rellm.utils.stage import UserError
+
     root = DATA_ROOT_PLACEHOLDER if data_root is None else str(data_root)
-    return load_data_json(str(path), {DATA_ROOT_KEY: root})
+    try:
+        entries = load_data_json(str(path), {DATA_ROOT_KEY: root})
+    except ValueError as err:  # JSONDecodeError included
+        raise UserError(f"{path} is not a valid JSON manifest ({err}); re-run stage 1 (data preparation)") from err
+    for utt, entry in entries.items():
+        missing = [k for k in REQUIRED_FIELDS if k not in entry] if isinstance(entry, dict) else list(REQUIRED_FIELDS)
+        if missing:
+            raise UserError(f"{path}: utterance {utt!r} has no {', '.join(missing)} field (every entry needs "
+                            f"{', '.join(REQUIRED_FIELDS)}); re-run stage 1 (data preparation) or fix that entry")
+    return entries
 
 
 def write_data_root(save_folder, data_root):

@@ -26,6 +26,8 @@ def load_audio(path, sample_rate=SAMPLE_RATE):
     path = Path(path)
     if not path.is_file():
         raise AudioError("missing_audio", f"{path} does not exist")
+    if path.stat().st_size == 0:  # what stage 1 calls it too
+        raise AudioError("empty_audio", f"{path} is an empty file (0 bytes)")
     try:
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as err:

@@ -164,20 +164,37 @@ class FeatureCache:
         m = self._maps.get(relpath)
         if m is None:
             path = self.folder / relpath
-            m = np.load(path, mmap_mode="r") if npy else np.memmap(path, dtype=np.float16, mode="r")
+            try:
+                m = np.load(path, mmap_mode="r") if npy else np.memmap(path, dtype=np.float16, mode="r")
+            except (OSError, ValueError) as err:
+                raise self._damaged(path, err) from err
             self._maps[relpath] = m
         return m
+
+    def _damaged(self, path, why):
+        from rellm.utils.stage import UserError
+
+        return UserError(f"the feature cache file {path} is damaged ({why}); rebuild this set's features: "
+                         f"python -m rellm.bin.extract conf/extract.yaml --output_dir {self.folder} ... "
+                         "--overwrite=true (or ./run.sh --stage 2 --stop_stage 2 --overwrite true)")
 
     def whisper(self, utt_id):
         r = self.record(utt_id)
         start = r["whisper_offset"] // 2  # bytes -> fp16 elements
         flat = self._map(r["whisper_file"])[start: start + r["frames"] * r["dim"]]
+        if flat.size != r["frames"] * r["dim"]:
+            raise self._damaged(self.folder / r["whisper_file"], f"{utt_id} needs {r['frames'] * r['dim']} values "
+                                f"from offset {r['whisper_offset']}, the file holds {flat.size}")
         return torch.from_numpy(np.array(flat).reshape(r["frames"], r["dim"]))
 
     def emotion_embedding(self, utt_id):
         """The pooled emotion-encoder embedding ``[E]`` fp32: what the fusion adapter reads."""
         r = self.record(utt_id)
-        return torch.from_numpy(np.array(self._map(r["emotion_embedding_file"], npy=True)[r["emotion_embedding_row"]]))
+        matrix = self._map(r["emotion_embedding_file"], npy=True)
+        if r["emotion_embedding_row"] >= matrix.shape[0]:
+            raise self._damaged(self.folder / r["emotion_embedding_file"], f"{utt_id} is row "
+                                f"{r['emotion_embedding_row']}, the file holds {matrix.shape[0]} rows")
+        return torch.from_numpy(np.array(matrix[r["emotion_embedding_row"]]))
 
     def avd_annotation(self, utt_id):
         """The corpus's A/V/D annotation ``[3]`` (0..1), or None when the utterance has none."""

@@ -19,12 +19,17 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rellm.models.heads import avd_loss
 from rellm.training.losses import distillation_kl, response_ce
+from rellm.utils.stage import UserError
 
 logger = logging.getLogger(__name__)
 
 
 def _abs_lengths(values, device):
     return torch.as_tensor(values, dtype=torch.long, device=device)
+
+
+class NonFiniteLossError(UserError):
+    """The training loss became NaN or infinite."""
 
 
 class AlignBrain(sb.Brain):
@@ -104,10 +109,29 @@ class AlignBrain(sb.Brain):
         frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
         frozen += [n for n, _ in model.named_buffers()]
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, frozen)
-        super().on_fit_start()
+        super().on_fit_start()  # recovers the newest complete checkpoint, if any
         self._t0 = time.time()
+        ckpt = self.checkpointer.find_checkpoint() if self.checkpointer is not None else None
+        if ckpt is not None:
+            logger.info("%s: resumed from %s at optimizer step %d (batch %d of epoch %s)", self.hparams.step_name,
+                        ckpt.path, self.optimizer_step, self.step, ckpt.meta.get("epoch", "?"))
+        else:
+            logger.info("%s: no checkpoint, starting at optimizer step 0", self.hparams.step_name)
+
+    def check_loss_isfinite(self, loss):
+        """A NaN/inf loss stops the run before the backward pass and the optimizer step, so the weights and
+        the newest checkpoint stay good; the error names the batch (SpeechBrain's default would step on it)."""
+        if torch.isfinite(loss):
+            return
+        ckpt = self.checkpointer.find_checkpoint() if self.checkpointer is not None else None
+        where = f"the last good checkpoint is {ckpt.path}" if ckpt is not None else "no checkpoint was written yet"
+        raise NonFiniteLossError(
+            f"{self.hparams.step_name}: the loss is {float(loss)} at batch {self.step} (optimizer step "
+            f"{self.optimizer_step}; utterances {', '.join(self._batch_ids[:8])}); training stopped and {where}. "
+            "Check these utterances' features and targets, or lower the learning rate, then re-run to resume")
 
     def on_fit_batch_start(self, batch, should_step):
+        self._batch_ids = [str(i) for i in batch.id]
         if should_step:
             self.hparams.lr_schedule.apply(self.optimizer)
 

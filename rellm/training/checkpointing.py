@@ -5,7 +5,12 @@ it, so a run killed while saving leaves a "complete-looking" broken checkpoint.
 ``AtomicCheckpointer`` saves into a hidden staging folder and renames it into place:
 a checkpoint folder either exists complete or not at all, and the previous one is kept
 until the new one is in place.
+
+Every file of a checkpoint loads without unpickling (a checkpoint folder from someone else
+cannot run code on resume): parameters, optimizer and RNG state are safetensors files with
+their non-tensor structure as JSON metadata (``rellm.utils.safe_state``), the schedule is JSON.
 """
+import json
 import logging
 import os
 import random
@@ -23,6 +28,9 @@ from speechbrain.utils.checkpoints import (
 )
 from speechbrain.utils.distributed import if_main_process
 
+from rellm.utils.faults import fault_point
+from rellm.utils.safe_state import load_state, load_state_dict_hook, save_state, save_state_dict_hook
+
 logger = logging.getLogger(__name__)
 STAGING_PREFIX = ".staging-"
 
@@ -37,6 +45,13 @@ class AtomicCheckpointer(Checkpointer):
             for leftover in Path(self.checkpoints_dir).glob(STAGING_PREFIX + "*"):
                 logger.warning("removing the incomplete checkpoint %s left by an interrupted save", leftover)
                 shutil.rmtree(leftover, ignore_errors=True)
+
+    def add_recoverable(self, name, obj, custom_load_hook=None, custom_save_hook=None, optional_load=False):
+        # Optimizer and grad scaler: SpeechBrain's default hooks torch.save/torch.load them; use safetensors.
+        if custom_save_hook is None and isinstance(obj, (torch.optim.Optimizer, torch.amp.GradScaler)):
+            custom_save_hook, custom_load_hook = save_state_dict_hook, load_state_dict_hook
+        super().add_recoverable(name, obj, custom_load_hook=custom_load_hook, custom_save_hook=custom_save_hook,
+                                optional_load=optional_load)
 
     def _stage(self, path):
         return path.parent / (STAGING_PREFIX + path.name) if self._staging else path
@@ -59,7 +74,9 @@ class AtomicCheckpointer(Checkpointer):
         for f in ckpt.path.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
+        fault_point(f"checkpoint_staged/{Path(self.checkpoints_dir).name}")  # test hook (rellm/utils/faults.py)
         os.replace(ckpt.path, final)
+        fault_point(f"checkpoint_saved/{Path(self.checkpoints_dir).name}")
         return Checkpoint(final, ckpt.meta, {k: final / Path(v).name for k, v in ckpt.paramfiles.items()})
 
 
@@ -77,12 +94,13 @@ class TrainableParameters:
     @mark_as_saver
     def save(self, path):
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.own_state_dict().items()}
-        torch.save({"parameters": state, "base_models": self.base_models, "model_config": self.model.config}, path)
+        save_state({"parameters": state, "base_models": self.base_models,
+                    "model_config": json.loads(json.dumps(self.model.config, default=str))}, path)
 
     @mark_as_loader
     def load(self, path, end_of_epoch):
         del end_of_epoch
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = load_state(path)
         if saved.get("base_models") and self.base_models and saved["base_models"] != self.base_models:
             raise ValueError(
                 f"checkpoint {path} was trained on base models {saved['base_models']}, this run uses "
@@ -93,19 +111,22 @@ class TrainableParameters:
 
 @register_checkpoint_hooks
 class RNGState:
-    """Python, NumPy and torch (CPU and CUDA) RNG states, so a resumed run draws the same dropout masks."""
+    """Python, NumPy and torch (CPU and CUDA) RNG states, so a resumed run draws the same dropout masks.
+
+    torch/CUDA states are tensors, the Python and NumPy states JSON (one safetensors file, no pickle).
+    """
 
     @mark_as_saver
     def save(self, path):
         state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save(state, path)
+        save_state(state, path)
 
     @mark_as_loader
     def load(self, path, end_of_epoch):
         del end_of_epoch
-        state = torch.load(path, weights_only=False)  # own file: holds Python/NumPy RNG tuples
+        state = load_state(path)
         torch.set_rng_state(state["torch"])
         random.setstate(state["python"])
         np.random.set_state(state["numpy"])
@@ -144,9 +165,16 @@ class WarmupDecayLR:
 
     @mark_as_saver
     def save(self, path):
-        torch.save({"step_count": self.step_count, "total_steps": self.total_steps}, path)
+        from rellm.utils.io import atomic_write_json
+
+        atomic_write_json(path, {"step_count": self.step_count, "total_steps": self.total_steps})
 
     @mark_as_loader
     def load(self, path, end_of_epoch):
         del end_of_epoch
-        self.step_count = int(torch.load(path, weights_only=True)["step_count"])
+        from rellm.utils.io import read_json
+        from rellm.utils.safe_state import is_pickle_file
+
+        if is_pickle_file(path):
+            load_state(path)  # raises the "pickle file, not loaded" message
+        self.step_count = int(read_json(path)["step_count"])

@@ -98,11 +98,11 @@ def parse_stage_args(argv=None, description=None):
 
 def run_main(main, argv=None):
     """Run a stage ``main`` and turn expected user errors into one-line messages, exit 1."""
-    from rellm.utils.stage import OptionsChangedError
+    from rellm.utils.stage import OptionsChangedError, UserError
 
     try:
         return main(argv)
-    except (ConfigError, OptionsChangedError, FileNotFoundError) as err:
+    except (ConfigError, OptionsChangedError, FileNotFoundError, UserError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         sys.exit(1)
 

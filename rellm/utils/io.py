@@ -10,6 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from rellm.utils.faults import fault_point
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -30,6 +32,7 @@ def atomic_path(path):
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        fault_point(f"write/{path.name}")  # test hook: RELLM_FAULT (rellm/utils/faults.py)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

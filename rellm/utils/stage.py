@@ -10,11 +10,17 @@ import hashlib
 import json
 from pathlib import Path
 
+from rellm.utils.faults import fault_point
 from rellm.utils.io import atomic_write_json, read_json
 
 
 class OptionsChangedError(RuntimeError):
     """The output exists but was produced with other options."""
+
+
+class UserError(RuntimeError):
+    """A failure the user can act on: ``run_main`` prints its one-line message instead of a traceback
+    (bad or damaged input, a held lock, a non-finite loss)."""
 
 
 def _jsonable(value):
@@ -65,6 +71,7 @@ class DoneMarker:
         )
 
     def mark_done(self, options, **extra):
+        fault_point(f"mark_done/{self.name}")  # test hook: RELLM_FAULT (rellm/utils/faults.py)
         atomic_write_json(
             self.path,
             {

@@ -127,3 +127,43 @@ def test_json_mode_errors_stay_one_line_on_stderr(tmp_path, capsys):
         respond_audio.cli([str(tmp_path / "nope.wav"), "--exp", str(tmp_path), "--json"])
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.strip() == f"ERROR: {tmp_path / 'nope.wav'}: no such file"
+
+
+@pytest.mark.slow
+def test_answers_through_the_emotion_encoder_and_fusion_adapter_of_an_rellm_experiment(tmp_path, toy_llm_dir, capsys):
+    """RE-LLM: the responder runs the experiment's emotion encoder and feeds its embedding to the fusion adapter."""
+    from rellm.models.emotion_encoder import EmotionEncoder, save_emotion_encoder, small_emotion_config
+    from rellm.models.speech_llm import SpeechLLM
+    from rellm.pretrained.testing import tiny_whisper
+
+    whisper_dir = tiny_whisper(tmp_path / "whisper", d_model=32)
+    encoders = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        encoders.append(save_emotion_encoder(EmotionEncoder(small_emotion_config(hidden_size=32, conv_dim=16)).eval(),
+                                             tmp_path / f"emotion{seed}"))
+    assert (encoders[0] / "model.safetensors").is_file() and not list(encoders[0].glob("*.bin"))
+    torch.manual_seed(0)
+    model = SpeechLLM(str(toy_llm_dir), speech_dim=32, emotion_dim=32, lora_r=4, lora_alpha=8,
+                      lora_target_modules=["q_proj", "v_proj"])
+    assert model.adapter.convs[0].weight.shape[1] == 32 + 32  # the fusion adapter: speech + emotion channels
+    exp = tmp_path / "exp" / "rellm" / "official" / "seed1"
+    model.save_final(exp / "final", extra={"base_models": {"llm": str(toy_llm_dir), "speech_encoder": str(whisper_dir),
+                                                          "emotion_encoder": str(encoders[0])},
+                                           "avd_head_trained": True})
+    sf.write(tmp_path / "hi.wav", _tone(1.0, 16000), 16000)
+    respond_audio.cli([str(tmp_path / "hi.wav"), "--exp", str(exp), "--max_new_tokens", "4", "--text",
+                       "--transcript", "Hello there."])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("emotion: ") and out[0].split()[1] in ("neutral", "happy", "angry", "sad", "surprise")
+    assert out[1].startswith("arousal / valence / dominance (model head): ")
+    encoder_avd = out[2].removeprefix("arousal / valence / dominance (emotion encoder): ").split(" / ")
+    assert len(encoder_avd) == 3 and all(abs(float(v)) < 100 for v in encoder_avd), out[2]  # random weights
+    assert out[3].startswith("response: ") and out[4] == "transcript: Hello there."
+    assert out[5].startswith("text-only response: ")
+
+    # another emotion encoder (--emotion_encoder) changes what the fused model recognises: the embedding is used
+    respond_audio.cli([str(tmp_path / "hi.wav"), "--exp", str(exp), "--max_new_tokens", "4",
+                       "--emotion_encoder", str(encoders[1])])
+    other = capsys.readouterr().out.splitlines()
+    assert other[0] != out[0]  # the SER head reads the fused (speech + emotion) adapter output

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from scoring_fixtures import tiny_encoder
 
 from rellm.scoring.epitome import training as T
@@ -113,28 +114,28 @@ def test_train_all_caches_and_is_idempotent(tiny_text_encoder, epitome_csv_dir, 
     root = tmp_path / "epitome" / "tiny-test-encoder"
     assert set(metrics) == {"ER", "IP", "EX"}
     for mech in ("ER", "IP", "EX"):
-        for name in ("model.pt", "config.json", "split.json", "metrics.json", "train_log.txt", ".done.train"):
+        for name in ("model.safetensors", "config.json", "split.json", "metrics.json", "train_log.txt", ".done.train"):
             assert (root / mech / name).is_file(), (mech, name)
         split = json.loads((root / mech / "split.json").read_text())
         assert split["seed"] == 12 and len(split["train"]) + len(split["dev"]) + len(split["test"]) == 120
         assert 0.0 <= metrics[mech]["iou_f1"] <= 1.0
     assert json.loads((root / "training_time.json").read_text())["cpu_seconds"] > 0
-    stamp = (root / "ER" / "model.pt").stat().st_mtime_ns
+    stamp = (root / "ER" / "model.safetensors").stat().st_mtime_ns
     # same options: reused, nothing retrained
     assert T.train_all(tiny_epitome_conf, epitome_csv_dir, tmp_path, progress=False, encoders=encoders) == metrics
-    assert (root / "ER" / "model.pt").stat().st_mtime_ns == stamp
+    assert (root / "ER" / "model.safetensors").stat().st_mtime_ns == stamp
     # other options: a clear error unless overwrite
     with pytest.raises(OptionsChangedError, match="lr"):
         T.train_all({**tiny_epitome_conf, "lr": 1e-3}, epitome_csv_dir, tmp_path, progress=False, encoders=encoders)
 
     # a per-mechanism value retrains only that mechanism (with overwrite, since IP's options change);
     # IP also keeps fewer response tokens than the seeker post's max_len
-    ip_stamp = (root / "IP" / "model.pt").stat().st_mtime_ns
+    ip_stamp = (root / "IP" / "model.safetensors").stat().st_mtime_ns
     per_mech = {**tiny_epitome_conf, "lr": {"ER": tiny_epitome_conf["lr"], "IP": 1e-3, "EX": tiny_epitome_conf["lr"]},
                 "response_max_len": {"ER": None, "IP": 8, "EX": None}}
     metrics = T.train_all(per_mech, epitome_csv_dir, tmp_path, overwrite=True, progress=False, encoders=encoders)
-    assert (root / "ER" / "model.pt").stat().st_mtime_ns == stamp
-    assert (root / "IP" / "model.pt").stat().st_mtime_ns != ip_stamp
+    assert (root / "ER" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert (root / "IP" / "model.safetensors").stat().st_mtime_ns != ip_stamp
     assert json.loads((root / "IP" / "metrics.json").read_text())["options"]["lr"] == 1e-3
     assert T.train_options(per_mech, "EX")["lr"] == tiny_epitome_conf["lr"]
     with pytest.raises(ValueError, match="not for EX"):
@@ -227,7 +228,7 @@ def test_parallel_processes_train_the_same_models(tiny_text_encoder, epitome_csv
     assert len(timing["groups"]) == 2 and sorted(m for group in timing["groups"] for m in group) == ["ER", "EX", "IP"]
     assert timing["cpu_seconds"] > 0
     for mech in ("ER", "IP", "EX"):
-        states = [torch.load(root / mech / "model.pt", weights_only=True) for root in roots]
+        states = [load_file(str(root / mech / "model.safetensors")) for root in roots]
         assert states[0].keys() == states[1].keys()
         for name in states[0]:
             assert torch.equal(states[0][name], states[1][name]), (mech, name)
@@ -237,7 +238,7 @@ def test_parallel_processes_train_the_same_models(tiny_text_encoder, epitome_csv
     # another seed draws other heads: the models do depend on the seed
     T.train_all({**conf, "seed": 9, "mechanisms": ["ER"]}, epitome_csv_dir, tmp_path / "three", progress=False,
                 encoders=tiny_text_encoder)
-    other = torch.load(tmp_path / "three" / "epitome" / "tiny-test-encoder" / "ER" / "model.pt", weights_only=True)
+    other = load_file(str(tmp_path / "three" / "epitome" / "tiny-test-encoder" / "ER" / "model.safetensors"))
     assert not torch.equal(other["level_head.4.weight"], states_er[0]["level_head.4.weight"])
 
 
@@ -260,7 +261,7 @@ def test_classifiers_trained_on_a_gpu_score_on_the_cpu(tiny_text_encoder, epitom
     finally:
         tiny_text_encoder[0].to("cpu")  # training moved the shared base encoder (the seeker) to the GPU
     root = tmp_path / "epitome" / "tiny-test-encoder"
-    saved = torch.load(root / "ER" / "model.pt", weights_only=True)  # no map_location: as saved
+    saved = load_file(str(root / "ER" / "model.safetensors"))  # as saved
     assert {t.device.type for t in saved.values()} == {"cpu"}
     scorer = T.EpitomeScorer(root, encoders=tiny_text_encoder)  # the scorer runs on the CPU
     test = load_pairs("ER", epitome_csv_dir).subset(json.loads((root / "ER" / "split.json").read_text())["test"])

@@ -11,6 +11,7 @@ import torch
 from rellm.bin import train as train_stage
 from rellm.models.speech_llm import load_final_state
 from rellm.training import brain as brain_module
+from rellm.utils.safe_state import load_state
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "egs" / "mini" / "conf"
@@ -44,7 +45,7 @@ def test_blsp_emo_then_rellm_from_it(toy_recipe, tmp_path):
 
     # Checkpoints hold only the trainable parameters and the base-model ids.
     (ckpt,) = (blsp / "save" / "step2_behaviour").glob("CKPT+*")
-    saved = torch.load(ckpt / "model.ckpt", weights_only=True)
+    saved = load_state(ckpt / "model.ckpt")  # safetensors + JSON: loading it runs no code
     assert saved["base_models"]["llm"] == str(toy_recipe / "llm")
     params = saved["parameters"]
     assert all(k.startswith(("adapter.", "emotion_head.", "avd_head.")) or "lora_" in k for k in params)

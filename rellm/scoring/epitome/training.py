@@ -4,7 +4,7 @@ One model per mechanism (ER, IP, EX) is trained on the Reddit annotations with
 a fixed stratified 75:5:20 split, selected on the dev part, evaluated on the
 test part and cached under ``<cache>/epitome/<encoder tag>/<mechanism>/``:
 
-    model.pt      the trained weights minus the frozen seeker encoder (reloaded from the base model)
+    model.safetensors  the trained weights minus the frozen seeker encoder (reloaded from the base model)
     config.json   encoder name, max_len, response_max_len, dropout: what loading needs
     split.json    the train/dev/test ids and the split seed
     metrics.json  dev and test metrics, training time, data report
@@ -12,6 +12,10 @@ test part and cached under ``<cache>/epitome/<encoder tag>/<mechanism>/``:
     .done.train   options fingerprint (rellm.utils.stage)
 
     training_time.json (beside the mechanism folders) wall and CPU seconds of the last training
+    .lock.train   held while a process trains into this cache (two runs or users sharing $RELLM_CACHE
+                  take turns: the second waits, then reuses what the first trained)
+
+A ``model.pt`` from rellm versions before safetensors is never unpickled: that classifier is retrained.
 
 Speed on CPU: the seeker encoder is frozen, so its states are computed once per
 distinct post and shared by the three mechanisms (they label the same pairs).
@@ -37,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch.nn.utils.rnn import pad_sequence
 from tqdm import tqdm
 
@@ -53,7 +58,10 @@ from rellm.scoring.epitome.data import (
 from rellm.scoring.epitome.metrics import classifier_metrics
 from rellm.scoring.epitome.model import EmpathyBiEncoder, bottom_states, epitome_loss
 from rellm.utils.io import atomic_path, atomic_write_json, atomic_write_text, read_json
+from rellm.utils.lock import OutputLock
 from rellm.utils.stage import DoneMarker
+
+MODEL_FILE = "model.safetensors"
 
 logger = logging.getLogger(__name__)
 
@@ -418,6 +426,11 @@ def train_all(conf, data_dir, cache_root, overwrite=False, progress=True, encode
         raise TypeError("encoder and max_len are shared by the three classifiers; give one value")
     root = epitome_cache_dir(cache_root, conf["encoder"], conf.get("encoder_tag"))
     training_device(conf)  # a GPU asked for but absent fails here, not in a worker process
+    with OutputLock(root, "train", wait=True, what=f"the EPITOME cache {root}"):
+        return _train_all_locked(conf, data_dir, root, overwrite, progress, encoders)
+
+
+def _train_all_locked(conf, data_dir, root, overwrite, progress, encoders):
     todo, marker_options = [], {}
     for mech in conf["mechanisms"]:
         if mech not in MECHANISMS:
@@ -425,7 +438,11 @@ def train_all(conf, data_dir, cache_root, overwrite=False, progress=True, encode
         marker_options[mech] = {**train_options(conf, mech), "mechanism": mech,
                                 "data_sha256": sha256_file(Path(data_dir) / CSV_FILES[mech])}
         marker = DoneMarker(root / mech, "train", hint="pass --overwrite=true (it retrains into the shared cache)")
-        if marker.is_done(marker_options[mech], overwrite):
+        if marker.is_done(marker_options[mech], overwrite) and not (root / mech / MODEL_FILE).is_file():
+            logger.warning("EPITOME %s: %s holds no %s (a model.pt from an older rellm is never unpickled); "
+                           "retraining it", mech, root / mech, MODEL_FILE)
+            todo.append(mech)
+        elif marker.is_done(marker_options[mech], overwrite):
             logger.info("EPITOME %s classifier already trained with these options: %s", mech, root / mech)
         else:
             todo.append(mech)
@@ -543,8 +560,9 @@ def _train_one(model, tokenizer, pairs, seeker_states, response_states, conf, ou
     history, best_dev = train_classifier(model, parts["train"], parts["dev"], seeker_states, tokenizer, conf,
                                          response_states, out_dir / "train_log.txt", progress)
     test = evaluate(model, parts["test"], seeker_states, tokenizer, conf["eval_batch_size"], response_states)
-    with atomic_path(out_dir / "model.pt") as tmp:
-        torch.save({k: v.cpu() for k, v in model.trainable_state_dict().items()}, tmp)  # loadable without a GPU
+    with atomic_path(out_dir / MODEL_FILE) as tmp:  # CPU tensors: loadable without a GPU; safetensors: no pickle
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}, str(tmp))
+    (out_dir / "model.pt").unlink(missing_ok=True)  # the pickle of older rellm versions
     atomic_write_json(out_dir / "config.json", {
         "mechanism": pairs.mechanism, "encoder": str(conf["encoder"]), "max_len": conf["max_len"],
         "response_max_len": response_max_len(conf), "dropout": conf["dropout"], "num_levels": 3})
@@ -601,11 +619,15 @@ class EpitomeScorer:
         self.models = {}
         for mech, cfg in configs.items():
             model = EmpathyBiEncoder(base, copy.deepcopy(base), num_levels=cfg["num_levels"], dropout=cfg["dropout"])
-            state = torch.load(root / mech / "model.pt", map_location="cpu", weights_only=True)
+            if not (root / mech / MODEL_FILE).is_file():
+                raise FileNotFoundError(
+                    f"{root / mech} holds no {MODEL_FILE} (a model.pt from an older rellm is never unpickled); "
+                    "retrain it: python -m rellm.bin.epitome train conf/epitome.yaml")
+            state = load_file(str(root / mech / MODEL_FILE), device="cpu")
             missing, unexpected = model.load_state_dict(state, strict=False)
             missing = [k for k in missing if not k.startswith("seeker_encoder.")]
             if missing or unexpected:
-                raise ValueError(f"{root / mech / 'model.pt'} does not match the model "
+                raise ValueError(f"{root / mech / MODEL_FILE} does not match the model "
                                  f"(missing {missing[:5]}, unexpected {unexpected[:5]}); retrain with --overwrite=true")
             model.eval()
             self.models[mech] = model
