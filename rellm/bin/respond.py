@@ -9,11 +9,12 @@ Writes ``shards/{expected,continuation}.JofN.jsonl`` (raw generations) per job; 
 ``report.json`` (skipped and dropped counts by reason, with examples).
 """
 import logging
+from collections import Counter
 from pathlib import Path
 
 from rellm.data.manifest import read_manifest
 from rellm.generation import teacher as T
-from rellm.generation.cleaning import CleaningReport
+from rellm.generation.cleaning import CleaningReport, tidy_reply
 from rellm.generation.runtime import build_decoder, load_llm, options_fingerprint_base, pick_device
 from rellm.utils.config import ConfigError, load_config, parse_stage_args, run_main
 from rellm.utils.io import atomic_write_json, read_jsonl, write_jsonl
@@ -38,7 +39,6 @@ def _tasks(hp):
                     dict(hp.get("emotion_words") or {}),
                     openings={k: list(v) for k, v in (hp.get(f"{name}_openings") or {}).items()},
                     opening_seed=int(hp.get("opening_seed", 0)),
-                    truncate_to_sentence=bool(hp.get("truncate_to_sentence", False)),
                 )
             )
         except ValueError as err:
@@ -60,7 +60,6 @@ def _options(hp, tasks):
         # only when used, so that configs without openings keep their fingerprint (and finished outputs)
         **({"openings": [(t.name, sorted(t.openings.items()), t.opening_seed) for t in tasks if t.openings]}
            if any(t.openings for t in tasks) else {}),
-        **({"truncate_to_sentence": True} if any(t.truncate_to_sentence for t in tasks) else {}),
     }
 
 
@@ -97,6 +96,8 @@ def merge(hp, tasks, manifest, out):
     num_shards = int(hp["num_shards"])
     marker = DoneMarker(out, "respond_merge")
     options = {**_options(hp, tasks), "extra_drop_substrings": list(hp["extra_drop_substrings"] or [])}
+    if hp.get("tidy_replies"):  # only when used: configs without it keep their fingerprint
+        options["tidy_replies"] = True
     if marker.is_done(options, overwrite=hp["overwrite"]):
         logger.info("already merged with these options: %s", out)
         return
@@ -111,6 +112,12 @@ def merge(hp, tasks, manifest, out):
             )
         cleaning = CleaningReport(extra_substrings=hp["extra_drop_substrings"] or ())
         records = read_jsonl(raw)
+        early_stop = sum(1 for r in records if r["early_stop"])  # as generated, before any tidying
+        tidied = Counter()
+        if hp.get("tidy_replies"):
+            for rec in records:
+                rec["output"], rec["early_stop"], changed = tidy_reply(rec["output"], rec["early_stop"])
+                tidied.update(changed)
         kept = list(cleaning.filter(records))
         write_jsonl(out / f"{task.name}.jsonl", kept)
         summary = cleaning.as_dict()
@@ -120,7 +127,8 @@ def merge(hp, tasks, manifest, out):
             "manifest_utterances": len(manifest),
             **skips.as_dict(),
             "generated": n,
-            "early_stop": sum(1 for r in records if r["early_stop"]),
+            "early_stop": early_stop,
+            **({"tidied": dict(sorted(tidied.items()))} if hp.get("tidy_replies") else {}),
             "cleaning": summary,
             "written": len(kept),
         }

@@ -2,8 +2,10 @@
 
 The five rules are BLSP-Emo's ``clean_noise_examples.py`` (refusals and "as an AI language model"
 boilerplate); an empty output is dropped too (it would teach the student to say nothing). Cleaning
-never edits an output: a record is kept verbatim or dropped and counted.
+never edits an output: a record is kept verbatim or dropped and counted. ``tidy_reply`` (a recipe
+option, off in the paper recipes) is the one edit, applied before cleaning and counted.
 """
+import re
 from collections import Counter
 
 # (reason, test) in the order the original script applies them; the first match names the reason.
@@ -73,3 +75,38 @@ class CleaningReport:
             "dropped_fraction": round(sum(self.dropped.values()) / total, 4) if total else 0.0,
             "examples": self.examples,
         }
+
+
+_SENTENCE = re.compile(r".+?(?:[.!?][\"')\]]*(?=\s|$)|$)", re.DOTALL)
+
+
+def split_sentences(text):
+    """``text`` cut after each sentence end (., ! or ?, then a space or the end); the last piece may be unfinished."""
+    return [m.group(0).strip() for m in _SENTENCE.finditer(text.strip()) if m.group(0).strip()]
+
+
+def tidy_reply(output, early_stop):
+    """``(output, early_stop, what changed)`` for a small teacher's reply (mini recipe's ``tidy_replies``).
+
+    Sentences that repeat an earlier sentence verbatim (case-insensitive) are dropped (a 135M model
+    loops: "I'm so sorry. I'm so sorry. ..."), and an unfinished last sentence is cut off; a reply that
+    then ends on a complete sentence is a finished reply (early_stop false), so the student learns to stop
+    there. ``what changed`` lists ``repeats_dropped`` / ``unfinished_cut``.
+    """
+    sentences = split_sentences(output)
+    seen, kept, changed = set(), [], []
+    for sentence in sentences:
+        key = sentence.lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(sentence)
+    if len(kept) < len(sentences):
+        changed.append("repeats_dropped")
+    if kept and len(kept) > 1 and not re.search(r"[.!?][\"')\]]*$", kept[-1]):
+        kept.pop()
+        changed.append("unfinished_cut")
+    text = " ".join(kept)
+    if re.search(r"[.!?][\"')\]]*$", text):
+        early_stop = False
+    return text, bool(early_stop), changed

@@ -18,7 +18,6 @@ utterance is therefore decoded in the same batch, with the same padding, whether
 import hashlib
 import logging
 import random
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -45,9 +44,6 @@ class TeacherTask:
     # continues; one variant per utterance, drawn from (opening_seed, utt_id). Empty: the paper's behaviour.
     openings: dict = field(default_factory=dict)
     opening_seed: int = 0
-    # Cut the teacher's text after its last complete sentence (a reply that then ends cleanly is a finished
-    # reply: early_stop false). False: the paper's behaviour (keep the text as generated).
-    truncate_to_sentence: bool = False
 
     def __post_init__(self):
         check_template(self.template, key=f"{self.name}_template")
@@ -71,30 +67,10 @@ class TeacherTask:
         return variants[int.from_bytes(digest[:4], "little") % len(variants)].strip()
 
 
-_SENTENCE_END = re.compile(r"[.!?](?:[\"')\]]*)(?=\s|$)")
-
-
-def cut_after_last_sentence(text):
-    """``(text up to its last sentence end, whether it was found)``; ``text`` unchanged when none is."""
-    ends = list(_SENTENCE_END.finditer(text))
-    if not ends:
-        return text, False
-    return text[: ends[-1].end()].rstrip(), True
-
-
-def compose_reply(opening, generated, hit_limit, truncate_to_sentence=False):
-    """``(output, early_stop)``: the opening followed by what the teacher wrote after it.
-
-    With ``truncate_to_sentence`` an unfinished last sentence is cut off; the reply then ends on a
-    complete sentence, so it counts as finished (the model is taught to stop there).
-    """
+def compose_reply(opening, generated):
+    """The reply: the opening (if any) followed by what the teacher wrote after it."""
     generated = generated.strip()
-    if truncate_to_sentence and generated:
-        cut, found = cut_after_last_sentence(generated)
-        if found:
-            generated, hit_limit = cut, False
-    text = f"{opening} {generated}".strip() if opening else generated
-    return text, bool(hit_limit)
+    return f"{opening} {generated}".strip() if opening else generated
 
 
 class SkipCounter:
@@ -203,7 +179,7 @@ def run_task(llm, tokenizer, decoder, task, prompts, utterances, batches, max_ne
             outputs = generate_for_prompts(llm, tokenizer, decoder, [prompts[u][0] for u in utt_ids], max_new_tokens)
             for utt_id, (generated, hit_limit) in zip(utt_ids, outputs):
                 entry = utterances[utt_id]
-                text, hit_limit = compose_reply(prompts[utt_id][2], generated, hit_limit, task.truncate_to_sentence)
+                text = compose_reply(prompts[utt_id][2], generated)
                 records.append(
                     {
                         "utt_id": utt_id,

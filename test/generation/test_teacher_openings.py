@@ -1,26 +1,30 @@
-"""The mini recipe's teacher device: emotion openings the teacher continues, replies cut at a sentence end."""
+"""The mini recipe's teacher device: emotion openings the teacher continues, replies tidied at the merge."""
+import json
+
 import pytest
+from test_respond_stage import CONF, args, write_manifest
 
 from rellm.bin import respond
-from rellm.generation.teacher import TeacherTask, compose_reply, cut_after_last_sentence
+from rellm.generation.cleaning import split_sentences, tidy_reply
+from rellm.generation.teacher import TeacherTask, compose_reply
 from rellm.utils.io import read_jsonl
-
-from test_respond_stage import CONF, args, write_manifest
 
 OPENINGS = {"happy": ["Great news!", "How lovely!"], "sad": ["I'm so sorry."]}
 
 
-def test_cut_after_last_sentence():
-    assert cut_after_last_sentence("Sure. I can help with") == ("Sure.", True)
-    assert cut_after_last_sentence('He said "go!" and then') == ('He said "go!"', True)
-    assert cut_after_last_sentence("no end here") == ("no end here", False)
-    assert cut_after_last_sentence("3.5 kg of rice") == ("3.5 kg of rice", False)  # a decimal point is no end
+def test_tidy_reply_drops_repeats_and_an_unfinished_sentence():
+    assert tidy_reply("Sure. I can help with", True) == ("Sure.", False, ["unfinished_cut"])
+    looped = "I'm so sorry. You sound sad. I'm so sorry. i'm so sorry. You sound"
+    assert tidy_reply(looped, True) == ("I'm so sorry. You sound sad.", False, ["repeats_dropped", "unfinished_cut"])
+    assert tidy_reply('He said "go!" and then it was', True) == ('He said "go!"', False, ["unfinished_cut"])
+    assert tidy_reply("It costs 3.5 euros", True) == ("It costs 3.5 euros", True, [])  # a decimal point is no end
+    assert tidy_reply("Fine. All done!", False) == ("Fine. All done!", False, [])
+    assert split_sentences("A. B! C? d") == ["A.", "B!", "C?", "d"]
 
 
-def test_compose_reply_marks_a_cut_reply_finished():
-    assert compose_reply("Oh!", " It is late. And then", True, truncate_to_sentence=True) == ("Oh! It is late.", False)
-    assert compose_reply("Oh!", " It is late. And then", True) == ("Oh! It is late. And then", True)
-    assert compose_reply("", "and then", True, truncate_to_sentence=True) == ("and then", True)  # nothing to cut at
+def test_compose_reply_puts_the_opening_first():
+    assert compose_reply("Oh!", " It is late.") == "Oh! It is late."
+    assert compose_reply("", " and then ") == "and then"
 
 
 def test_opening_variants_are_drawn_per_utterance_and_seed():
@@ -45,7 +49,8 @@ def test_bad_openings_are_refused():
 def test_stage_writes_replies_that_start_with_the_opening(tmp_path, toy_llm_dir):
     manifest = write_manifest(tmp_path / "data" / "train.json")
     out = tmp_path / "out"
-    extra = {"tasks": "[expected]", "expected_openings": '{happy: ["Great news!"], sad: ["So sorry."]}'}
+    extra = {"tasks": "[expected]", "expected_openings": '{happy: ["Great news!"], sad: ["So sorry."]}',
+             "tidy_replies": "true"}
     respond.main([str(CONF), *args(manifest, out, toy_llm_dir, **extra)])
     respond.main([str(CONF), *args(manifest, out, toy_llm_dir, merge="true", **extra)])
     records = {r["utt_id"]: r for r in read_jsonl(out / "raw" / "expected.jsonl")}
@@ -55,3 +60,5 @@ def test_stage_writes_replies_that_start_with_the_opening(tmp_path, toy_llm_dir)
     assert all(o.startswith("Great news!") for o in by_emotion["happy"])
     assert all(o.startswith("So sorry.") for o in by_emotion["sad"])
     assert not any(o.startswith(("Great news!", "So sorry.")) for o in by_emotion["neutral"])
+    report = json.loads((out / "report.json").read_text())["tasks"]["expected"]
+    assert "tidied" in report  # counted, whatever the toy model wrote
