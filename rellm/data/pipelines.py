@@ -6,6 +6,7 @@ manifest, the stage 2 feature cache and a stage 3 response file into one dataset
 reports every utterance it leaves out, by reason.
 """
 
+import hashlib
 import logging
 from collections import Counter
 
@@ -21,10 +22,11 @@ AVD_KEYS = ("arousal", "valence", "dominance")
 
 
 def cached_features_pipeline(cache, with_emotion=True):
-    """``id`` -> trimmed Whisper states ``[T, D]`` (fp16), their length and (``with_emotion``) the emotion embedding."""
+    """``feature_id`` (the utterance whose audio an item uses; an SER turn shares its utterance's) -> trimmed
+    Whisper states ``[T, D]`` (fp16), their length and (``with_emotion``) the emotion embedding."""
     if with_emotion:
 
-        @takes("id")
+        @takes("feature_id")
         @provides("whisper", "whisper_len", "emotion_embedding")
         def features(utt_id):
             states = cache.whisper(utt_id)
@@ -33,7 +35,7 @@ def cached_features_pipeline(cache, with_emotion=True):
             yield cache.emotion_embedding(utt_id).float()
     else:
 
-        @takes("id")
+        @takes("feature_id")
         @provides("whisper", "whisper_len")
         def features(utt_id):
             states = cache.whisper(utt_id)
@@ -43,18 +45,22 @@ def cached_features_pipeline(cache, with_emotion=True):
     return features
 
 
-def student_segments_pipeline(layout, system_prompt, instruction):
-    """``response``/``early_stop`` -> the speech-branch token segments.
+def student_segments_pipeline(layout, system_prompt, instruction, ser_prompt=None):
+    """``response``/``early_stop``/``turn`` -> the speech-branch token segments.
 
     ``prompt_ids`` = system turn + user header + instruction (before the speech);
     ``tail_ids`` = end of user turn + assistant header + response (+ end tokens unless
-    ``early_stop``); ``label_start`` = number of unlabelled tail tokens.
+    ``early_stop``); ``label_start`` = number of unlabelled tail tokens. ``turn`` is ``behaviour``
+    (``system_prompt`` + ``instruction``) or ``ser`` (``ser_prompt = (system prompt, instruction)``).
     """
-    prompt = torch.tensor(layout.prompt_ids(system_prompt, instruction), dtype=torch.long)
+    prompts = {"behaviour": torch.tensor(layout.prompt_ids(system_prompt, instruction), dtype=torch.long)}
+    if ser_prompt is not None:
+        prompts["ser"] = torch.tensor(layout.prompt_ids(*ser_prompt), dtype=torch.long)
 
-    @takes("response", "early_stop")
+    @takes("response", "early_stop", "turn")
     @provides("prompt_ids", "prompt_len", "tail_ids", "tail_len", "label_start")
-    def segments(response, early_stop):
+    def segments(response, early_stop, turn):
+        prompt = prompts[turn]
         tail, label_start = layout.response_ids(response, early_stop=bool(early_stop))
         yield prompt
         yield len(prompt)
@@ -63,6 +69,14 @@ def student_segments_pipeline(layout, system_prompt, instruction):
         yield label_start
 
     return segments
+
+
+def is_ser_turn_utterance(utt_id, fraction, seed=0):
+    """Whether ``utt_id`` also gets an SER question/answer item: a fixed hash, so every run picks the same ones."""
+    if fraction <= 0:
+        return False
+    digest = hashlib.sha256(f"ser:{seed}:{utt_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") / 2**64 < fraction
 
 
 def teacher_segments_pipeline(layout, system_prompt):
@@ -128,6 +142,7 @@ def build_alignment_dataset(
     min_duration=0.0,
     max_duration=float("inf"),
     max_text_tokens=None,
+    ser_turns=None,
 ):
     """Join manifest + features + responses into a ``DynamicItemDataset``.
 
@@ -146,6 +161,10 @@ def build_alignment_dataset(
         (``choose_avd_target``); with ``annotation`` utterances without one are dropped. The report
         counts the targets by source (``avd_target``).
     max_text_tokens : drop utterances whose text branch (prompt + transcript + tail) is longer (256 in BLSP-Emo).
+    ser_turns : None, or ``{"system_prompt", "instruction", "answer_template", "fraction", "seed"}``: that
+        fraction of the utterances also appear as an SER question/answer item (id ``<utt_id>#ser``, the same
+        audio, the stage-5 SER question, the answer ``answer_template`` with the true emotion); counted in the
+        report (``ser_turns``). Not part of the paper's method (a recipe option; see ``train_*.yaml``).
 
     Returns ``(dataset, report)``; the report counts kept and dropped utterances by reason,
     with up to 5 example ids per reason.
@@ -201,6 +220,8 @@ def build_alignment_dataset(
         if need_avd_target:
             avd_sources[source] += 1
         data[utt_id] = {
+            "feature_id": utt_id,
+            "turn": "behaviour",
             "duration": duration,
             "transcript": transcript,
             "emotion": emotion,
@@ -209,9 +230,16 @@ def build_alignment_dataset(
             "early_stop": bool(rec.get("early_stop", False)),
             "teacher_instruction": rec.get("instruction", ""),
         }
+        if ser_turns and emotion in EMOTION_TO_ID and is_ser_turn_utterance(
+                utt_id, ser_turns["fraction"], ser_turns.get("seed", 0)):
+            data[f"{utt_id}#ser"] = {**data[utt_id], "turn": "ser", "teacher_instruction": "",
+                                     "response": ser_turns["answer_template"].format(emotion=emotion)}
     for utt_id in sorted(set(by_id) - set(manifest)):
         skip("response_not_in_manifest", utt_id)
-    report = {"kept": len(data), "skipped": dict(skipped), "examples": examples}
+    n_ser = sum(1 for d in data.values() if d["turn"] == "ser")
+    report = {"kept": len(data) - n_ser, "skipped": dict(skipped), "examples": examples}
+    if ser_turns:
+        report["ser_turns"] = n_ser
     if need_avd_target:
         report["avd_target"] = {"avd_source": avd_source, **{k: avd_sources[k] for k in ("annotation", "encoder")}}
         logger.info("A/V/D targets (avd_source=%s): %s", avd_source, report["avd_target"])
@@ -222,7 +250,8 @@ def build_alignment_dataset(
 
     items = [
         cached_features_pipeline(cache, with_emotion),
-        student_segments_pipeline(layout, system_prompt, instruction),
+        student_segments_pipeline(layout, system_prompt, instruction,
+                                  (ser_turns["system_prompt"], ser_turns["instruction"]) if ser_turns else None),
     ]
     keys = [
         "id",

@@ -87,8 +87,19 @@ def load_set(hp, set_name, step, layout, dirs=None):
         need_emotion_label=behaviour and hp["lambda_cat"] > 0,
         need_avd_target=behaviour and hp["lambda_dim"] > 0,
         avd_source=hp["avd_source"], min_duration=hp["min_duration"], max_duration=hp["max_duration"],
-        max_text_tokens=hp["max_text_tokens"],
+        max_text_tokens=hp["max_text_tokens"], ser_turns=ser_turn_options(hp) if behaviour else None,
     )
+
+
+def ser_turn_options(hp):
+    """Step 2's SER question/answer items (``ser_turns``), or None: the paper trains none (a 7B LLM answers the
+    SER question zero-shot); a small LLM cannot, so the mini recipe adds them for both speech systems alike."""
+    if not hp.get("ser_turns"):
+        return None
+    if hp["response_loss"] != "ce":
+        raise ValueError("ser_turns needs response_loss: ce (an SER answer has no text-LLM distribution to match)")
+    return {"system_prompt": hp["ser_system_prompt"], "instruction": hp["ser_instruction"],
+            "answer_template": hp["ser_answer_template"], "fraction": float(hp["ser_turn_fraction"]), "seed": 0}
 
 
 def loader_options(dataset, hp, seed, train, batch_size):

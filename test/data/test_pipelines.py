@@ -98,3 +98,31 @@ def test_avd_target_without_the_emotion_embedding(layout):
     with pytest.raises(KeyError):
         dataset.set_output_keys(["emotion_embedding"])
         dataset[0]
+
+
+def test_ser_turns_add_question_answer_items_on_the_same_audio(layout):
+    ser = {"system_prompt": "P", "instruction": "Which emotion? ", "answer_template": "It is {emotion}.",
+           "fraction": 1.0}
+    dataset, report = _build(layout, with_emotion=True, ser_turns=ser)
+    assert report["kept"] == 3 and report["ser_turns"] == 3
+    dataset.set_output_keys(["id", "whisper", "emotion_embedding", "prompt_ids", "tail_ids", "label_start",
+                             "emotion_id"])
+    items = {item["id"]: item for item in dataset}
+    assert sorted(items) == ["u1", "u1#ser", "u2", "u2#ser", "u3", "u3#ser"]
+    tok = layout.tokenizer
+    for u, emotion in (("u1", "happy"), ("u2", "sad")):
+        turn, ser_turn = items[u], items[f"{u}#ser"]
+        assert torch.equal(turn["whisper"], ser_turn["whisper"])  # the same audio and embedding
+        assert torch.equal(turn["emotion_embedding"], ser_turn["emotion_embedding"])
+        assert turn["emotion_id"] == ser_turn["emotion_id"]
+        assert "Which emotion?" in tok.decode(ser_turn["prompt_ids"]) and "Which emotion?" not in tok.decode(
+            turn["prompt_ids"])
+        answer = tok.decode(ser_turn["tail_ids"][ser_turn["label_start"]:])
+        assert answer.startswith(f"It is {emotion}.")
+        assert tok.decode(turn["tail_ids"][turn["label_start"]:]).startswith("That sounds wonderful.")
+    # a fraction picks a fixed subset of the utterances
+    _, half = _build(layout, ser_turns={**ser, "fraction": 0.5})
+    _, again = _build(layout, ser_turns={**ser, "fraction": 0.5})
+    assert 0 <= half["ser_turns"] <= 3 and half["ser_turns"] == again["ser_turns"]
+    _, none = _build(layout, ser_turns={**ser, "fraction": 0.0})
+    assert none["ser_turns"] == 0
