@@ -31,6 +31,9 @@ class _TagTolerantLoader(yaml.SafeLoader):
 _TagTolerantLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
+PLACEMENT_KEYS = ("ngpu", "num_workers", "noprogressbar", "ckpt_interval_minutes", "ckpt_interval_steps")
+
+
 def plain_values(config_path, overrides):
     return yaml.load(resolved_yaml(config_path, overrides), Loader=_TagTolerantLoader)
 
@@ -108,6 +111,9 @@ def write_experiment_files(output_folder, config_path, overrides):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     config_path, overrides = parse_stage_args(argv, __doc__)
+    # --overwrite=true (./run.sh --overwrite true): retrain even when the folder was trained with other options
+    overwrite = str(overrides.pop("overwrite", "false")).strip().lower() == "true"
+    argv = [a for a in argv if not a.startswith("--overwrite")]
     values = plain_values(config_path, overrides)
     if int(values.get("ngpu", 0)) > 1 and os.environ.get("RANK") is None:
         return sys.exit(relaunch_with_torchrun(int(values["ngpu"]), argv))
@@ -123,11 +129,14 @@ def main(argv=None):
     output_folder = Path(values["output_folder"])
     main_process = os.environ.get("RANK", "0") == "0"
     setup_logging(output_folder / "log.txt" if main_process else None)
-    done = DoneMarker(output_folder, "train", hint="use another --output_folder, or delete it")
-    options = {"config": str(Path(config_path).resolve()), "overrides": overrides}
+    done = DoneMarker(output_folder, "train", hint="re-run with ./run.sh --overwrite true (or --overwrite=true "
+                      "here), or use another --output_folder")
+    # Placement options (device count, loader workers) do not change the result: not in the fingerprint.
+    options = {"config": str(Path(config_path).resolve()),
+               **{k: v for k, v in overrides.items() if k not in PLACEMENT_KEYS}}
     from rellm.models.speech_llm import has_final_state
 
-    if done.is_done(options) and has_final_state(output_folder):
+    if done.is_done(options, overwrite=overwrite) and has_final_state(output_folder):
         logger.info("%s is already trained with these options; nothing to do", output_folder)
         return 0
     hp = load_config(config_path, overrides)  # seeds, then builds the model (loads the LLM)
