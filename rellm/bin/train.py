@@ -39,18 +39,30 @@ def plain_values(config_path, overrides):
 
 
 def resolve_auto_dims(config_path, overrides):
-    """``speech_dim: auto`` / ``emotion_dim: auto`` -> the widths stored in the training feature cache."""
+    """``speech_dim: auto`` / ``emotion_dim: auto`` -> the widths stored in the training feature cache; a fixed
+    width that differs from the cache's is an error at start-up saying what to set (not a traceback at step 1)."""
     values = plain_values(config_path, overrides)
-    auto = [k for k in ("speech_dim", "emotion_dim") if values.get(k) == "auto"]
-    if not auto:
+    keys_dims = [k for k in ("speech_dim", "emotion_dim") if k in values]
+    auto = [k for k in keys_dims if values.get(k) == "auto"]
+    folder = Path(values["feats_dir"]) / values["train_set"]
+    if not auto and not (folder / "index.jsonl").is_file():
         return overrides
     from rellm.training.align import open_feature_cache
 
-    cache = open_feature_cache(Path(values["feats_dir"]) / values["train_set"])
+    cache = open_feature_cache(folder)
     keys = list(cache.keys())
     if not keys:
         raise ConfigError(f"the feature cache {values['feats_dir']}/{values['train_set']} is empty; re-run stage 2")
     dims = {"speech_dim": int(cache.whisper(keys[0]).shape[-1]), "emotion_dim": int(cache.emotion(keys[0])[0].shape[-1])}
+    for key in keys_dims:
+        value = values[key]
+        if key in auto or value in (None, 0) or int(value) == dims[key]:
+            continue
+        what = "Whisper states" if key == "speech_dim" else "emotion embeddings"
+        raise ConfigError(
+            f"{key} is {value} but the {what} cached in {folder} are {dims[key]} wide (stage 2 used another "
+            f"encoder): pass --train_args \"--{key}=auto\" (reads the width from the cache), or re-run stage 2 with "
+            "the encoder this config expects")
     return {**overrides, **{k: dims[k] for k in auto}}
 
 

@@ -181,3 +181,11 @@ def test_dry_run_trains_a_small_blsp_emo_without_the_checkpoint(dry_env, recipe,
     check_outputs(folder, split, test_sets)
     blsp = json.loads((folder / "exp_dry" / "blsp_emo" / split / "seed1" / "final" / "model.json").read_text())
     assert "imported_from" not in blsp and blsp["model"]["llm"].endswith("smollm2-135m-instruct")
+    # the paper config's fixed widths against these (whisper-tiny.en) features: an error at start-up saying what to set
+    from rellm.bin.train import resolve_auto_dims
+    from rellm.utils.config import ConfigError
+
+    feats = {"feats_dir": str(folder / "dump_dry" / split), "train_set": "train"}
+    with pytest.raises(ConfigError, match=r"speech_dim is 1280 but the Whisper states .* are 384 wide.*--speech_dim=auto"):
+        resolve_auto_dims(folder / "conf" / "train_blsp_emo.yaml", feats)
+    assert resolve_auto_dims(folder / "conf" / "train_blsp_emo.yaml", {**feats, "speech_dim": "auto"})["speech_dim"] == 384
