@@ -162,7 +162,11 @@ def test_iemocap_dry_run_through_the_importers(dry_env):
     print(f"iemocap dry run: {seconds:.0f} s")
     assert "BLSP_EMO=" in log and "is imported" in log
     counts = check_outputs(folder, "fold5", ["test"])
-    assert counts["test"] == 6  # Session 5's labelled turns, cut to max_per_set
+    # fold5 of the fixture: 14 usable train turns (sessions 1-4 but the valid speaker), 2 valid, 5 test (Session 5),
+    # all under max_per_set, so the subset keeps them all and says so
+    assert counts == {"train": 14, "valid": 2, "test": 5}
+    subset = json.loads((folder / "data_dry" / "fold5" / "dry_run_subset.json").read_text())
+    assert subset["train"] == {"kept": 14, "dropped_dry_run_subset": 0}
     blsp = json.loads((folder / "exp_dry" / "blsp_emo" / "fold5" / "seed1" / "final" / "model.json").read_text())
     assert "imported_from" in blsp and blsp["model"]["llm"].endswith("qwen-7b-chat")
     rellm = json.loads((folder / "exp_dry" / "rellm" / "fold5" / "seed1" / "final" / "model.json").read_text())
