@@ -174,7 +174,8 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     done
     ${python} -m rellm.bin.results conf/score.yaml --corpus "${corpus}" --split "${split}" --seed "${seed}" \
         --test_sets "${test_sets}" --scores_dir "${expdir}/scores/${split}/seed${seed}" \
-        --output "${results}" --command "${run_command% }" --dry_run "${dry_run}"
+        --output "${results}" --command "${run_command% }" --dry_run "${dry_run}" \
+        --exp_root "${expdir}" --dump_dir "${dump}"
 fi
 
 log "Successfully finished. [elapsed=$(( $(date +%s) - start_time ))s]"

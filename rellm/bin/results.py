@@ -27,6 +27,7 @@ def main(argv=None):
     command = overrides.pop("command", None)
     # run.sh --dry_run true: the title says so (a dry-run table must never pass for a paper-scale one)
     dry_run = str(overrides.pop("dry_run", "false")).strip().lower() == "true"
+    dump_dir = overrides.pop("dump_dir", None)  # run.sh: dump/<split>, for the models section
     hp = load_config(config, overrides)
     command = command if command is not None else str(hp["command"] or "")
     test_sets = as_list(hp["test_sets"])
@@ -47,6 +48,10 @@ def main(argv=None):
         corpus=str(hp["corpus"]), split=str(hp["split"]), seed=hp["seed"], test_sets=test_sets,
         scores_dir=scores_dir, output=hp["output"], command=command or "(not given)", mechanisms=mechanisms,
         notes=as_list_of_lines(hp["notes"]), epitome_metrics=epitome_metrics)
+    from rellm.recipes.provenance import markdown
+
+    section = markdown(hp["exp_root"], dump_dir or f"dump/{hp['split']}", hp["split"], hp["seed"])
+    text = text.replace("## Command\n", section + "\n## Command\n", 1) if "## Command\n" in text else text + section
     if dry_run:
         text = mark_dry_run(text)
     atomic_write_text(hp["output"], text)

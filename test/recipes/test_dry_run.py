@@ -144,6 +144,7 @@ def check_outputs(folder, split, test_sets, systems=("text_only", "blsp_emo", "r
     results = (folder / "exp_dry" / "RESULTS_dry_run.md").read_text()
     assert results.startswith("# DRY RUN RESULTS (not paper results)")
     assert "--dry_run true" in results
+    assert "- EPITOME encoder: minilm-l6" in results and "# stage 4 training\npython" in results  # provenance
     return counts
 
 
@@ -172,6 +173,9 @@ def test_iemocap_dry_run_through_the_importers(dry_env):
     rellm = json.loads((folder / "exp_dry" / "rellm" / "fold5" / "seed1" / "final" / "model.json").read_text())
     assert rellm["model"]["llm"] == blsp["model"]["llm"] and rellm["model"]["emotion_dim"] > 0
     assert (root / "cache" / "models" / "qwen-7b-chat" / "config.json").is_file()  # imported from QWEN_7B_CHAT
+    results = (folder / "exp_dry" / "RESULTS_dry_run.md").read_text()
+    assert f"- blsp_emo imported from: {FIXTURES / 'blsp_emo'}" in results
+    assert "- text-only LLM: qwen-7b-chat" in results
 
 
 @pytest.mark.slow
