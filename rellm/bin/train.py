@@ -66,6 +66,28 @@ def resolve_auto_dims(config_path, overrides):
     return {**overrides, **{k: dims[k] for k in auto}}
 
 
+INIT_FROM_KEYS = ("adapter_bottleneck_dim", "lora_r", "lora_alpha")
+
+
+def check_init_from(values):
+    """The sizes a model continued from ``init_from`` must share with it, checked at start-up (one line naming the
+    overrides to pass) rather than as a shape error once the LLM is loaded."""
+    import json
+
+    init = values.get("init_from")
+    meta_path = Path(str(init)) / "final" / "model.json" if init else None
+    if meta_path is None or not meta_path.is_file():
+        return
+    model = json.loads(meta_path.read_text(encoding="utf-8")).get("model", {})
+    wrong = [k for k in INIT_FROM_KEYS if k in model and k in values and str(model[k]) != str(values[k])]
+    if wrong:
+        fix = " ".join(f"--{k}={model[k]}" for k in wrong)
+        raise ConfigError(
+            f"init_from {init} has {', '.join(f'{k}={model[k]}' for k in wrong)} but this config says "
+            f"{', '.join(f'{k}={values[k]}' for k in wrong)}: pass --rellm_args \"{fix}\" (or fix conf/), or "
+            "--init_from=null to train both steps")
+
+
 def relaunch_with_torchrun(ngpu, argv):
     """``--ngpu N`` (N > 1) outside torchrun: run this same command under torchrun and return its status."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ngpu}",
@@ -133,6 +155,7 @@ def main(argv=None):
     import speechbrain as sb
 
     overrides = resolve_auto_dims(config_path, overrides)
+    check_init_from(values)
     if values.get("llm_dtype") == "auto":  # bf16 frozen LLM weights when training on bf16-capable GPUs
         import torch
 

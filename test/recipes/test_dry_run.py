@@ -158,7 +158,9 @@ def test_iemocap_dry_run_through_the_importers(dry_env):
     # The checkpoint's Whisper as a folder of its own: the stand-in for openai/whisper-large-v2.
     whisper_exp = root / "whisper_source"
     import_blsp_emo(FIXTURES / "blsp_emo", whisper_exp, llm="embedded", check_llm=False)
+    # RE-LLM continues the imported model: its sizes are the tiny checkpoint's (the released one's match conf/)
     folder, seconds, log = run_recipe(root, env, "iemocap", "--extract_args", f"--whisper={whisper_exp / 'whisper'}",
+                                      "--rellm_args", "--adapter_bottleneck_dim=16 --lora_r=4 --lora_alpha=8",
                                       BLSP_EMO=str(FIXTURES / "blsp_emo"), QWEN_7B_CHAT=str(FIXTURES / "qwen1"))
     print(f"iemocap dry run: {seconds:.0f} s")
     assert "BLSP_EMO=" in log and "is imported" in log
@@ -173,6 +175,13 @@ def test_iemocap_dry_run_through_the_importers(dry_env):
     rellm = json.loads((folder / "exp_dry" / "rellm" / "fold5" / "seed1" / "final" / "model.json").read_text())
     assert rellm["model"]["llm"] == blsp["model"]["llm"] and rellm["model"]["emotion_dim"] > 0
     assert (root / "cache" / "models" / "qwen-7b-chat" / "config.json").is_file()  # imported from QWEN_7B_CHAT
+    # without the checkpoint's sizes, stage 4 stops at start-up naming the overrides to pass
+    from rellm.bin.train import check_init_from
+    from rellm.utils.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r'--rellm_args "--adapter_bottleneck_dim=16 --lora_r=4 --lora_alpha=8"'):
+        check_init_from({"init_from": str(folder / "exp_dry" / "blsp_emo" / "fold5" / "seed1"),
+                         "adapter_bottleneck_dim": 512, "lora_r": 16, "lora_alpha": 16})
     results = (folder / "exp_dry" / "RESULTS_dry_run.md").read_text()
     assert f"- blsp_emo imported from: {FIXTURES / 'blsp_emo'}" in results
     assert "- text-only LLM: qwen-7b-chat" in results
