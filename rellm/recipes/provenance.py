@@ -27,17 +27,17 @@ JOB_LOGS = (
 def identify(name):
     """``name (where; sha256 ...)`` for a registry name or a local folder; a hub name as it is."""
     name = str(name)
-    try:
-        from rellm.pretrained.fetch import cache_root
+    from rellm.pretrained.fetch import cache_root
 
-        card = cache_root() / "models" / name / "card.json"
-    except Exception:  # noqa: BLE001 (provenance must never stop RESULTS.md)
-        card = None
-    if card is not None and card.is_file():
-        info = json.loads(card.read_text(encoding="utf-8"))
-        source = info.get("source") or {}
-        sha = source.get("file_sha256") or source.get("wheel_sha256") if isinstance(source, dict) else None
-        return f"{name} ({card.parent}; source sha256 {sha[:16] if sha else 'n/a'})"
+    cached = cache_root() / "models" / name
+    if (cached / "card.json").is_file():  # a registry model: the sha256 of the file it was converted from
+        source = json.loads((cached / "card.json").read_text(encoding="utf-8")).get("source") or {}
+        sha = (source.get("file_sha256") or source.get("wheel_sha256")) if isinstance(source, dict) else None
+        return f"{name} ({cached}; source sha256 {sha[:16] if sha else 'n/a'})"
+    if (cached / "import_card.json").is_file():  # a local import (qwen-7b-chat from QWEN_7B_CHAT)
+        source = json.loads((cached / "import_card.json").read_text(encoding="utf-8")).get("source")
+        sha = hashlib.sha256((cached / "config.json").read_bytes()).hexdigest()[:16]
+        return f"{name} ({cached}, imported from {source}; config.json sha256 {sha})"
     folder = Path(name).expanduser()
     if (folder / "config.json").is_file():
         sha = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:16]

@@ -184,7 +184,7 @@ def test_iemocap_dry_run_through_the_importers(dry_env):
                          "adapter_bottleneck_dim": 512, "lora_r": 16, "lora_alpha": 16})
     results = (folder / "exp_dry" / "RESULTS_dry_run.md").read_text()
     assert f"- blsp_emo imported from: {FIXTURES / 'blsp_emo'}" in results
-    assert "- text-only LLM: qwen-7b-chat" in results
+    assert f"- text-only LLM: qwen-7b-chat ({root / 'cache' / 'models' / 'qwen-7b-chat'}, imported from {FIXTURES / 'qwen1'}" in results
 
 
 @pytest.mark.slow
