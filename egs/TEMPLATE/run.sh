@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # RE-LLM recipe: speech-LLM + emotion nuance module, from data prep to RESULTS.md.
 # Everything above parse_options.sh is a flag: ./run.sh --stage 3 --stop_stage 5 --nj 8
+# New cluster? First: ./run.sh --dry_run true (small offline models, CPU, data_dry/ dump_dry/ exp_dry/).
 # Stages: 1 data prep | 2 features | 3 expected responses | 4 alignment training
 #         5 inference (responses + SER) | 6 scoring and RESULTS.md
 set -euo pipefail
@@ -14,8 +15,10 @@ test_sets="test"         # space-separated
 train_emotion_encoder=false  # true: train a small dimensional emotion encoder first (no pretrained one offline)
 blsp_emo_source=released     # released: stage 4 imports the released BLSP-Emo (db.sh: BLSP_EMO) | trained: train it here
 step1_data=""            # ASR data for training step 1 (conf/prepare_step1.yaml): librispeech | mini_asr; "" = SER train set
+emotion_encoder_conf=conf/emotion_encoder.yaml  # stage 2a config (train_emotion_encoder=true)
 
 # ---- pipeline settings ---------------------------------------------------------
+dry_run=false            # true: check the whole recipe first: small offline models, CPU, tiny subsets, *_dry roots
 stage=1
 stop_stage=6
 nj=4                     # parallel jobs for feature extraction
@@ -34,6 +37,12 @@ respond_args=""
 train_args=""
 infer_args=""
 score_args=""
+blsp_emo_args=""         # stage-4 overrides for one model only (after --train_args)
+rellm_args=""
+import_args=""           # stage 4 with blsp_emo_source=released (conf/import_blsp_emo.yaml)
+epitome_args=""          # EPITOME training (conf/epitome.yaml), e.g. "--device=cuda --num_jobs=3"
+overwrite=false          # true: redo every stage's outputs even when made with other options
+results=RESULTS.md       # written by stage 6
 python=python3
 
 . ./path.sh
@@ -48,6 +57,21 @@ stage_times=()
 stage_begin() { stage_start_time=$(date +%s); }
 stage_end() { stage_times+=("$1 $(( $(date +%s) - stage_start_time ))"); }
 log "$0 $*"
+run_command=$(printf '%q ' "$0" "$@")  # quoted: RESULTS.md records it so that it can be pasted back
+if "${dry_run}"; then
+    # the variables of a dry run (rellm/recipes/dry_run.yaml); the user's --*_args come after its own
+    dry_settings=$(${python} -m rellm.bin.dry_run settings --split="${split}" --blsp_emo_source="${blsp_emo_source}" \
+        --blsp_emo="${BLSP_EMO:-}" --prepare_args="${prepare_args}" --extract_args="${extract_args}" \
+        --respond_args="${respond_args}" --train_args="${train_args}" --blsp_emo_args="${blsp_emo_args}" \
+        --rellm_args="${rellm_args}" --import_args="${import_args}" --infer_args="${infer_args}" \
+        --epitome_args="${epitome_args}" --score_args="${score_args}")
+    eval "${dry_settings}"
+fi
+if "${overwrite}"; then
+    for _v in prepare_args extract_args respond_args train_args import_args infer_args epitome_args score_args; do
+        printf -v "${_v}" '%s' "${!_v} --overwrite=true"
+    done
+fi
 data=${datadir}/${split}
 dump=${dumpdir}/${split}
 gpu_per_job=$(( ngpu > 0 ? 1 : 0 ))  # array jobs (extract, generate, infer) use one GPU each, or none
@@ -55,6 +79,9 @@ gpu_per_job=$(( ngpu > 0 ? 1 : 0 ))  # array jobs (extract, generate, infer) use
 step1=${step1_data}
 if [ "${blsp_emo_source}" = released ] && [ -n "${step1}" ]; then
     log "blsp_emo_source=released: no step-1 data needed (${step1_data} is used with --blsp_emo_source trained)"
+    step1=""
+elif "${dry_run}" && [ -n "${step1}" ]; then
+    log "dry run: step 1 trains on the SER subset's continuations, not on ${step1_data}"
     step1=""
 fi
 
@@ -66,6 +93,10 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     db_root=$(rellm_db_root "${corpus}")
     ${python} -m rellm.bin.prepare conf/prepare.yaml --corpus "${corpus}" --data_folder "${db_root}" \
         --save_folder "${data}" --split "${split}" ${prepare_args}
+    if "${dry_run}"; then
+        ${python} -m rellm.bin.dry_run subset --data_dir "${data}" --max_per_set "${dry_run_max_per_set}" \
+            --sets "${train_set} ${valid_set} ${test_sets}"
+    fi
     if [ -n "${step1}" ]; then
         log "Stage 1: speech + transcripts for training step 1 (${step1}) -> ${datadir}/${step1}"
         step1_root=$(rellm_db_root "${step1}")
@@ -82,11 +113,16 @@ step1_sets=""
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     if "${train_emotion_encoder}"; then
         stage_begin
+        if [ ! -f "${emotion_encoder_conf}" ]; then
+            echo "ERROR: train_emotion_encoder=true needs ${emotion_encoder_conf}: copy egs/mini/conf/emotion_encoder.yaml" \
+                "there (or pass --emotion_encoder_conf PATH), or run ./run.sh --dry_run true, which brings its own" >&2
+            exit 1
+        fi
         log "Stage 2a: training the dimensional emotion encoder on ${train_set} -> ${expdir}/emotion_encoder/${split}"
         ${cuda_cmd} --gpu "${ngpu}" "${expdir}/emotion_encoder/${split}/train.log" \
-            ${python} -m rellm.bin.train_emotion_encoder conf/emotion_encoder.yaml \
+            ${python} -m rellm.bin.train_emotion_encoder "${emotion_encoder_conf}" \
             --train_manifest "${data}/${train_set}.json" --valid_manifest "${data}/${valid_set}.json" \
-            --output_folder "${expdir}/emotion_encoder/${split}"
+            --output_folder "${expdir}/emotion_encoder/${split}" $("${overwrite}" && echo --overwrite=true || true)
         stage_end 2a
     fi
     stage_begin
@@ -107,11 +143,12 @@ fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     stage_begin
-    # SER train/valid: expected responses (step 2), plus continuations when step 1 trains on them (no step1_data).
+    # SER train/valid: expected responses (step 2), plus continuations when step 1 trains on them (BLSP-Emo
+    # trained here without step-1 data).
     # SER test sets: the teacher's expected responses only, never used for training: stage 6 scores them as the
     # reference row of the response-emotion UA. Step 1's ASR sets: continuations only.
-    ser_tasks=""
-    [ -n "${step1_data}" ] && ser_tasks="--tasks=[expected]"
+    ser_tasks="--tasks=[expected]"
+    [ -z "${step1}" ] && [ "${blsp_emo_source}" = trained ] && ser_tasks=""
     respond_sets=""
     for dset in ${train_set} ${valid_set} ${test_sets}; do respond_sets="${respond_sets} ${split}/${dset}"; done
     for dset in ${respond_sets} ${step1_sets}; do
@@ -139,18 +176,19 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
             blsp_emo_root=$(rellm_checkpoint BLSP_EMO)
             log "Stage 4: importing the released BLSP-Emo ${blsp_emo_root} -> ${model_dir}"
             ${python} -m rellm.bin.import_blsp_emo conf/import_blsp_emo.yaml --src "${blsp_emo_root}" \
-                --output_folder "${model_dir}"
+                --output_folder "${model_dir}" ${import_args}
             continue
         elif [ "${blsp_emo_source}" != released ] && [ "${blsp_emo_source}" != trained ]; then
             echo "ERROR: --blsp_emo_source must be 'released' or 'trained', got '${blsp_emo_source}'" >&2
             exit 1
         fi
+        model_args_var=${model}_args
         log "Stage 4: two-step alignment training of ${model} -> ${model_dir}"
         ${cuda_cmd} --gpu "${ngpu}" "${model_dir}/train.log" \
             ${python} -m rellm.bin.train conf/train_${model}.yaml --ngpu "${ngpu}" --seed "${seed}" \
             --data_dir "${data}" --feats_dir "${dump}" --responses_dir "${expdir}/responses/${split}" \
             --train_set "${train_set}" --valid_set "${valid_set}" --exp_root "${expdir}" --split "${split}" \
-            --output_folder "${model_dir}" ${step1_args} ${train_args}
+            --output_folder "${model_dir}" ${step1_args} ${train_args} ${!model_args_var:-}
     done
     stage_end 4
 fi
@@ -177,16 +215,19 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     stage_begin
     log "Stage 6: EPITOME classifiers (trained once, cached; log: ${expdir}/scores/log/epitome_train.log), scoring and RESULTS.md"
     # 2 threads: the three classifiers train in parallel processes (num_jobs in conf/epitome.yaml)
+    # --save_config: the effective config (conf/epitome.yaml + --epitome_args), which names the classifiers scored with
     ${train_cmd} --num_threads 2 "${expdir}/scores/log/epitome_train.log" \
-        ${python} -m rellm.bin.epitome train conf/epitome.yaml
+        ${python} -m rellm.bin.epitome train conf/epitome.yaml --save_config "${expdir}/scores/epitome.yaml" ${epitome_args}
     for dset in ${test_sets}; do
         ${python} -m rellm.bin.score conf/score.yaml --systems "${systems}" --exp_root "${expdir}" \
             --split "${split}" --seed "${seed}" --test_set "${dset}" --train_set "${train_set}" \
-            --output_dir "${expdir}/scores/${split}/seed${seed}/${dset}" ${score_args}
+            --output_dir "${expdir}/scores/${split}/seed${seed}/${dset}" \
+            --epitome_config "${expdir}/scores/epitome.yaml" ${score_args}
     done
     ${python} -m rellm.bin.results conf/score.yaml --corpus "${corpus}" --split "${split}" --seed "${seed}" \
         --test_sets "${test_sets}" --scores_dir "${expdir}/scores/${split}/seed${seed}" \
-        --output RESULTS.md --command "$0 $*"
+        --output "${results}" --command "${run_command% }" --dry_run "${dry_run}" \
+        --exp_root "${expdir}" --dump_dir "${dump}"
     stage_end 6
 fi
 

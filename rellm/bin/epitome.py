@@ -27,7 +27,8 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "scoring" / "epitome" / "
 COMMANDS = ("train", "metrics", "score", "fetch")
 
 
-COMMAND_OPTIONS = {"score": ("input", "output"), "fetch": ("dest",)}
+# train --save_config PATH: also write the effective config (file + overrides) to PATH, for stage 6 scoring
+COMMAND_OPTIONS = {"score": ("input", "output"), "fetch": ("dest",), "train": ("save_config",)}
 
 
 def parse_args(argv):
@@ -160,6 +161,13 @@ def cmd_fetch(hp, dest):
 def main(argv=None):
     command, config, options, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
     hp = load(config, overrides)
+    if options.get("save_config"):
+        from rellm.utils.config import resolved_yaml
+        from rellm.utils.io import atomic_write_text
+
+        source = Path(config) if config else DEFAULT_CONFIG
+        atomic_write_text(options["save_config"], f"# {source} with {' '.join(f'--{k}={v}' for k, v in overrides.items())}\n"
+                          + resolved_yaml(source, overrides))
     if command != "train":
         setup_logging()
     if command == "train":

@@ -26,6 +26,9 @@ def main(argv=None):
     config, overrides = parse_stage_args(argv, description=__doc__)
     # The command line is quoted text: keep it verbatim rather than parsing it as YAML.
     command = overrides.pop("command", None)
+    # run.sh --dry_run true: the title says so (a dry-run table must never pass for a paper-scale one)
+    dry_run = str(overrides.pop("dry_run", "false")).strip().lower() == "true"
+    dump_dir = overrides.pop("dump_dir", None)  # run.sh: dump/<split>, for the models section
     hp = load_config(config, overrides)
     command = command if command is not None else str(hp["command"] or "")
     test_sets = as_list(hp["test_sets"])
@@ -47,9 +50,23 @@ def main(argv=None):
         scores_dir=scores_dir, output=hp["output"], command=command or "(not given)", mechanisms=mechanisms,
         notes=as_list_of_lines(hp["notes"]), epitome_metrics=epitome_metrics,
         example_max_chars=int(hp["example_max_chars"]), repeated_max_share=hp["repeated_max_share"])
+    from rellm.recipes.provenance import markdown
+
+    section = markdown(hp["exp_root"], dump_dir or f"dump/{hp['split']}", hp["split"], hp["seed"])
+    text = text.replace("## Command\n", section + "\n## Command\n", 1) if "## Command\n" in text else text + section
+    if dry_run:
+        text = mark_dry_run(text)
     atomic_write_text(hp["output"], text)
     logger.info("wrote %s", hp["output"])
     return Path(hp["output"])
+
+
+def mark_dry_run(text):
+    """The RESULTS text titled as a dry run, with a warning under the title."""
+    first, _, rest = text.partition("\n")
+    title = first.replace("# RESULTS:", "# DRY RUN RESULTS (not paper results):", 1)
+    return (f"{title}\n\n> **Dry run** (`./run.sh --dry_run true`): small offline models, tiny subsets and epochs, "
+            "CPU. These figures only show that the recipe runs end to end.\n" + rest)
 
 
 def as_list_of_lines(value):

@@ -31,24 +31,61 @@ class _TagTolerantLoader(yaml.SafeLoader):
 _TagTolerantLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
+PLACEMENT_KEYS = ("ngpu", "num_workers", "noprogressbar", "ckpt_interval_minutes", "ckpt_interval_steps")
+
+
 def plain_values(config_path, overrides):
     return yaml.load(resolved_yaml(config_path, overrides), Loader=_TagTolerantLoader)
 
 
 def resolve_auto_dims(config_path, overrides):
-    """``speech_dim: auto`` / ``emotion_dim: auto`` -> the widths stored in the training feature cache."""
+    """``speech_dim: auto`` / ``emotion_dim: auto`` -> the widths stored in the training feature cache; a fixed
+    width that differs from the cache's is an error at start-up saying what to set (not a traceback at step 1)."""
     values = plain_values(config_path, overrides)
-    auto = [k for k in ("speech_dim", "emotion_dim") if values.get(k) == "auto"]
-    if not auto:
+    keys_dims = [k for k in ("speech_dim", "emotion_dim") if k in values]
+    auto = [k for k in keys_dims if values.get(k) == "auto"]
+    folder = Path(values["feats_dir"]) / values["train_set"]
+    if not auto and not (folder / "index.jsonl").is_file():
         return overrides
     from rellm.training.align import open_feature_cache
 
-    cache = open_feature_cache(Path(values["feats_dir"]) / values["train_set"])
+    cache = open_feature_cache(folder)
     keys = list(cache.keys())
     if not keys:
         raise ConfigError(f"the feature cache {values['feats_dir']}/{values['train_set']} is empty; re-run stage 2")
     dims = {"speech_dim": int(cache.whisper(keys[0]).shape[-1]), "emotion_dim": int(cache.emotion_embedding(keys[0]).shape[-1])}
+    for key in keys_dims:
+        value = values[key]
+        if key in auto or value in (None, 0) or int(value) == dims[key]:
+            continue
+        what = "Whisper states" if key == "speech_dim" else "emotion embeddings"
+        raise ConfigError(
+            f"{key} is {value} but the {what} cached in {folder} are {dims[key]} wide (stage 2 used another "
+            f"encoder): pass --train_args \"--{key}=auto\" (reads the width from the cache), or re-run stage 2 with "
+            "the encoder this config expects")
     return {**overrides, **{k: dims[k] for k in auto}}
+
+
+INIT_FROM_KEYS = ("adapter_bottleneck_dim", "lora_r", "lora_alpha")
+
+
+def check_init_from(values):
+    """The sizes a model continued from ``init_from`` must share with it, checked at start-up (one line naming the
+    overrides to pass) rather than as a shape error once the LLM is loaded."""
+    import json
+
+    init = values.get("init_from")
+    meta_path = Path(str(init)) / "final" / "model.json" if init else None
+    if meta_path is None or not meta_path.is_file():
+        return
+    model = json.loads(meta_path.read_text(encoding="utf-8")).get("model", {})
+    wrong = [k for k in INIT_FROM_KEYS if k in model and k in values and str(model[k]) != str(values[k])]
+    if wrong:
+        fix = " ".join(f"--{k}={model[k]}" for k in wrong)
+        raise ConfigError(
+            f"init_from {init} has {', '.join(f'{k}={model[k]}' for k in wrong)} but this config says "
+            f"{', '.join(f'{k}={values[k]}' for k in wrong)}: pass --rellm_args \"{fix}\" (or fix conf/), or "
+            "--init_from=null to train both steps")
 
 
 def relaunch_with_torchrun(ngpu, argv):
@@ -108,6 +145,9 @@ def write_experiment_files(output_folder, config_path, overrides):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     config_path, overrides = parse_stage_args(argv, __doc__)
+    # --overwrite=true (./run.sh --overwrite true): retrain even when the folder was trained with other options
+    overwrite = str(overrides.pop("overwrite", "false")).strip().lower() == "true"
+    argv = [a for a in argv if not a.startswith("--overwrite")]
     values = plain_values(config_path, overrides)
     if int(values.get("ngpu", 0)) > 1 and os.environ.get("RANK") is None:
         return sys.exit(relaunch_with_torchrun(int(values["ngpu"]), argv))
@@ -115,6 +155,7 @@ def main(argv=None):
     import speechbrain as sb
 
     overrides = resolve_auto_dims(config_path, overrides)
+    check_init_from(values)
     if values.get("llm_dtype") == "auto":  # bf16 frozen LLM weights when training on bf16-capable GPUs
         import torch
 
@@ -130,17 +171,20 @@ def main(argv=None):
     if main_process:
         lock.acquire()
     try:
-        return _train(config_path, overrides, output_folder, main_process, sb)
+        return _train(config_path, overrides, output_folder, main_process, sb, overwrite)
     finally:
         lock.release()
 
 
-def _train(config_path, overrides, output_folder, main_process, sb):
-    done = DoneMarker(output_folder, "train", hint="use another --output_folder, or delete it")
-    options = {"config": str(Path(config_path).resolve()), "overrides": overrides}
+def _train(config_path, overrides, output_folder, main_process, sb, overwrite=False):
+    done = DoneMarker(output_folder, "train", hint="re-run with ./run.sh --overwrite true (or --overwrite=true "
+                      "here), or use another --output_folder")
+    # Placement options (device count, loader workers) do not change the result: not in the fingerprint.
+    options = {"config": str(Path(config_path).resolve()),
+               **{k: v for k, v in overrides.items() if k not in PLACEMENT_KEYS}}
     from rellm.models.speech_llm import has_final_state
 
-    if done.is_done(options) and has_final_state(output_folder):
+    if done.is_done(options, overwrite=overwrite) and has_final_state(output_folder):
         logger.info("%s is already trained with these options; nothing to do", output_folder)
         return 0
     hp = load_config(config_path, overrides)  # seeds, then builds the model (loads the LLM)

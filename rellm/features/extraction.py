@@ -74,7 +74,7 @@ def utterances_fingerprint(entries, keys):
 
 def shard_marker(output_dir, shard, num_shards):
     return DoneMarker(Path(output_dir) / "shards", f"extract.{shard}of{num_shards}",
-                      hint="re-run stage 2 with --overwrite=true, or delete the dump folder")
+                      hint="re-run with ./run.sh --overwrite true (python -m rellm.bin.extract: --overwrite=true), or delete the dump folder")
 
 
 def batches_by_length(keys, entries, batch_size):

@@ -38,7 +38,10 @@ class WhisperStateExtractor:
         self.device, self.dtype = torch.device(device), dtype
         self.dim = encoder.config.d_model
         self.sample_rate = feature_extractor.sampling_rate
-        self.max_samples = int(MAX_SECONDS * self.sample_rate)
+        # the encoder's window: 30 s for every released Whisper; a small test model may have fewer positions
+        positions = getattr(encoder.config, "max_source_positions", None)
+        window = 2 * positions * feature_extractor.hop_length if positions else int(MAX_SECONDS * self.sample_rate)
+        self.max_samples = min(int(MAX_SECONDS * self.sample_rate), int(window))
 
     @classmethod
     def from_pretrained(cls, name_or_path, device="cpu", dtype=torch.float32):
@@ -52,7 +55,7 @@ class WhisperStateExtractor:
     def __call__(self, waveforms):
         feats = self.feature_extractor(
             [w[: self.max_samples] for w in waveforms], sampling_rate=self.sample_rate, padding="max_length",
-            return_attention_mask=True, return_tensors="pt",
+            max_length=self.max_samples, return_attention_mask=True, return_tensors="pt",
         )
         mel = feats["input_features"].to(device=self.device, dtype=self.dtype)
         lengths = encoder_length(feats["attention_mask"].sum(-1))

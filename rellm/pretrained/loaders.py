@@ -43,7 +43,51 @@ def resolve(name_or_path, cache_dir=None):
         raise FileNotFoundError(
             f"{name_or_path} is not a model folder (expected a folder with config.json); "
             f"registry names are: {', '.join(sorted(REGISTRY))}")
-    return name_or_path
+    return hub_model(name_or_path)
+
+
+def hub_model(name):
+    """A hub name: its snapshot folder when the Hugging Face cache has it (no hub contact at all), the name
+    when the hub is reachable, else a one-line error instead of transformers' retries and traceback."""
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        cached = try_to_load_from_cache(name, "config.json")
+    except HFValidationError:  # not a valid repo id: let transformers say so
+        return name
+    if isinstance(cached, str):
+        return str(Path(cached).parent)
+    if not hub_reachable():
+        raise FileNotFoundError(
+            f"model {name!r} is neither a local folder, a registry name ({', '.join(sorted(REGISTRY))}) nor in the "
+            "Hugging Face cache, and the hub is not reachable (offline node or HF_HUB_OFFLINE=1): download it where "
+            f"the hub is reachable (huggingface-cli download {name}) and set the config key that names it (whisper, "
+            "teacher_llm, llm_name, text_llm, encoder, ...) to that folder, e.g. ./run.sh --train_args "
+            "\"--llm_name=/path\"; or check the recipe first with ./run.sh --dry_run true (small offline models)")
+    return name
+
+
+_HUB_REACHABLE = None
+
+
+def hub_reachable(timeout=3.0):
+    """One quick TCP connection to the hub endpoint (cached per process); False under HF_HUB_OFFLINE."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    global _HUB_REACHABLE
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    if _HUB_REACHABLE is None:
+        url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+        try:
+            socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+            _HUB_REACHABLE = True
+        except OSError:
+            _HUB_REACHABLE = False
+    return _HUB_REACHABLE
 
 
 def _freeze(module):

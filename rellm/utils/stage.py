@@ -51,7 +51,7 @@ class DoneMarker:
     def __init__(self, folder, name, hint=None):
         self.path = Path(folder) / f".done.{name}"
         self.name = name
-        self.hint = hint or "re-run with --overwrite=true, or delete the folder"
+        self.hint = hint or "re-run with ./run.sh --overwrite true (a stage run by hand: --overwrite=true), or delete the folder"
 
     def is_done(self, options, overwrite=False):
         if not self.path.exists():

@@ -65,6 +65,7 @@ def test_unknown_flag_is_an_error(repo_root, tmp_path, fake):
 
 def test_all_stages_in_order_with_logs(repo_root, tmp_path, fake):
     result = run_sh(repo_root, tmp_path, fake, "--corpus", "mini", "--train_emotion_encoder", "true",
+                    "--emotion_encoder_conf", str(repo_root / "egs/mini/conf/emotion_encoder.yaml"),
                     "--blsp_emo_source", "trained")
     assert result.returncode == 0, result.stdout + result.stderr
     assert modules(fake[1]) == ["prepare", "train_emotion_encoder", "extract", "respond", "train", "infer", "epitome",
@@ -90,6 +91,23 @@ def test_all_stages_in_order_with_logs(repo_root, tmp_path, fake):
     assert table[1].split() == ["stage", "seconds"]
     assert [row.split()[0] for row in table[2:9]] == ["1", "2a", "2", "3", "4", "5", "6"]
     assert all(row.split()[1].isdigit() for row in table[2:9]) and "Successfully finished" in table[9]
+
+
+def test_missing_emotion_encoder_conf_says_where_to_get_one(repo_root, tmp_path, fake):
+    result = run_sh(repo_root, tmp_path, fake, "--stage", "2", "--train_emotion_encoder", "true")
+    assert result.returncode == 1 and modules(fake[1]) == []
+    assert "train_emotion_encoder=true needs conf/emotion_encoder.yaml: copy egs/mini/conf/emotion_encoder.yaml" \
+        in result.stderr and "--dry_run true" in result.stderr
+
+
+def test_per_model_args_and_overwrite_reach_stage_4(repo_root, tmp_path, fake):
+    result = run_sh(repo_root, tmp_path, fake, "--stage", "4", "--stop_stage", "4", "--blsp_emo_source", "trained",
+                    "--train_args", "--lr=1", "--rellm_args", "--lambda_dim=2", "--overwrite", "true")
+    assert result.returncode == 0, result.stderr
+    calls = [line for line in fake[1].read_text().splitlines() if "rellm.bin.train " in line]
+    assert calls[0].startswith("-m rellm.bin.train conf/train_blsp_emo.yaml") and "--lambda_dim" not in calls[0]
+    assert calls[0].endswith("--lr=1 --overwrite=true")
+    assert calls[1].endswith("--lr=1 --overwrite=true --lambda_dim=2")
 
 
 @pytest.mark.parametrize("flag", ["--stop_stage", "--stop-stage"])

@@ -348,7 +348,7 @@ def run_preparation(
     marker = DoneMarker(
         save_folder,
         MARKER_NAME,
-        hint=f're-run with --overwrite=true (run.sh: --prepare_args "--overwrite=true"), or delete {save_folder}',
+        hint=f're-run with ./run.sh --overwrite true (python -m rellm.bin.prepare: --overwrite=true), or delete {save_folder}',
     )
     outputs = [save_folder / f"{s}.json" for s in set_names] + [save_folder / REPORT_FILE]
     if not overwrite and marker.is_done(options):

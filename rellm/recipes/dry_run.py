@@ -1,0 +1,130 @@
+"""``./run.sh --dry_run true``: the settings and per-stage overrides of a dry run, and its data subset.
+
+A dry run checks a paper recipe end to end before any GPU hour is spent: every model is swapped for
+its small offline sibling of the same family (``rellm/recipes/dry_run.yaml``), epochs are tiny, all
+runs on the CPU, and the outputs go to their own roots (``data_dry/``, ``dump_dry/``, ``exp_dry/``,
+``RESULTS_dry_run.md``), so nothing mixes with a real run.
+
+BLSP-Emo: with ``blsp_emo_source=released`` and ``BLSP_EMO`` unset, the dry run trains a tiny BLSP-Emo
+instead of importing the 7B checkpoint. With ``BLSP_EMO`` set, it imports it, and the models that
+checkpoint fixes are not swapped: its LLM (``llm_name`` of conf/import_blsp_emo.yaml, used as the
+teacher, the speech-LLM and the text-only baseline as in the paper) and its Whisper (``whisper`` of
+conf/extract.yaml, which the import compares with the checkpoint's own encoder).
+
+:func:`shell_settings` returns the ``run.sh`` variables as ``name=value`` lines quoted for ``eval``.
+"""
+import json
+import shlex
+from pathlib import Path
+
+import yaml
+
+from rellm.utils.config import ConfigError, split_overrides
+from rellm.utils.io import atomic_write_json, atomic_write_text
+
+TABLE = Path(__file__).with_name("dry_run.yaml")
+EMOTION_ENCODER_CONF = Path(__file__).with_name("dry_run_emotion_encoder.yaml")
+# stage-table key -> run.sh variable that carries the user's overrides for it
+STAGE_ARGS = {
+    "prepare": "prepare_args", "extract": "extract_args", "respond": "respond_args", "train": "train_args",
+    "blsp_emo": "blsp_emo_args", "rellm": "rellm_args", "import_blsp_emo": "import_args", "infer": "infer_args",
+    "epitome": "epitome_args", "score": "score_args",
+}
+# Overrides that name a model the released BLSP-Emo fixes (not swapped when it is imported).
+CHECKPOINT_BOUND = {"teacher_llm", "text_llm", "llm_name", "speech_encoder", "whisper"}
+SHELL_SETTINGS = ("datadir", "dumpdir", "expdir", "results", "ngpu", "nj", "gen_nj", "infer_nj")
+
+
+def load_table(path=TABLE):
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def _conf_value(conf, key):
+    """A top-level plain value of a recipe config (read without building hyperpyyaml objects)."""
+    from rellm.bin.train import _TagTolerantLoader
+
+    path = Path(conf)
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist; run ./run.sh from the recipe folder")
+    return (yaml.load(path.read_text(encoding="utf-8"), Loader=_TagTolerantLoader) or {}).get(key)
+
+
+def settings(recipe_dir=".", split="official", blsp_emo_source="released", blsp_emo="", user_args=None,
+             table=None):
+    """``(variables, notes)``: the run.sh variables of a dry run and what it tells the user."""
+    table = table or load_table()
+    user_args = user_args or {}
+    recipe_dir = Path(recipe_dir)
+    imported = blsp_emo_source == "released" and bool(blsp_emo)
+    notes = []
+    values = {"llm": table["llm"], "whisper": table["whisper"], "epitome_encoder": table["epitome_encoder"],
+              "expdir": table["expdir"], "split": split}
+    out = {k: str(table[k]) for k in SHELL_SETTINGS}
+    out["train_emotion_encoder"] = "true"
+    out["emotion_encoder_conf"] = str(EMOTION_ENCODER_CONF)
+    if blsp_emo_source == "released" and not imported:
+        out["blsp_emo_source"] = "trained"
+        notes.append("BLSP_EMO is not set: the dry run trains a tiny BLSP-Emo instead of importing the released "
+                     "checkpoint (set BLSP_EMO to check the import too)")
+    for stage, var in STAGE_ARGS.items():
+        args = [a.format(**values) for a in table.get(stage, [])]
+        if imported:
+            args = [a for a in args if a[2:].split("=", 1)[0] not in CHECKPOINT_BOUND]
+        out[var] = shlex.join(args + shlex.split(user_args.get(var, "")))
+    if imported:
+        # the Whisper stage 2 extracts with is the one the import checks and RE-LLM records
+        whisper = split_overrides(shlex.split(user_args.get("extract_args", ""))).get("whisper") \
+            or _conf_value(recipe_dir / "conf" / "extract.yaml", "whisper")
+        out["import_args"] = shlex.join([f"--check_whisper={whisper}", *shlex.split(out["import_args"])])
+        out["train_args"] = shlex.join([f"--speech_encoder={whisper}", *shlex.split(out["train_args"])])
+        llm = _conf_value(recipe_dir / "conf" / "import_blsp_emo.yaml", "llm_name")
+        notes.append(f"BLSP_EMO={blsp_emo} is imported: its LLM ({llm}) and Whisper ({whisper}) are used as "
+                     "configured, not swapped for the small ones")
+    out["dry_run_max_per_set"] = json.dumps(table["max_per_set"])
+    return out, notes
+
+
+def shell_settings(**kwargs):
+    out, notes = settings(**kwargs)
+    lines = [f"{name}={shlex.quote(value)}" for name, value in out.items()]
+    lines += [f"log {shlex.quote('Dry run: ' + note)}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def _round_robin(items, n):
+    """Up to ``n`` of ``items`` (utt_id, emotion) taken in turn from each emotion, in id order."""
+    by_emotion = {}
+    for utt, emotion in sorted(items):
+        by_emotion.setdefault(str(emotion), []).append(utt)
+    queues = [by_emotion[e] for e in sorted(by_emotion)]
+    kept = []
+    while len(kept) < n and any(queues):
+        for q in queues:
+            if q and len(kept) < n:
+                kept.append(q.pop(0))
+    return kept
+
+
+def subset_manifests(data_dir, max_per_set, sets):
+    """Keep at most ``max_per_set[set]`` (or ``max_per_set["test"]`` for other test sets) utterances of each
+    manifest in ``data_dir``; the rest are counted in ``dry_run_subset.json``. Idempotent."""
+    data_dir = Path(data_dir)
+    report = {}
+    for name in sets:
+        path = data_dir / f"{name}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: run stage 1 of the dry run first")
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        n = int(max_per_set.get(name, max_per_set.get("test")))
+        kept = set(_round_robin([(k, v.get("emotion")) for k, v in manifest.items()], n))
+        if len(kept) < len(manifest):
+            atomic_write_text(path, json.dumps({k: v for k, v in manifest.items() if k in kept}, indent=2,
+                                               ensure_ascii=False) + "\n")
+        report[name] = {"kept": len(kept), "dropped_dry_run_subset": len(manifest) - len(kept)}
+    previous = data_dir / "dry_run_subset.json"
+    if previous.is_file():  # a re-run sees the already-cut manifests: keep the first counts
+        old = json.loads(previous.read_text(encoding="utf-8"))
+        report = {k: old.get(k, v) if old.get(k, {}).get("kept") == v["kept"] else v for k, v in report.items()}
+    atomic_write_json(previous, report)
+    return report
