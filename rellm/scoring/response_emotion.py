@@ -183,12 +183,12 @@ def response_emotion_metrics(records):
 def distinct_responses(records):
     """How often a response is repeated across the test utterances (compared whitespace- and case-normalised).
 
-    - ``share_identical``: share of utterances whose response is identical to another utterance's response
-      (the issue's check: at most 10 %);
+    - ``share_identical``: share of utterances whose response is identical to another utterance's response;
     - ``share_identical_other_sentence``: ... identical to the response given to another *sentence*
       (a corpus that says each sentence in several voices lets a voice-independent system repeat itself
       within a sentence; across sentences a repeat is a generic reply);
-    - ``most_common_share`` / ``most_common``: the single most frequent response and its share.
+    - ``most_common_share`` / ``most_common``: the single most frequent response and its share (the RESULTS
+      table's "same response" column: no system should give one response to more than 10 % of the test set).
     """
     ids = sorted(records)
     n = len(ids)
