@@ -1,5 +1,6 @@
 # rellm: one-command setup, tests, demo and lint.
-#   make test    create tools/venv when needed (make install), then run the test suite
+#   make test    create tools/venv when needed (make install), then run the test suite (all but the e2e runs)
+#   make test-e2e  the whole-recipe runs (mini fast configuration, paper-recipe dry runs); CI runs both
 #   make demo    run the mini recipe (egs/mini/run.sh) end to end on CPU
 #   make install create/update tools/venv (idempotent) and write tools/activate_python.sh
 #   make lint    ruff on the package, tools and tests
@@ -11,7 +12,7 @@ VENV := tools/venv
 PYTEST_MARKS ?= not e2e
 PYTEST_ARGS ?=
 
-.PHONY: install test demo lint check clean-venv
+.PHONY: install test test-e2e demo lint check clean-venv
 
 install:
 	tools/install_venv.sh
@@ -19,6 +20,9 @@ install:
 test: install
 	@$(VENV)/bin/python -m pytest -m "$(PYTEST_MARKS)" $(PYTEST_ARGS) test/ || { rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit code 5)" >&2; fi; exit $$rc; }
+
+test-e2e: install
+	@$(VENV)/bin/python -m pytest -m e2e $(PYTEST_ARGS) test/
 
 demo: install
 	@cd egs/mini && ./run.sh || { rc=$$?; \

@@ -148,7 +148,7 @@ def check_outputs(folder, split, test_sets, systems=("text_only", "blsp_emo", "r
     return counts
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_iemocap_dry_run_through_the_importers(dry_env):
     """Issue 12: the paper's comparison (released BLSP-Emo, RE-LLM initialised from it, Qwen-7B-Chat as teacher
     and text-only) through the importers, on the tiny reference-generated checkpoints."""
@@ -187,7 +187,7 @@ def test_iemocap_dry_run_through_the_importers(dry_env):
     assert f"- text-only LLM: qwen-7b-chat ({root / 'cache' / 'models' / 'qwen-7b-chat'}, imported from {FIXTURES / 'qwen1'}" in results
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("recipe,split,test_sets", [("esd", "official", ["test"]),
                                                      ("msp_podcast", "official", ["test1", "test2"])])
 def test_dry_run_trains_a_small_blsp_emo_without_the_checkpoint(dry_env, recipe, split, test_sets):
