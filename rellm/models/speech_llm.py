@@ -315,10 +315,14 @@ class SpeechLLM(nn.Module):
             speech_g = E.to(embeds.dtype).gather(1, e_idx[..., None].expand(-1, -1, E.shape[-1]))
             embeds = torch.where(in_speech[..., None], speech_g, embeds)
         packed = PackedSequences(embeds, valid, local.clamp_min(0), in_speech)
-        if not left_pad and B > 0 and bool((P == P[0]).all()):
-            p0 = int(P[0])
-            if p0 > 0 and bool((prompt_ids[:, :p0] == prompt_ids[:1, :p0]).all()):
-                packed.shared_prefix = tuple(prompt_ids[0, :p0].tolist())
+        if not left_pad and B > 0 and int(P.min()) > 0:
+            # the longest prefix every row's prompt starts with (all of it when the rows share one prompt;
+            # e.g. the system turn's first tokens when SER question turns are mixed with behaviour turns)
+            p0 = int(P.min())
+            same = (prompt_ids[:, :p0] == prompt_ids[:1, :p0]).all(0)
+            common = int(same.long().cumprod(0).sum())
+            if common > 0:
+                packed.shared_prefix = tuple(prompt_ids[0, :common].tolist())
         if label_start is not None:
             labelled = in_tail & (s_idx >= label_start.to(device)[:, None])
             b_idx, pos = labelled.nonzero(as_tuple=True)

@@ -6,9 +6,9 @@ from rellm.models.speech_llm import SpeechLLM
 SYSTEM = "You are a helpful assistant."
 
 
-def _segments(model, responses, early_stop=False):
+def _segments(model, responses, early_stop=False, instructions=None):
     layout = model.layout
-    prompts = [layout.prompt_ids(SYSTEM, "Say: ")] * len(responses)
+    prompts = [layout.prompt_ids(SYSTEM, ins) for ins in (instructions or ["Say: "] * len(responses))]
     tails = [layout.response_ids(r, early_stop)[0] for r in responses]
     p_ids, p_lens = model._segment_batch(prompts, "cpu")
     t_ids, t_lens = model._segment_batch(tails, "cpu")
@@ -133,3 +133,30 @@ def test_cached_prompt_prefix_gives_the_same_logits_and_gradients(make_model):
         assert grads.keys() == ref_grads.keys() and any("lora_" in n for n in grads)
         for n in grads:
             assert torch.allclose(grads[n], ref_grads[n], atol=1e-5, rtol=1e-4), n
+
+
+def test_rows_with_different_prompts_share_their_common_prefix(make_model):
+    """SER question turns mixed with behaviour turns: only the common start is cached, the maths is unchanged."""
+    model = make_model(emotion_dim=8).train()
+    instructions = ["Say: ", "Which emotion do you hear in the speech below? "]
+    p_ids, p_lens, t_ids, t_lens, label_start = _segments(model, ["Fine.", "It is sad."], instructions=instructions)
+    g = torch.Generator().manual_seed(0)
+    inputs = (torch.randn(2, 60, 24, generator=g), torch.tensor([60, 40]), torch.randn(2, 8, generator=g),
+              p_ids, p_lens, t_ids, t_lens, label_start)
+    E, M = model.encode_speech(*inputs[:3])
+    packed = model.pack(p_ids, p_lens, (E, M), t_ids, t_lens, label_start)
+    common = len(packed.shared_prefix)
+    assert 0 < common < int(p_lens.min())  # the system turn, not the instructions
+    assert packed.shared_prefix == tuple(p_ids[1, :common].tolist()) and p_ids[0, common] != p_ids[1, common]
+    results = []
+    for use_cache in (False, True):
+        model.cache_prompt_prefix = use_cache
+        out = model(*inputs)
+        out["logits"].logsumexp(-1).sum().backward()
+        results.append((out["logits"].detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                                                 if p.grad is not None}))
+        model.zero_grad()
+    (ref_logits, ref_grads), (logits, grads) = results
+    assert torch.allclose(logits, ref_logits, atol=1e-5) and grads.keys() == ref_grads.keys()
+    for n in grads:
+        assert torch.allclose(grads[n], ref_grads[n], atol=1e-5, rtol=1e-4), n
