@@ -221,6 +221,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     for dset in ${test_sets}; do
         ${python} -m rellm.bin.score conf/score.yaml --systems "${systems}" --exp_root "${expdir}" \
             --split "${split}" --seed "${seed}" --test_set "${dset}" --train_set "${train_set}" \
+            --valid_set "${valid_set}" --data_dir "${data}" \
             --output_dir "${expdir}/scores/${split}/seed${seed}/${dset}" \
             --epitome_config "${expdir}/scores/epitome.yaml" ${score_args}
     done

@@ -41,6 +41,37 @@ def default_responses_dir(hp):
     return Path(hp["exp_root"]) / "responses" / str(hp["split"])
 
 
+def emotion_perception(hp):
+    """What hears the emotion, for reference: the stage-2a encoder's validation figures (when the recipe trained
+    one) and, with ``prosody_baseline``, a logistic regression on prosody statistics (``rellm.scoring.prosody_baseline``)
+    fitted on the train set and scored on the valid and test sets."""
+    from rellm.data.manifest import read_data_root, read_manifest
+    from rellm.utils.io import read_json
+
+    section = {}
+    encoder_metrics = Path(hp["exp_root"]) / "emotion_encoder" / str(hp["split"]) / "metrics.json"
+    if encoder_metrics.is_file():
+        summary = read_json(encoder_metrics)
+        section["emotion_encoder"] = {"valid": summary["valid"], "best_epoch": summary["best_epoch"],
+                                      "folder": str(encoder_metrics.parent)}
+    if hp["prosody_baseline"]:
+        from rellm.scoring.prosody_baseline import prosody_baseline
+
+        data_dir = Path(hp["data_dir"]) if hp["data_dir"] else Path("data") / str(hp["split"])
+        root = read_data_root(data_dir) if (data_dir / "data_root.txt").is_file() else None
+        sets = {name: read_manifest(data_dir / f"{name}.json", root)
+                for name in dict.fromkeys([hp["train_set"], hp["valid_set"], str(hp["test_set"])])
+                if (data_dir / f"{name}.json").is_file()}
+        if hp["train_set"] not in sets:  # said in RESULTS.md, not fatal: the systems' scores do not need it
+            missing = data_dir / f"{hp['train_set']}.json"
+            logger.warning("prosody baseline not computed: %s does not exist (set --data_dir)", missing)
+            section["prosody_baseline"] = {"missing": f"{missing} does not exist"}
+        else:
+            train = sets.pop(hp["train_set"])
+            section["prosody_baseline"] = prosody_baseline(train, sets)
+    return section
+
+
 def load_epitome_config(path):
     """The recipe's EPITOME config (it names the encoder, hence the cached models)."""
     path = Path(path)
@@ -101,6 +132,7 @@ def main(argv=None):
             "teacher": sha256_file(teacher_expected) if teacher_expected.is_file() else None,
             "classifier": classifier.options, "cv_folds": hp["response_classifier_cv_folds"],
             "example_sentences": hp["example_sentences"]},
+        "prosody_baseline": bool(hp["prosody_baseline"]),
     }
     marker = DoneMarker(output_dir, "score", hint="pass --overwrite=true (from run.sh: --score_args --overwrite=true)")
     if marker.is_done(options, overwrite=bool(hp["overwrite"])):
@@ -120,6 +152,7 @@ def main(argv=None):
     metrics["seed"] = hp["seed"]
     metrics["response_emotion"] = response_section
     metrics["examples"] = example_responses(outputs, teacher, count=int(hp["example_sentences"]))
+    metrics["emotion_perception"] = emotion_perception(hp)
     metrics["epitome"] = {"models": str(root), "encoder": str(epitome_hp["encoder"]),
                           "test_metrics": load_metrics(root, mechanisms)}
 

@@ -293,6 +293,7 @@ def render_results(corpus, split, seed, test_sets, scores_dir, output, command, 
               "on SER correctness; marks <sup>*t</sup>/<sup>*B</sup> = p<0.05 against text-only/BLSP-Emo "
               "(** p<0.01, *** p<0.001; ↓ = RE-LLM significantly lower); paired bootstrap 95% CIs below the table")]
     lines += _response_emotion_protocol(all_metrics, repeated_max_share)
+    lines += _emotion_perception_protocol(all_metrics)
     lines += [f"- {note}" for note in notes]
     if epitome_metrics:
         lines.append("- EPITOME classifiers (test split of the Reddit annotations): " + "; ".join(
@@ -376,6 +377,30 @@ def _per_emotion_table(metrics, mechanisms):
             cells.append(text)
         rows.append(f"| {emotion} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _emotion_perception_protocol(all_metrics):
+    """What hears the emotion, for reference: the stage-2a emotion encoder and the prosody baseline."""
+    lines = []
+    for test_set, metrics in all_metrics.items():
+        section = metrics.get("emotion_perception") or {}
+        encoder = section.get("emotion_encoder")
+        if encoder and not lines:
+            v = encoder["valid"]
+            lines.append(f"- emotion encoder (stage 2a, `{encoder['folder']}`, best of its epochs by valid score): "
+                         f"valid UA {v['ua'] * 100:.1f}%, valid CCC arousal / valence / dominance "
+                         f"{v['ccc_arousal']:.2f} / {v['ccc_valence']:.2f} / {v['ccc_dominance']:.2f}")
+        baseline = section.get("prosody_baseline")
+        if baseline and "missing" in baseline:
+            lines.append(f"- prosody baseline ({test_set}): not computed ({baseline['missing']})")
+        elif baseline:
+            figures = ", ".join(f"{name} UA {r['ua'] * 100:.1f}% (n={r['n']})" for name, r in baseline.items()
+                                if isinstance(r, dict) and r.get("ua") is not None)
+            lines.append(f"- prosody baseline ({test_set}): {baseline['model']} on {len(baseline['features'])} "
+                         f"statistics ({', '.join(baseline['features'])}; `rellm.scoring.prosody_baseline`), trained "
+                         f"on {baseline['n_train']} train utterances: {figures}. How far the styles overlap in "
+                         "simple prosody: the reference for the emotion encoder and the SER columns")
+    return lines
 
 
 def _response_emotion_protocol(all_metrics, repeated_max_share):
