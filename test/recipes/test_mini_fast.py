@@ -87,7 +87,7 @@ def fast_run(tmp_path_factory):
     return folder, result.stdout + result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_every_stage_wrote_its_outputs(fast_run):
     folder, log = fast_run
     assert "Successfully finished" in log
@@ -133,7 +133,7 @@ def test_every_stage_wrote_its_outputs(fast_run):
     assert results.startswith("# RESULTS: mini") and "| RE-LLM |" in results
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_emotion_encoder_learned(fast_run):
     folder, _ = fast_run
     metrics = json.loads((folder / "exp_fast" / "emotion_encoder" / SPLIT / "metrics.json").read_text())
@@ -146,7 +146,7 @@ def _metrics(folder):
     return json.loads((folder / "exp_fast" / "scores" / SPLIT / f"seed{SEED}" / "test" / "metrics.json").read_text())
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_teacher_follows_the_emotion_and_text_only_cannot(fast_run):
     folder, _ = fast_run
     metrics = _metrics(folder)
@@ -157,7 +157,7 @@ def test_the_teacher_follows_the_emotion_and_text_only_cannot(fast_run):
     assert metrics["systems"]["text_only"]["response_emotion"]["ua"] <= 0.4  # measured 0.20
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_rellm_learned_from_the_audio(fast_run):
     folder, _ = fast_run
     rows = train_log(folder / "exp_fast" / "rellm" / SPLIT / f"seed{SEED}")
