@@ -193,4 +193,5 @@ def test_fast_run_prints_the_command(capsys):
     assert main([str(RECIPE / "conf" / "fast.yaml"), "--print", "--stage", "4"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("./run.sh --datadir data_fast ") and out.rstrip().endswith("--stage 4")
-    assert "--train_args '--step1_epochs=1 --step2_epochs=2 --noprogressbar=true'" in out
+    assert "--train_args '--step1_epochs=1 --step2_epochs=2 --step1_batch_size=2 --step2_batch_size=2 "\
+           "--noprogressbar=true'" in out
