@@ -32,6 +32,8 @@ datadir=data
 dumpdir=dump
 expdir=exp
 prepare_args=""          # extra --key=value overrides, e.g. "--iemocap_classes=5"
+step1_prepare_args=""    # overrides of conf/prepare_step1.yaml (step-1 ASR data), e.g. "--num_sentences=20"
+emotion_encoder_args=""  # overrides of the stage-2a config (--emotion_encoder_conf), e.g. "--epochs=30"
 extract_args=""
 respond_args=""
 train_args=""
@@ -68,7 +70,7 @@ if "${dry_run}"; then
     eval "${dry_settings}"
 fi
 if "${overwrite}"; then
-    for _v in prepare_args extract_args respond_args train_args import_args infer_args epitome_args score_args; do
+    for _v in prepare_args step1_prepare_args emotion_encoder_args extract_args respond_args train_args import_args infer_args epitome_args score_args; do
         printf -v "${_v}" '%s' "${!_v} --overwrite=true"
     done
 fi
@@ -101,7 +103,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
         log "Stage 1: speech + transcripts for training step 1 (${step1}) -> ${datadir}/${step1}"
         step1_root=$(rellm_db_root "${step1}")
         ${python} -m rellm.bin.prepare conf/prepare_step1.yaml --corpus "${step1}" \
-            --data_folder "${step1_root}" --save_folder "${datadir}/${step1}"
+            --data_folder "${step1_root}" --save_folder "${datadir}/${step1}" ${step1_prepare_args}
     fi
     stage_end 1
 fi
@@ -122,7 +124,7 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
         ${cuda_cmd} --gpu "${ngpu}" "${expdir}/emotion_encoder/${split}/train.log" \
             ${python} -m rellm.bin.train_emotion_encoder "${emotion_encoder_conf}" \
             --train_manifest "${data}/${train_set}.json" --valid_manifest "${data}/${valid_set}.json" \
-            --output_folder "${expdir}/emotion_encoder/${split}" $("${overwrite}" && echo --overwrite=true || true)
+            --output_folder "${expdir}/emotion_encoder/${split}" ${emotion_encoder_args}
         stage_end 2a
     fi
     stage_begin

@@ -22,6 +22,7 @@ def _args(root, out, **extra):
         "train_set": "train", "valid_set": "valid", "exp_root": out.parents[2], "split": "toy", "output_folder": out,
         "llm_name": root / "llm", "lora_target_modules": "[q_proj, v_proj]", "noprogressbar": "true",
         "step1_epochs": 1, "step2_epochs": 2, "step1_batch_size": 2, "step2_batch_size": 2, "ckpt_interval_minutes": 0,
+        "ser_turns": "false",  # the mini config's SER turns add items: the step counts below assume none
         "init_from": "null", "ckpt_interval_steps": 1, "lora_dropout": 0.3,  # dropout: the RNG state must be restored
     }
     args.update(extra)

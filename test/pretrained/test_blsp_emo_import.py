@@ -92,14 +92,15 @@ def test_outputs_equal_the_reference(exp_dir, model, expected, i):
 
 
 def test_is_a_valid_init_from_for_rellm(exp_dir, model, qwen_dir, expected):
-    """RE-LLM continues from it: LoRA and SER head copied, the fusion adapter starts as BLSP-Emo's adapter."""
+    """RE-LLM continues from it: LoRA and SER head copied; with fusion_init expand the fusion adapter starts as
+    BLSP-Emo's adapter (the default, fresh, starts a new one, as the released RE-LLM code does)."""
     from rellm.models.speech_llm import SpeechLLM
     from rellm.training.align import init_from_experiment
 
     config = json.loads((exp_dir / "final" / "model.json").read_text())["model"]
     config.update(llm=str(qwen_dir), emotion_dim=8, llm_dtype="float32")
     rellm = SpeechLLM(**config)
-    init_from_experiment(rellm, exp_dir)
+    init_from_experiment(rellm, exp_dir, fusion_init="expand")
     ours, theirs = rellm.own_state_dict(), model.own_state_dict()
     lora = [k for k in theirs if "lora_" in k]
     assert len(lora) == 2 * 2 * 7

