@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from recipe_env import private_cache_and_epitome
 
 from rellm.recipes.dry_run import settings, subset_manifests
 
@@ -24,7 +25,6 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "test" / "data"))
 sys.path.insert(0, str(REPO / "test" / "scoring"))
 FIXTURES = REPO / "test" / "fixtures" / "blsp_emo"
-SMALL_MODELS = ("whisper-tiny.en", "smollm2-135m-instruct", "minilm-l6")
 
 
 def _args(out, var):
@@ -81,19 +81,9 @@ def test_subset_keeps_every_emotion_and_counts_the_rest(tmp_path):
 @pytest.fixture(scope="module")
 def dry_env(tmp_path_factory):
     from corpus_fixtures import build_esd, build_iemocap, build_msp
-    from scoring_fixtures import write_epitome_csvs
-
-    from rellm.pretrained.fetch import cache_root
 
     root = tmp_path_factory.mktemp("dry_run")
-    cache = root / "cache" / "models"
-    cache.mkdir(parents=True)
-    for name in SMALL_MODELS:
-        src = cache_root() / "models" / name
-        if not src.is_dir():
-            pytest.skip(f"{name} is not cached: python -m rellm.pretrained fetch {' '.join(SMALL_MODELS)}")
-        (cache / name).symlink_to(src)
-    write_epitome_csvs(root / "epitome", n_pairs=60)
+    private_cache_and_epitome(root)
     corpora = root / "corpora"
     env = {k: v for k, v in os.environ.items() if k not in ("IEMOCAP", "ESD", "MSP_PODCAST", "BLSP_EMO", "QWEN_7B_CHAT")}
     env.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]), OMP_NUM_THREADS="1",

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from recipe_env import private_cache_and_epitome
 
 from rellm.data.emotions import EMOTIONS
 from rellm.recipes.fast_run import run_sh_args
@@ -25,7 +26,6 @@ from rellm.recipes.fast_run import run_sh_args
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "test" / "scoring"))
 RECIPE = REPO / "egs" / "mini"
-SMALL_MODELS = ("whisper-tiny.en", "smollm2-135m-instruct", "minilm-l6")
 LINKED = ("run.sh", "cmd.sh", "path.sh", "db.sh", "utils", "conf")
 SPLIT, SEED = "official", 1
 SYSTEMS = ("text_only", "blsp_emo", "rellm")
@@ -54,19 +54,8 @@ def train_log(model_dir):
 @pytest.fixture(scope="module")
 def fast_run(tmp_path_factory):
     pytest.importorskip("espeakng_loader")
-    from scoring_fixtures import write_epitome_csvs
-
-    from rellm.pretrained.fetch import cache_root
-
     root = tmp_path_factory.mktemp("mini_fast")
-    cache = root / "cache" / "models"
-    cache.mkdir(parents=True)
-    for name in SMALL_MODELS:
-        src = cache_root() / "models" / name
-        if not src.is_dir():
-            pytest.skip(f"{name} is not cached: python -m rellm.pretrained fetch {' '.join(SMALL_MODELS)}")
-        (cache / name).symlink_to(src)
-    write_epitome_csvs(root / "epitome", n_pairs=60)
+    private_cache_and_epitome(root)
     folder = root / "mini"
     folder.mkdir()
     for name in LINKED:
