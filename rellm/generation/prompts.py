@@ -34,9 +34,9 @@ SER_INSTRUCTION = (
 # Stage 5 empathetic response: the speech itself is the user turn.
 RESPONSE_INSTRUCTION = ""
 
-# The small-model teacher template used by the mini recipe (measured in offline_models.md 6 and
-# re-measured for this module: SmolLM2-135M follows a first-person feeling statement, whereas it
-# parrots or refuses the paper's "Continue the following sentence ..." wording).
+# The small-model teacher template of the mini recipe, measured in offline_models.md 6
+# and re-measured for this module: SmolLM2-135M follows a first-person feeling statement, whereas it
+# parrots or refuses the paper's "Continue the following sentence ..." wording.
 MINI_TEACHER_EMOTION_TEMPLATE = "I feel {emotion}. {transcript}"
 # Adjectives read better than the noun "surprise" in a first-person template.
 EMOTION_ADJECTIVES = {"neutral": "neutral", "happy": "happy", "angry": "angry", "sad": "sad", "surprise": "surprised"}
