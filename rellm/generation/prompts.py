@@ -1,4 +1,4 @@
-"""Prompt strings and the ChatML layout shared by stage 3 (teacher) and stage 5 (inference).
+"""Prompt strings, prompt templates and the ChatML stop tokens shared by stage 3 (teacher) and stage 5 (inference).
 
 The constants are the exact strings of BLSP-Emo / RE-LLM (method.md 1.5, 2.1, 2.3); recipes pick
 them through config keys, so a recipe may swap in another template (the mini recipe's small
@@ -34,9 +34,9 @@ SER_INSTRUCTION = (
 # Stage 5 empathetic response: the speech itself is the user turn.
 RESPONSE_INSTRUCTION = ""
 
-# The small-model teacher template used by the mini recipe (measured in offline_models.md 6 and
-# re-measured for this module: SmolLM2-135M follows a first-person feeling statement, whereas it
-# parrots or refuses the paper's "Continue the following sentence ..." wording).
+# The small-model teacher template of the mini recipe, measured in offline_models.md 6
+# and re-measured for this module: SmolLM2-135M follows a first-person feeling statement, whereas it
+# parrots or refuses the paper's "Continue the following sentence ..." wording.
 MINI_TEACHER_EMOTION_TEMPLATE = "I feel {emotion}. {transcript}"
 # Adjectives read better than the noun "surprise" in a first-person template.
 EMOTION_ADJECTIVES = {"neutral": "neutral", "happy": "happy", "angry": "angry", "sad": "sad", "surprise": "surprised"}
@@ -92,19 +92,6 @@ def instruction_prefix(template, emotion=None, emotion_words=None):
     if text.endswith("{transcript}") and text.count("{transcript}") == 1:
         return text[: -len("{transcript}")]
     return text
-
-
-def chatml_prompt(system, user, assistant_prefix="\n"):
-    """ChatML text up to the assistant's first token (the layout of method.md 1.5 and 2.1).
-
-    ``assistant_prefix`` is the newline that ends the assistant header; the teacher keeps it in the
-    prompt (Qwen's ``make_context``), as HF chat templates do with ``add_generation_prompt``.
-    """
-    return (
-        f"{CHATML_START}system\n{system}{CHATML_END}\n"
-        f"{CHATML_START}user\n{user}{CHATML_END}\n"
-        f"{CHATML_START}assistant{assistant_prefix}"
-    )
 
 
 def stop_token_ids(tokenizer, extra=()):
