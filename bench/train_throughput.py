@@ -116,6 +116,8 @@ def main():
     ap.add_argument("--plora_impls", default=None,
                     help="comma-separated partial-LoRA impls, one cached mode each (default: the model's default)")
     ap.add_argument("--compile", action="store_true", help="torch.compile each decoder layer (regional)")
+    ap.add_argument("--compile_backend", default="inductor",
+                    help="torch.compile backend (aot_eager: capture only, for a quick CPU dry check)")
     ap.add_argument("--cpu_bf16", action="store_true",
                     help="bf16 frozen weights and bf16 autocast on CPU too: the GPU step's ops, countable without a GPU")
     ap.add_argument("--profile", type=int, default=0, metavar="K",
@@ -143,7 +145,7 @@ def main():
     if args.compile:
         from rellm.models.compile_layers import compile_decoder_layers
 
-        compile_decoder_layers(model)
+        compile_decoder_layers(model, backend=args.compile_backend)
     n_llm = sum(p.numel() for n, p in model.base_llm.named_parameters() if "lora_" not in n)
     trainable = [p for p in model.parameters() if p.requires_grad]
     emit(what="build", scale=args.scale, lora_targets=args.lora_targets, prefix_cache=model.cache_prompt_prefix,

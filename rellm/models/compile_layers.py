@@ -27,8 +27,11 @@ def decoder_layers(model):
     return list(layers)
 
 
-def compile_decoder_layers(model, mode=None, dynamic=None):
+def compile_decoder_layers(model, mode=None, dynamic=None, backend="inductor"):
     """Compile every decoder layer of ``model`` in place (``nn.Module.compile``); returns how many.
+
+    ``backend``: torch.compile's (``aot_eager`` traces and partitions the same graphs without generating
+    kernels: a quick check of the capture on CPU).
 
     Layers compiled before are left as they are, so calling this again (the second training step
     of stage 4 builds a new Brain over the same model) adds no compile.
@@ -36,8 +39,9 @@ def compile_decoder_layers(model, mode=None, dynamic=None):
     count = 0
     for layer in decoder_layers(model):
         if getattr(layer, "_compiled_call_impl", None) is None:
-            layer.compile(mode=mode, dynamic=dynamic)
+            layer.compile(mode=mode, dynamic=dynamic, backend=backend)
             count += 1
     if count:
-        logger.info("torch.compile: %d decoder layers compiled (regional, mode=%s)", count, mode or "default")
+        logger.info("torch.compile: %d decoder layers compiled (regional, mode=%s, backend=%s)", count,
+                    mode or "default", backend)
     return count

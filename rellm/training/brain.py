@@ -104,10 +104,6 @@ class AlignBrain(sb.Brain):
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
 
     def on_fit_start(self):
-        if getattr(self.hparams, "compile_decoder_layers", False):  # opt-in speed option (GPU; off on CPU)
-            from rellm.models.compile_layers import compile_decoder_layers
-
-            compile_decoder_layers(self.unwrapped_model)
         # DDP must not broadcast or bucket the frozen LLM (7B of weights that every rank already has).
         model = self.modules["model"]
         frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
