@@ -147,8 +147,12 @@ def _meets(value, op, target):
     return value >= target if op == ">=" else value <= target
 
 
+def _fmt(v):
+    return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
 def print_table(summary):
-    fmt = lambda v: "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    fmt = _fmt
     print("\n| figure | value | target | met |\n|---|---|---|---|")
     for key, (op, target) in TARGETS.items():
         print(f"| {key} | {fmt(summary[key])} | {op} {target} | {fmt(summary['targets_met'][key])} |")
@@ -159,7 +163,8 @@ def print_table(summary):
     print(f"| anchor naive | {fmt(summary['anchor_naive_utt_per_s'])} |")
     print(f"| anchor cached | {fmt(summary['anchor_cached_utt_per_s'])} |")
     for step, r in summary["stage4"].items():
-        print(f"| stage 4 ({step}), batch {fmt(r['batch_s'])} s, peak {fmt(r['peak_gib'])} GiB | {fmt(r['utt_per_s'])} |")
+        what = f"stage 4 ({step}), batch {fmt(r['batch_s'])} s, peak {fmt(r['peak_gib'])} GiB"
+        print(f"| {what} | {fmt(r['utt_per_s'])} |")
     print("\nparts: " + ", ".join(f"{k} {v}" for k, v in summary["parts"].items()), flush=True)
 
 

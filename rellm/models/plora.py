@@ -54,15 +54,14 @@ GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 class _MaskState:
     """The mask for the current forward, shared by every LoRA layer, in the form the impl needs."""
 
-    __slots__ = ("mask", "numel", "rows", "weights", "need_rows")
+    __slots__ = ("mask", "need_rows", "rows", "weights")
 
     def __init__(self, need_rows):
         self.need_rows = need_rows
-        self.mask, self.rows, self.numel, self.weights = None, None, 0, {}
+        self.mask, self.rows, self.weights = None, None, {}
 
     def set(self, mask):
         self.mask, self.rows, self.weights = mask, None, {}
-        self.numel = mask.numel() if isinstance(mask, torch.Tensor) else 0
         if self.need_rows and isinstance(mask, torch.Tensor):
             self.rows = mask.reshape(-1).nonzero().squeeze(1)
 
