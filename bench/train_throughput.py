@@ -5,16 +5,19 @@
                    definition used by ../shared/bench/gpu_anchor.py
     naive_trimmed  encoder on 30 s every step, output trimmed to the real length (the released
                    BLSP-Emo code); reported for reference
-    cached         what stage 4 does: stage 2's trimmed fp16 encoder states, nothing frozen recomputed,
-                   gap-free packing (no padding, SDPA causal kernel), partial LoRA, LM head only at the
-                   target rows, fused AdamW on CUDA
+    cached_<impl>  what stage 4 does: stage 2's trimmed fp16 encoder states, nothing frozen recomputed,
+                   gap-free packing (no padding, SDPA causal kernel), partial LoRA with implementation
+                   <impl> (``--plora_impls``, rellm.models.plora.IMPLS), LM head only at the target rows,
+                   fused AdamW on CUDA
 
 Every mode is one full optimizer step of the RE-LLM model (fusion adapter with the emotion
 embedding, LoRA on all linear layers of the LLM, emotion and A/V/D heads), under bf16 autocast
-on GPU. Prints one JSON object per line; the last has ``speedup_vs_naive``.
+on GPU. ``--compile`` compiles each decoder layer (rellm.models.compile_layers) before timing.
+Prints one JSON object per line; the last has ``speedup_vs_naive`` (the fastest cached impl).
 
     python bench/train_throughput.py --scale small            # CPU: tiny.en-shaped encoder + SmolLM2-135M
-    python bench/train_throughput.py --scale 7b               # GPU: large-v2 encoder + 7B Qwen2, bf16
+    python bench/train_throughput.py --scale tiny --iters 1   # CPU: toy shapes, seconds (a dry check)
+    python bench/train_throughput.py --scale 7b --plora_impls gather,masked,grouped   # GPU: large-v2 + 7B Qwen2
 """
 import argparse
 import json
@@ -55,6 +58,12 @@ def build(scale, device, real_llm, lora_r, lora_targets="all", bf16=False):
         wcfg = WhisperConfig(d_model=1280, encoder_layers=32, encoder_attention_heads=20, encoder_ffn_dim=5120,
                              num_mel_bins=80)
         llm_cls, emotion_dim = Qwen2ForCausalLM, 1024
+    elif scale == "tiny":  # dry checks of the benchmark itself: every path, toy sizes
+        lcfg = Qwen2Config(vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048)
+        wcfg = WhisperConfig(d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128,
+                             num_mel_bins=80)
+        llm_cls, emotion_dim = Qwen2ForCausalLM, 32
     else:
         lcfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
                            num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=2048,
@@ -89,7 +98,7 @@ def build(scale, device, real_llm, lora_r, lora_targets="all", bf16=False):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", choices=["small", "7b"], default="small")
+    ap.add_argument("--scale", choices=["tiny", "small", "7b"], default="small")
     ap.add_argument("--batch", type=int, default=None, help="utterances per step (default: 8 on GPU, 4 on CPU)")
     ap.add_argument("--audio_s", type=float, default=4.5)
     ap.add_argument("--prompt_tokens", type=int, default=32)
@@ -103,6 +112,12 @@ def main():
     ap.add_argument("--real_llm", default=None, help="small scale: a registry name (e.g. smollm2-135m-instruct)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip_naive_trimmed", action="store_true")
+    ap.add_argument("--skip_naive", action="store_true", help="cached modes only (e.g. a compile run)")
+    ap.add_argument("--plora_impls", default=None,
+                    help="comma-separated partial-LoRA impls, one cached mode each (default: the model's default)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile each decoder layer (regional)")
+    ap.add_argument("--compile_backend", default="inductor",
+                    help="torch.compile backend (aot_eager: capture only, for a quick CPU dry check)")
     ap.add_argument("--cpu_bf16", action="store_true",
                     help="bf16 frozen weights and bf16 autocast on CPU too: the GPU step's ops, countable without a GPU")
     ap.add_argument("--profile", type=int, default=0, metavar="K",
@@ -126,9 +141,15 @@ def main():
     model, encoder, wcfg, build_s = build(args.scale, device, args.real_llm, args.lora_r, args.lora_targets,
                                           bf16=args.cpu_bf16)
     model.cache_prompt_prefix = not args.no_prefix_cache
+    impls = args.plora_impls.split(",") if args.plora_impls else [model.plora.impl]
+    if args.compile:
+        from rellm.models.compile_layers import compile_decoder_layers
+
+        compile_decoder_layers(model, backend=args.compile_backend)
     n_llm = sum(p.numel() for n, p in model.base_llm.named_parameters() if "lora_" not in n)
     trainable = [p for p in model.parameters() if p.requires_grad]
     emit(what="build", scale=args.scale, lora_targets=args.lora_targets, prefix_cache=model.cache_prompt_prefix,
+         plora_impls=impls, compile=args.compile,
          llm_params=n_llm, encoder_params=sum(p.numel() for p in encoder.parameters()),
          trainable_params=sum(p.numel() for p in trainable), build_s=build_s)
     opt = torch.optim.AdamW(trainable, lr=1e-5, weight_decay=0.05, fused=device == "cuda")
@@ -166,13 +187,23 @@ def main():
         with torch.no_grad(), autocast:
             return encoder(mel).last_hidden_state  # [B, 1500, D]: HF Whisper always sees 30 s
 
-    modes = {
-        "naive": lambda: train_step(encode_30s(), torch.full((B,), 1500, device=device), "naive"),
-        "cached": lambda: train_step(cached, torch.full((B,), frames, device=device), "cached"),
-    }
-    if not args.skip_naive_trimmed:
-        modes["naive_trimmed"] = lambda: train_step(encode_30s()[:, :frames], torch.full((B,), frames, device=device),
-                                                    "naive_trimmed")
+    def with_impl(impl, fn):
+        def run():
+            if model.plora.impl != impl:
+                model.plora.set_impl(impl)
+            fn()
+        return run
+
+    modes = {}
+    if not args.skip_naive:  # the naive paths run the first impl (the encoder dominates them)
+        modes["naive"] = with_impl(impls[0], lambda: train_step(encode_30s(), torch.full((B,), 1500, device=device),
+                                                                "naive"))
+    for impl in impls:
+        modes[f"cached_{impl}"] = with_impl(impl, lambda name=f"cached_{impl}": train_step(
+            cached, torch.full((B,), frames, device=device), name))
+    if not (args.skip_naive_trimmed or args.skip_naive):
+        modes["naive_trimmed"] = with_impl(impls[0], lambda: train_step(
+            encode_30s()[:, :frames], torch.full((B,), frames, device=device), "naive_trimmed"))
 
     def sync():
         if device == "cuda":
@@ -196,20 +227,22 @@ def main():
         # Model FLOPs of the frozen LLM per step, as gpu_anchor.py counts them: 4 N per token
         # (forward 2N + activation-gradient backward 2N; LoRA weight gradients are negligible).
         tflops = 4 * n_llm * B * seq[m] / t / 1e12
-        results[m] = emit(what="train_step", mode=m, batch=B, audio_s=args.audio_s, seq=seq[m], step_s=t,
+        results[m] = emit(what="train_step", mode=m, compile=args.compile, batch=B, audio_s=args.audio_s, seq=seq[m], step_s=t,
                           utt_per_s=B / t, audio_s_per_s=B * args.audio_s / t, llm_model_tflops=tflops,
                           llm_mfu=(tflops / peak) if peak else None,
                           peak_gib=torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
                           runs=len(ts))
-    speedup = results["cached"]["utt_per_s"] / results["naive"]["utt_per_s"]
+    best = max((m for m in results if m.startswith("cached_")), key=lambda m: results[m]["utt_per_s"])
     final = {"what": "summary", "scale": args.scale, "device": gpu, "batch": B, "lora_targets": args.lora_targets,
-             "naive_utt_per_s": results["naive"]["utt_per_s"], "cached_utt_per_s": results["cached"]["utt_per_s"],
-             "cached_llm_mfu": results["cached"]["llm_mfu"], "target": 2.5}
+             "compile": args.compile, "fastest_cached": best, "cached_utt_per_s": results[best]["utt_per_s"],
+             "cached_llm_mfu": results[best]["llm_mfu"], "target": 2.5}
+    if "naive" in results:
+        final["naive_utt_per_s"] = results["naive"]["utt_per_s"]
+        final["speedup_vs_naive"] = results[best]["utt_per_s"] / results["naive"]["utt_per_s"]
     if "naive_trimmed" in results:
-        final["speedup_vs_naive_trimmed"] = results["cached"]["utt_per_s"] / results["naive_trimmed"]["utt_per_s"]
-    final["speedup_vs_naive"] = speedup
+        final["speedup_vs_naive_trimmed"] = results[best]["utt_per_s"] / results["naive_trimmed"]["utt_per_s"]
     if args.profile:
-        profile_cached_step(modes["cached"], device, args.profile)
+        profile_cached_step(modes[best], device, args.profile)
     emit(**final)
 
 

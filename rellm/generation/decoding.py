@@ -438,7 +438,9 @@ class GreedyDecoder:
                 # Checking for "all rows stopped" syncs with the GPU, so do it every few steps.
                 if steps % self.check_stop_every == 0 and bool(s.finished.all()):
                     break
-        return self._finish(s.out[:, :steps], max_new_tokens, "static", {"steps": steps})
+        # cuda_graph: whether the steps replayed a recorded graph (False: the eager loop, e.g. a failed capture)
+        stats = {"steps": steps, "cuda_graph": replay is not None}
+        return self._finish(s.out[:, :steps], max_new_tokens, "static", stats)
 
 
 def _rotate_half(x):
