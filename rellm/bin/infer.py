@@ -176,9 +176,5 @@ def main(argv=None):
         run_shard(hp, manifest, out)
 
 
-def cli():
-    run_main(main)
-
-
 if __name__ == "__main__":
-    cli()
+    run_main(main)

@@ -12,8 +12,7 @@ in all five emotions, the paper's published figures for the real corpora, and th
 import logging
 from pathlib import Path
 
-from rellm.bin.score import as_list
-from rellm.utils.config import ConfigError, load_config, parse_stage_args, run_main
+from rellm.utils.config import ConfigError, as_list, load_config, parse_stage_args, run_main
 from rellm.utils.io import atomic_write_text, read_json
 from rellm.utils.logging import setup_logging
 

@@ -18,7 +18,6 @@ from rellm.data.emotions import EMOTION_TO_ID
 
 logger = logging.getLogger(__name__)
 
-AVD_KEYS = ("arousal", "valence", "dominance")
 
 
 def cached_features_pipeline(cache, with_emotion=True):

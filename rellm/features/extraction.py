@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rellm.data.emotions import AVD
 from rellm.features.audio import SAMPLE_RATE, AudioError, load_audio
 from rellm.features.cache import FORMAT_VERSION, INDEX_NAME, ShardWriter
 from rellm.utils.io import atomic_write_json, read_json
@@ -25,7 +26,6 @@ from rellm.utils.stage import DoneMarker
 
 logger = logging.getLogger(__name__)
 
-AVD_KEYS = ("arousal", "valence", "dominance")
 MAX_EXAMPLES = 5
 
 
@@ -50,7 +50,7 @@ class ExtractionReport:
 def avd_annotation(entry, predicted, report, utt_id):
     """The manifest's A/V/D annotation (all three values) or None, counted in ``report``; the prediction is
     stored beside it whatever (stage 4 chooses the training target, ``avd_source``)."""
-    annotated = [entry.get(k) for k in AVD_KEYS]
+    annotated = [entry.get(k) for k in AVD]
     if np.any((predicted < 0) | (predicted > 1)):
         report.count("avd_prediction_outside_unit_range", utt_id)
     if all(v is not None for v in annotated):
@@ -68,7 +68,7 @@ def utterances_fingerprint(entries, keys):
     h = hashlib.sha256()
     for k in keys:
         e = entries[k]
-        h.update(json.dumps([k, e.get("wav"), [e.get(a) for a in AVD_KEYS]]).encode("utf-8"))
+        h.update(json.dumps([k, e.get("wav"), [e.get(a) for a in AVD]]).encode("utf-8"))
     return h.hexdigest()[:16]
 
 

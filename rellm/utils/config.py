@@ -96,6 +96,13 @@ def parse_stage_args(argv=None, description=None):
     return argv[0], split_overrides(argv[1:])
 
 
+def as_list(value):
+    """``"a b"`` (from the shell) or ``[a, b]`` (from YAML) -> ``["a", "b"]``; null -> ``[]``."""
+    if value is None:
+        return []
+    return value.split() if isinstance(value, str) else [str(v) for v in value]
+
+
 def run_main(main, argv=None):
     """Run a stage ``main`` and turn expected user errors into one-line messages, exit 1."""
     from rellm.utils.stage import OptionsChangedError, UserError
@@ -107,4 +114,4 @@ def run_main(main, argv=None):
         sys.exit(1)
 
 
-__all__ = ["ConfigError", "load_config", "parse_stage_args", "resolved_yaml", "run_main", "split_overrides"]
+__all__ = ["ConfigError", "as_list", "load_config", "parse_stage_args", "resolved_yaml", "run_main", "split_overrides"]

@@ -111,9 +111,6 @@ class PrepReport:
         logger.warning(message)
         self.warnings.append(message)
 
-    def dropped_count(self, reason):
-        return self.dropped.get(reason, {}).get("count", 0)
-
     def to_dict(self):
         def ordered(table):
             return {k: table[k] for k in sorted(table)}
