@@ -6,9 +6,10 @@
     python -m rellm.bin.extract conf/extract.yaml ... --merge true --num_shards N
 
 Writes the feature cache read by ``rellm.features.cache.FeatureCache(output_dir)``
-(layout in that module), ``report.json`` (cached / skipped by reason, A/V/D
-annotation vs prediction counts) and ``features.json``. Finished shards are
-skipped on re-runs; changed options stop with a message (``--overwrite=true``).
+(layout in that module), ``report.json`` (cached and skipped utterances by reason:
+``rellm.utils.drop_report``; A/V/D annotation counts) and ``features.json``. Finished shards are
+skipped on re-runs; changed options stop with a message (``--overwrite=true``): the shard/marker/merge
+skeleton is ``rellm.utils.sharded_stage``, the work ``rellm.features.extraction``.
 """
 from pathlib import Path
 

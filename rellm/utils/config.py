@@ -103,10 +103,23 @@ def as_list(value):
     return value.split() if isinstance(value, str) else [str(v) for v in value]
 
 
-def run_main(main, argv=None):
-    """Run a stage ``main`` and turn expected user errors into one-line messages, exit 1."""
-    from rellm.utils.stage import OptionsChangedError, UserError
+def main_module(main):
+    """The module name of ``main`` (``rellm.bin.respond``, also when run as ``python -m rellm.bin.respond``)."""
+    module = main.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else Path(sys.argv[0]).stem
+    return module
 
+
+def run_main(main, argv=None):
+    """Run a stage ``main`` and turn expected user errors into one-line messages, exit 1.
+
+    The command (``python -m <module> <argv>``) is recorded for the done markers' ``command.txt``.
+    """
+    from rellm.utils.stage import OptionsChangedError, UserError, record_command
+
+    record_command(main_module(main), sys.argv[1:] if argv is None else argv)
     try:
         return main(argv)
     except (ConfigError, OptionsChangedError, FileNotFoundError, UserError) as err:
