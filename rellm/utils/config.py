@@ -115,7 +115,8 @@ def main_module(main):
 def run_main(main, argv=None):
     """Run a stage ``main`` and turn expected user errors into one-line messages, exit 1.
 
-    The command (``python -m <module> <argv>``) is recorded for the done markers' ``command.txt``.
+    The command (``python -m <module> <argv>``) is recorded for the done markers' ``command.txt`` while ``main``
+    runs.
     """
     from rellm.utils.stage import OptionsChangedError, UserError, record_command
 
@@ -125,6 +126,8 @@ def run_main(main, argv=None):
     except (ConfigError, OptionsChangedError, FileNotFoundError, UserError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        record_command(None, None)
 
 
 __all__ = ["ConfigError", "as_list", "load_config", "parse_stage_args", "resolved_yaml", "run_main", "split_overrides"]

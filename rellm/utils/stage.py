@@ -47,9 +47,10 @@ def _jsonable(value):
 
 
 def record_command(module, argv):
-    """Remember ``python -m <module> <argv...>`` (shell-quoted) as the command of this process's outputs."""
+    """Remember ``python -m <module> <argv...>`` (shell-quoted) as the command of this process's outputs
+    (``module`` None: forget it)."""
     global _python_command
-    _python_command = shlex.join(["python", "-m", module, *map(str, argv)])
+    _python_command = None if module is None else shlex.join(["python", "-m", module, *map(str, argv)])
 
 
 def python_command():
@@ -57,9 +58,14 @@ def python_command():
     return _python_command
 
 
+def recipe_command():
+    """The recipe command that ran this process (``$RELLM_RECIPE_COMMAND``, exported by run.sh), or None."""
+    return os.environ.get(RECIPE_COMMAND_ENV, "").strip() or None
+
+
 def write_command_file(folder, python_commands):
     """``<folder>/command.txt``: ``recipe: <$RELLM_RECIPE_COMMAND>`` (when set), then ``python: <command>`` lines."""
-    recipe = os.environ.get(RECIPE_COMMAND_ENV, "").strip()
+    recipe = recipe_command()
     lines = ([f"recipe: {recipe}"] if recipe else []) + [f"python: {c}" for c in python_commands]
     atomic_write_text(Path(folder) / COMMAND_FILE, "".join(line + "\n" for line in lines))
 

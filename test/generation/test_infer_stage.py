@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from rellm.bin import infer
-from rellm.generation import inference as I
 from rellm.data.emotions import EMOTIONS
+from rellm.generation import inference as I
 from rellm.training.toy import ToyFeatureCache, write_toy_recipe_data
 from rellm.utils.io import read_jsonl
 
