@@ -32,6 +32,7 @@ from rellm.features.audio import AudioError, load_audio
 from rellm.models.emotion_encoder import EmotionEncoder, save_emotion_encoder, small_emotion_config
 from rellm.models.heads import ccc
 from rellm.scoring.ser_metrics import UNKNOWN, unweighted_accuracy
+from rellm.utils.drop_report import DropReport, ReasonCounts
 from rellm.utils.io import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -59,30 +60,34 @@ def validation_ua(pred_ids, gold_ids):
     return unweighted_accuracy(refs, preds)
 
 
-def load_split(entries, desc, report):
-    """Audio + targets of a manifest (``{data_root}`` resolved); unusable items are counted in ``report``."""
+def load_split(entries, desc):
+    """``(items, report)``: audio + targets of a manifest (``{data_root}`` resolved); unreadable audio is dropped
+    and counted by reason, utterances without a category or an A/V/D label are kept and counted in ``notes``."""
     from tqdm import tqdm
 
-    items = []
+    items, report, notes = [], DropReport(), ReasonCounts()
     for utt_id in tqdm(sorted(entries), desc=f"loading {desc}", unit="utt"):
         e = entries[utt_id]
         try:
             audio = load_audio(e["wav"])
         except AudioError as err:
-            report[f"{desc}.skipped.{err.reason}"] = report.get(f"{desc}.skipped.{err.reason}", 0) + 1
+            report.drop(err.reason, utt_id)
             continue
         avd = [e.get(k) for k in AVD]
         emotion = EMOTION_TO_ID.get(e.get("emotion"), -100)
         if emotion < 0:
-            report[f"{desc}.no_category_label"] = report.get(f"{desc}.no_category_label", 0) + 1
+            notes.add("no_category_label", utt_id)
         if any(v is None for v in avd):
-            report[f"{desc}.no_avd_label"] = report.get(f"{desc}.no_avd_label", 0) + 1
+            notes.add("no_avd_label", utt_id)
         items.append({"id": utt_id, "audio": torch.from_numpy(audio),
                       "avd": torch.tensor([float("nan") if v is None else float(v) for v in avd]),
                       "emotion": emotion})
+        report.keep()
+    summary = {**report.as_dict(), "notes": notes.as_dict()}
     if not items:
-        raise ValueError(f"no usable utterance in the {desc} manifest: {report}")
-    return items
+        raise ValueError(f"no usable utterance in the {desc} manifest: {summary}")
+    report.log(logger, f"emotion encoder {desc} data")
+    return items, summary
 
 
 @torch.inference_mode()
@@ -196,8 +201,8 @@ def train_emotion_encoder(train_entries, valid_entries, output_folder, *, model_
     output_folder = Path(output_folder)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    data_report = {}
-    train, valid = load_split(train_entries, "train", data_report), load_split(valid_entries, "valid", data_report)
+    (train, train_report), (valid, valid_report) = load_split(train_entries, "train"), load_split(valid_entries, "valid")
+    data_report = {"train": train_report, "valid": valid_report}
     model = EmotionEncoder(model_config)
     if not train_feature_encoder:
         model.wav2vec2.freeze_feature_encoder()
