@@ -18,7 +18,8 @@ import logging
 import sys
 from pathlib import Path
 
-from rellm.utils.config import ConfigError, load_config, run_main, split_overrides
+from rellm.scoring.epitome.cache import cache_root, model_root
+from rellm.utils.config import ConfigError, as_list, load_config, run_main, split_overrides
 from rellm.utils.io import read_jsonl, write_jsonl
 from rellm.utils.logging import setup_logging
 
@@ -53,24 +54,8 @@ def load(config, overrides):
     for key in ("encoder", "mechanisms", "max_len"):
         if key not in hp:
             raise ConfigError(f"{path} lacks '{key}'; is it an EPITOME config (see {DEFAULT_CONFIG})?")
-    hp["mechanisms"] = _as_list(hp["mechanisms"])
+    hp["mechanisms"] = as_list(hp["mechanisms"])
     return hp
-
-
-def _as_list(value):
-    return value.split() if isinstance(value, str) else list(value)
-
-
-def cache_root(hp):
-    from rellm.scoring.epitome.data import default_cache_root
-
-    return Path(hp["cache_dir"]) if hp.get("cache_dir") else default_cache_root()
-
-
-def model_root(hp):
-    from rellm.scoring.epitome.training import epitome_cache_dir
-
-    return epitome_cache_dir(cache_root(hp), hp["encoder"], hp.get("encoder_tag"))
 
 
 def data_dir(hp):

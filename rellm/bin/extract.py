@@ -6,9 +6,10 @@
     python -m rellm.bin.extract conf/extract.yaml ... --merge true --num_shards N
 
 Writes the feature cache read by ``rellm.features.cache.FeatureCache(output_dir)``
-(layout in that module), ``report.json`` (cached / skipped by reason, A/V/D
-annotation vs prediction counts) and ``features.json``. Finished shards are
-skipped on re-runs; changed options stop with a message (``--overwrite=true``).
+(layout in that module), ``report.json`` (cached and skipped utterances by reason:
+``rellm.utils.drop_report``; A/V/D annotation counts) and ``features.json``. Finished shards are
+skipped on re-runs; changed options stop with a message (``--overwrite=true``): the shard/marker/merge
+skeleton is ``rellm.utils.sharded_stage``, the work ``rellm.features.extraction``.
 """
 from pathlib import Path
 
@@ -21,14 +22,7 @@ from rellm.features.extraction import extract_shard, merge_shards
 from rellm.features.whisper_states import WhisperStateExtractor
 from rellm.utils.config import ConfigError, load_config, parse_stage_args, run_main
 from rellm.utils.logging import setup_logging
-
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def pick_device(name):
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+from rellm.utils.torch_device import DTYPES, pick_device, pick_dtype
 
 
 def check_options(hp):
@@ -65,10 +59,10 @@ def main(argv=None):
     return extract_shard(
         entries, hp["output_dir"], int(hp["shard"]), int(hp["num_shards"]), options,
         make_whisper=lambda: WhisperStateExtractor.from_pretrained(hp["whisper"], device=device,
-                                                                   dtype=DTYPES[hp["whisper_dtype"]]),
+                                                                   dtype=pick_dtype(hp["whisper_dtype"], device)),
         make_emotion=lambda: EmotionEmbedder.from_folder(emotion_folder, device=device,
                                                          max_seconds=float(hp["emotion_max_seconds"]),
-                                                         dtype=DTYPES[hp["emotion_dtype"]]),
+                                                         dtype=pick_dtype(hp["emotion_dtype"], device)),
         batch_size=int(hp["batch_size"]), overwrite=bool(hp["overwrite"]),
     )
 

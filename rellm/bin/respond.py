@@ -6,23 +6,17 @@
 
 Writes ``shards/{expected,continuation}.JofN.jsonl`` (raw generations) per job; the merge writes
 ``raw/<task>.jsonl`` (everything generated), ``<task>.jsonl`` (cleaned, method.md 2.2) and
-``report.json`` (skipped and dropped counts by reason, with examples).
+``report.json`` (per task: utterances not prompted and replies dropped by the cleaning, by reason with
+examples: ``rellm.utils.drop_report``). The shard/marker/merge skeleton is ``rellm.utils.sharded_stage``.
 """
-import logging
-from collections import Counter
 from pathlib import Path
 
 from rellm.data.manifest import read_manifest
 from rellm.generation import teacher as T
-from rellm.generation.cleaning import CleaningReport, tidy_reply
-from rellm.generation.runtime import build_decoder, load_llm, options_fingerprint_base, pick_device
+from rellm.generation.runtime import options_fingerprint_base
 from rellm.utils.config import ConfigError, load_config, parse_stage_args, run_main
-from rellm.utils.io import atomic_write_json, read_jsonl, write_jsonl
 from rellm.utils.logging import setup_logging
-from rellm.utils.sharding import merge_jsonl_shards, shard_keys, shard_path
-from rellm.utils.stage import DoneMarker
-
-logger = logging.getLogger("rellm.bin.respond")
+from rellm.utils.sharded_stage import ShardedStage
 
 
 def _tasks(hp):
@@ -63,81 +57,12 @@ def _options(hp, tasks):
     }
 
 
-def run_shard(hp, tasks, manifest, out):
-    shard, num_shards = int(hp["shard"]), int(hp["num_shards"])
-    marker = DoneMarker(out / "shards", f"respond.{shard}of{num_shards}")
-    options = _options(hp, tasks)
-    if marker.is_done(options, overwrite=hp["overwrite"]):
-        logger.info("shard %d of %d already done with these options; nothing to do", shard, num_shards)
-        return
-    device = pick_device(hp["device"])
-    llm, tokenizer, layout = load_llm(hp["teacher_llm"], hp["dtype"], device, hp["num_threads"])
-    decoder = build_decoder(llm, tokenizer, layout, hp)
-    for task in tasks:
-        utterances, skips = T.select_utterances(manifest, task)
-        prompts = T.build_prompts(layout, task, utterances)
-        batches = T.plan_batches({u: len(p[0]) for u, p in prompts.items()}, hp["batch_size"], hp["batch_seed"])
-        mine = {k: batches[k] for k in shard_keys(batches, shard, num_shards)}
-        logger.info(
-            "%s: %d utterances (%d skipped: %s), %d batches of %d; this shard: %d batches",
-            task.name, len(utterances), sum(skips.counts.values()), dict(skips.counts), len(batches),
-            hp["batch_size"], len(mine),
-        )
-        records = T.run_task(
-            llm, tokenizer, decoder, task, prompts, utterances, mine, hp["max_new_tokens"],
-            desc=f"{task.name} {shard}/{num_shards}",
-        )
-        write_jsonl(shard_path(out, task.name, shard, num_shards), records)
-    marker.mark_done(options, decoder_backend=decoder.backend)
-    logger.info("shard %d of %d done -> %s", shard, num_shards, out / "shards")
-
-
-def merge(hp, tasks, manifest, out):
-    num_shards = int(hp["num_shards"])
-    marker = DoneMarker(out, "respond_merge")
+def _merge_options(hp, tasks):
+    """The shards' options plus what the merge's cleaning does."""
     options = {**_options(hp, tasks), "extra_drop_substrings": list(hp["extra_drop_substrings"] or [])}
     if hp.get("tidy_replies"):  # only when used: configs without it keep their fingerprint
         options["tidy_replies"] = True
-    if marker.is_done(options, overwrite=hp["overwrite"]):
-        logger.info("already merged with these options: %s", out)
-        return
-    report = {"manifest": str(hp["manifest"]), "teacher_llm": str(hp["teacher_llm"]), "tasks": {}}
-    for task in tasks:
-        raw, n = merge_jsonl_shards(out, task.name, num_shards, output=out / "raw" / f"{task.name}.jsonl")
-        utterances, skips = T.select_utterances(manifest, task)
-        if n != len(utterances):
-            raise RuntimeError(
-                f"{task.name}: the shards hold {n} records but the manifest has {len(utterances)} usable "
-                f"utterances; the shards were made from another manifest. Re-run with --overwrite=true"
-            )
-        cleaning = CleaningReport(extra_substrings=hp["extra_drop_substrings"] or ())
-        records = read_jsonl(raw)
-        early_stop = sum(1 for r in records if r["early_stop"])  # as generated, before any tidying
-        tidied = Counter()
-        if hp.get("tidy_replies"):
-            for rec in records:
-                rec["output"], rec["early_stop"], changed = tidy_reply(rec["output"], rec["early_stop"])
-                tidied.update(changed)
-        kept = list(cleaning.filter(records))
-        write_jsonl(out / f"{task.name}.jsonl", kept)
-        summary = cleaning.as_dict()
-        report["tasks"][task.name] = {
-            "system_prompt": task.system_prompt,
-            "template": task.template,
-            "manifest_utterances": len(manifest),
-            **skips.as_dict(),
-            "generated": n,
-            "early_stop": early_stop,
-            **({"tidied": dict(sorted(tidied.items()))} if hp.get("tidy_replies") else {}),
-            "cleaning": summary,
-            "written": len(kept),
-        }
-        logger.info(
-            "%s: %d generated, %d kept, dropped %s, skipped %s -> %s",
-            task.name, n, len(kept), summary["dropped"], dict(skips.counts), out / f"{task.name}.jsonl",
-        )
-    atomic_write_json(out / "report.json", report)
-    marker.mark_done(options)
+    return options
 
 
 def main(argv=None):
@@ -150,15 +75,18 @@ def main(argv=None):
     if not Path(hp["manifest"]).is_file():
         raise FileNotFoundError(f"manifest {hp['manifest']} does not exist; run stage 1 first")
     manifest = read_manifest(hp["manifest"])
+    stage = ShardedStage("respond", out, hp["num_shards"])
     if hp["merge"]:
-        merge(hp, tasks, manifest, out)
-    else:
-        run_shard(hp, tasks, manifest, out)
+        def merge():
+            tasks_report = T.merge_responses(stage, tasks, manifest, hp["extra_drop_substrings"],
+                                             bool(hp.get("tidy_replies")))
+            return {"manifest": str(hp["manifest"]), "teacher_llm": str(hp["teacher_llm"]), "tasks": tasks_report}
 
-
-def cli():
-    run_main(main)
+        return stage.merge(_merge_options(hp, tasks), _options(hp, tasks), merge, overwrite=hp["overwrite"])
+    return stage.run_shard(int(hp["shard"]), _options(hp, tasks),
+                           lambda: T.generate_shard(stage, int(hp["shard"]), tasks, manifest, hp),
+                           overwrite=hp["overwrite"])
 
 
 if __name__ == "__main__":
-    cli()
+    run_main(main)

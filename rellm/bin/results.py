@@ -12,8 +12,7 @@ in all five emotions, the paper's published figures for the real corpora, and th
 import logging
 from pathlib import Path
 
-from rellm.bin.score import as_list
-from rellm.utils.config import ConfigError, load_config, parse_stage_args, run_main
+from rellm.utils.config import ConfigError, as_list, load_config, parse_stage_args, run_main
 from rellm.utils.io import atomic_write_text, read_json
 from rellm.utils.logging import setup_logging
 
@@ -51,8 +50,11 @@ def main(argv=None):
         notes=as_list_of_lines(hp["notes"]), epitome_metrics=epitome_metrics,
         example_max_chars=int(hp["example_max_chars"]), repeated_max_share=hp["repeated_max_share"])
     from rellm.recipes.provenance import markdown
+    from rellm.utils.stage import python_command, recipe_command
 
-    section = markdown(hp["exp_root"], dump_dir or f"dump/{hp['split']}", hp["split"], hp["seed"])
+    section = markdown(hp["exp_root"], dump_dir or f"dump/{hp['split']}", hp["split"], hp["seed"],
+                       train_set=str(hp["train_set"]), data=hp["data_dir"] or None,
+                       final=[(recipe_command(), python_command())] if python_command() else ())
     text = text.replace("## Command\n", section + "\n## Command\n", 1) if "## Command\n" in text else text + section
     if dry_run:
         text = mark_dry_run(text)

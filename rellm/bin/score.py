@@ -18,19 +18,12 @@ reads the emotion back from each response; the teacher's own expected responses 
 import logging
 from pathlib import Path
 
-from rellm.utils.config import ConfigError, load_config, parse_stage_args, run_main
+from rellm.utils.config import ConfigError, as_list, load_config, parse_stage_args, run_main
 from rellm.utils.io import atomic_write_json, write_jsonl
 from rellm.utils.logging import setup_logging
 from rellm.utils.stage import DoneMarker, fingerprint
 
 logger = logging.getLogger("rellm.bin.score")
-
-
-def as_list(value):
-    """``"a b"`` (from the shell) or ``[a, b]`` (from YAML) -> ``["a", "b"]``."""
-    if value is None:
-        return []
-    return value.split() if isinstance(value, str) else [str(v) for v in value]
 
 
 def default_output_dir(hp):
@@ -81,8 +74,8 @@ def load_epitome_config(path):
 
 
 def main(argv=None):
-    from rellm.bin.epitome import model_root
     from rellm.scoring import plots
+    from rellm.scoring.epitome.cache import model_root
     from rellm.scoring.epitome.data import sha256_file
     from rellm.scoring.epitome.training import EpitomeScorer, load_metrics
     from rellm.scoring.response_emotion import classifier_from_config, example_responses, expected_path, score_responses

@@ -7,10 +7,5 @@ EMOTIONS = ("neutral", "happy", "angry", "sad", "surprise")
 EMOTION_TO_ID = {e: i for i, e in enumerate(EMOTIONS)}
 NUM_EMOTIONS = len(EMOTIONS)
 
-
-def emotion_id(label):
-    """Index of a canonical label; an unknown label is an error naming the valid ones."""
-    try:
-        return EMOTION_TO_ID[label]
-    except KeyError:
-        raise ValueError(f"unknown emotion {label!r}; expected one of {', '.join(EMOTIONS)}") from None
+# The dimensional attributes in the toolkit's one order: manifests, feature caches, heads and reports all use it.
+AVD = ("arousal", "valence", "dominance")

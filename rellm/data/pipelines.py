@@ -15,10 +15,10 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.data_pipeline import provides, takes
 
 from rellm.data.emotions import EMOTION_TO_ID
+from rellm.utils.drop_report import DropReport
 
 logger = logging.getLogger(__name__)
 
-AVD_KEYS = ("arousal", "valence", "dominance")
 
 
 def cached_features_pipeline(cache, with_emotion=True):
@@ -166,18 +166,13 @@ def build_alignment_dataset(
         audio, the stage-5 SER question, the answer ``answer_template`` with the true emotion); counted in the
         report (``ser_turns``). Not part of the paper's method (a recipe option; see ``train_*.yaml``).
 
-    Returns ``(dataset, report)``; the report counts kept and dropped utterances by reason,
-    with up to 5 example ids per reason.
+    Returns ``(dataset, report)``; the report (``rellm.utils.drop_report``) counts kept and dropped utterances
+    by reason, with up to 5 example ids per reason.
     """
-    skipped, examples, avd_sources = Counter(), {}, Counter()
+    drops, avd_sources = DropReport(), Counter()
     if need_avd_target and avd_source not in AVD_SOURCES:
         choose_avd_target(None, None, avd_source)  # raises the user error
-
-    def skip(reason, utt_id):
-        skipped[reason] += 1
-        examples.setdefault(reason, [])
-        if len(examples[reason]) < 5:
-            examples[reason].append(utt_id)
+    skip = drops.drop
 
     by_id = {}
     for rec in responses:
@@ -237,7 +232,8 @@ def build_alignment_dataset(
     for utt_id in sorted(set(by_id) - set(manifest)):
         skip("response_not_in_manifest", utt_id)
     n_ser = sum(1 for d in data.values() if d["turn"] == "ser")
-    report = {"kept": len(data) - n_ser, "skipped": dict(skipped), "examples": examples}
+    drops.keep(len(data) - n_ser)
+    report = drops.as_dict()
     if ser_turns:
         report["ser_turns"] = n_ser
     if need_avd_target:
@@ -245,8 +241,7 @@ def build_alignment_dataset(
         logger.info("A/V/D targets (avd_source=%s): %s", avd_source, report["avd_target"])
     if not data:
         raise ValueError(f"no utterance left for training after joining manifest, features and responses: {report}")
-    if skipped:
-        logger.warning("left out %d utterance(s): %s (examples: %s)", sum(skipped.values()), dict(skipped), examples)
+    drops.log(logger, "alignment data")
 
     items = [
         cached_features_pipeline(cache, with_emotion),

@@ -8,7 +8,8 @@ files per shard, one JSONL index; nothing per utterance on disk)::
     shards/index.<j>of<N>.jsonl    one record per utterance (below)
     index.jsonl                    the merged index, sorted by utt_id (what FeatureCache reads)
     features.json                  what made the cache: models, dims, format version
-    report.json                    counts: done, skipped by reason, A/V/D sources, truncations
+    report.json                    cached ("kept") and skipped ("dropped") by reason (rellm.utils.drop_report),
+                                   notes (truncations), A/V/D annotations by kind
 
 An index record::
 

@@ -27,55 +27,67 @@ import numpy as np
 import torch
 from torch import nn
 
-from rellm.data.emotions import EMOTION_TO_ID, NUM_EMOTIONS
+from rellm.data.emotions import AVD, EMOTION_TO_ID, EMOTIONS, NUM_EMOTIONS
 from rellm.features.audio import AudioError, load_audio
-from rellm.models.emotion_encoder import AVD, EmotionEncoder, save_emotion_encoder, small_emotion_config
+from rellm.models.emotion_encoder import EmotionEncoder, save_emotion_encoder, small_emotion_config
+from rellm.models.heads import ccc
+from rellm.scoring.ser_metrics import UNKNOWN, unweighted_accuracy
+from rellm.utils.drop_report import DropReport, ReasonCounts
 from rellm.utils.io import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
 
-def concordance_cc(pred, gold):
-    """Lin's concordance correlation coefficient of two 1-D arrays (0 for constant input)."""
+def validation_ccc(pred, gold):
+    """CCC of two 1-D arrays in float64 (``rellm.models.heads.ccc``); 0 for fewer than 2 values or two equal
+    constants (no agreement to measure)."""
     pred, gold = np.asarray(pred, dtype=np.float64), np.asarray(gold, dtype=np.float64)
     if len(pred) < 2:
         return 0.0
-    cov = np.mean((pred - pred.mean()) * (gold - gold.mean()))
-    denom = pred.var() + gold.var() + (pred.mean() - gold.mean()) ** 2
-    return float(2 * cov / denom) if denom > 0 else 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = float(ccc(pred, gold, eps=0.0))
+    return value if math.isfinite(value) else 0.0
 
 
-def unweighted_accuracy(pred_ids, gold_ids, num_classes=NUM_EMOTIONS):
-    """Mean per-class recall over the classes present in ``gold_ids`` (UA)."""
-    pred_ids, gold_ids = np.asarray(pred_ids), np.asarray(gold_ids)
-    recalls = [np.mean(pred_ids[gold_ids == c] == c) for c in range(num_classes) if np.any(gold_ids == c)]
-    return float(np.mean(recalls)) if recalls else 0.0
+def validation_ua(pred_ids, gold_ids):
+    """UA (``rellm.scoring.ser_metrics``) of category ids; a gold id < 0 is unlabelled (left out), a predicted id
+    past the five EMOTIONS is a wrong answer; 0 without labelled utterances."""
+    labelled = [(int(p), int(g)) for p, g in zip(pred_ids, gold_ids) if g >= 0]
+    if not labelled:
+        return 0.0
+    refs = [EMOTIONS[g] for _, g in labelled]
+    preds = [EMOTIONS[p] if p < NUM_EMOTIONS else UNKNOWN for p, _ in labelled]
+    return unweighted_accuracy(refs, preds)
 
 
-def load_split(entries, desc, report):
-    """Audio + targets of a manifest (``{data_root}`` resolved); unusable items are counted in ``report``."""
+def load_split(entries, desc):
+    """``(items, report)``: audio + targets of a manifest (``{data_root}`` resolved); unreadable audio is dropped
+    and counted by reason, utterances without a category or an A/V/D label are kept and counted in ``notes``."""
     from tqdm import tqdm
 
-    items = []
+    items, report, notes = [], DropReport(), ReasonCounts()
     for utt_id in tqdm(sorted(entries), desc=f"loading {desc}", unit="utt"):
         e = entries[utt_id]
         try:
             audio = load_audio(e["wav"])
         except AudioError as err:
-            report[f"{desc}.skipped.{err.reason}"] = report.get(f"{desc}.skipped.{err.reason}", 0) + 1
+            report.drop(err.reason, utt_id)
             continue
         avd = [e.get(k) for k in AVD]
         emotion = EMOTION_TO_ID.get(e.get("emotion"), -100)
         if emotion < 0:
-            report[f"{desc}.no_category_label"] = report.get(f"{desc}.no_category_label", 0) + 1
+            notes.add("no_category_label", utt_id)
         if any(v is None for v in avd):
-            report[f"{desc}.no_avd_label"] = report.get(f"{desc}.no_avd_label", 0) + 1
+            notes.add("no_avd_label", utt_id)
         items.append({"id": utt_id, "audio": torch.from_numpy(audio),
                       "avd": torch.tensor([float("nan") if v is None else float(v) for v in avd]),
                       "emotion": emotion})
+        report.keep()
+    summary = {**report.as_dict(), "notes": notes.as_dict()}
     if not items:
-        raise ValueError(f"no usable utterance in the {desc} manifest: {report}")
-    return items
+        raise ValueError(f"no usable utterance in the {desc} manifest: {summary}")
+    report.log(logger, f"emotion encoder {desc} data")
+    return items, summary
 
 
 @torch.inference_mode()
@@ -166,12 +178,12 @@ def evaluate(model, items, batch_size):
     metrics = {}
     for d, name in enumerate(AVD):
         ok = ~np.isnan(gold[:, d])
-        metrics[f"ccc_{name}"] = concordance_cc(pred[ok, d], gold[ok, d]) if ok.any() else float("nan")
+        metrics[f"ccc_{name}"] = validation_ccc(pred[ok, d], gold[ok, d]) if ok.any() else float("nan")
     cccs = [metrics[f"ccc_{n}"] for n in AVD if not math.isnan(metrics[f"ccc_{n}"])]
     metrics["ccc_mean"] = float(np.mean(cccs)) if cccs else float("nan")
     if cat_pred:
         p, g = torch.cat(cat_pred).numpy(), torch.cat(cat_gold).numpy()
-        metrics["ua"] = unweighted_accuracy(p[g >= 0], g[g >= 0])
+        metrics["ua"] = validation_ua(p, g)
     parts = [v for v in (metrics["ccc_mean"], metrics.get("ua")) if v is not None and not math.isnan(v)]
     metrics["score"] = float(np.mean(parts)) if parts else float("-inf")
     return metrics
@@ -189,8 +201,8 @@ def train_emotion_encoder(train_entries, valid_entries, output_folder, *, model_
     output_folder = Path(output_folder)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    data_report = {}
-    train, valid = load_split(train_entries, "train", data_report), load_split(valid_entries, "valid", data_report)
+    (train, train_report), (valid, valid_report) = load_split(train_entries, "train"), load_split(valid_entries, "valid")
+    data_report = {"train": train_report, "valid": valid_report}
     model = EmotionEncoder(model_config)
     if not train_feature_encoder:
         model.wav2vec2.freeze_feature_encoder()

@@ -1,4 +1,4 @@
-"""Stage 2 logic: one shard of a manifest through the frozen encoders, and the merge.
+"""Stage 2 logic: one shard of a manifest through the frozen encoders, and the merge (``ShardedStage``).
 
 A shard (``shard_keys``: the same slice of sorted ids whatever the runner)
 loads its utterances' audio, runs the frozen Whisper encoder and the frozen
@@ -17,49 +17,54 @@ from pathlib import Path
 
 import numpy as np
 
+from rellm.data.emotions import AVD
 from rellm.features.audio import SAMPLE_RATE, AudioError, load_audio
 from rellm.features.cache import FORMAT_VERSION, INDEX_NAME, ShardWriter
+from rellm.utils.drop_report import DropReport, ReasonCounts
 from rellm.utils.io import atomic_write_json, read_json
-from rellm.utils.sharding import merge_jsonl_shards, shard_keys, shard_path
-from rellm.utils.stage import DoneMarker
+from rellm.utils.sharded_stage import ShardedStage
 
 logger = logging.getLogger(__name__)
 
-AVD_KEYS = ("arousal", "valence", "dominance")
-MAX_EXAMPLES = 5
+HINT = "re-run with ./run.sh --overwrite true (python -m rellm.bin.extract: --overwrite=true), or delete the dump folder"
 
 
-class ExtractionReport:
-    """Counts by reason with the first few utterance ids, JSON-ready."""
+class ExtractionReport(DropReport):
+    """Cached (kept) and skipped (dropped) utterances by reason, plus ``notes`` (kept with a caveat: truncated
+    input, a prediction outside [0, 1], a partial A/V/D annotation), A/V/D annotations by kind and the Whisper
+    frame count (``rellm.utils.drop_report``)."""
 
     def __init__(self):
-        self.counts = Counter()
-        self.examples = {}
-
-    def count(self, reason, utt_id=None, n=1):
-        self.counts[reason] += n
-        if utt_id is not None:
-            ex = self.examples.setdefault(reason, [])
-            if len(ex) < MAX_EXAMPLES:
-                ex.append(utt_id)
+        super().__init__()
+        self.notes = ReasonCounts()
+        self.avd_annotation = Counter()
+        self.whisper_frames = 0
 
     def as_dict(self, **extra):
-        return {**extra, "counts": dict(sorted(self.counts.items())), "examples": self.examples}
+        return {**extra, **super().as_dict(), "notes": self.notes.as_dict(),
+                "avd_annotation": dict(sorted(self.avd_annotation.items())), "whisper_frames": self.whisper_frames}
+
+    def update(self, part):
+        super().update(part)
+        self.notes.update(part["notes"])
+        self.avd_annotation.update(part["avd_annotation"])
+        self.whisper_frames += part["whisper_frames"]
 
 
 def avd_annotation(entry, predicted, report, utt_id):
     """The manifest's A/V/D annotation (all three values) or None, counted in ``report``; the prediction is
     stored beside it whatever (stage 4 chooses the training target, ``avd_source``)."""
-    annotated = [entry.get(k) for k in AVD_KEYS]
+    annotated = [entry.get(k) for k in AVD]
     if np.any((predicted < 0) | (predicted > 1)):
-        report.count("avd_prediction_outside_unit_range", utt_id)
+        report.notes.add("avd_prediction_outside_unit_range", utt_id)
     if all(v is not None for v in annotated):
-        report.count("avd_annotation.present")
+        report.avd_annotation["present"] += 1
         return [float(v) for v in annotated]
     if any(v is not None for v in annotated):
-        report.count("avd_annotation.partial_treated_as_absent", utt_id)
+        report.avd_annotation["partial_treated_as_absent"] += 1
+        report.notes.add("avd_annotation_partial_treated_as_absent", utt_id)
     else:
-        report.count("avd_annotation.absent")
+        report.avd_annotation["absent"] += 1
     return None
 
 
@@ -68,13 +73,16 @@ def utterances_fingerprint(entries, keys):
     h = hashlib.sha256()
     for k in keys:
         e = entries[k]
-        h.update(json.dumps([k, e.get("wav"), [e.get(a) for a in AVD_KEYS]]).encode("utf-8"))
+        h.update(json.dumps([k, e.get("wav"), [e.get(a) for a in AVD]]).encode("utf-8"))
     return h.hexdigest()[:16]
 
 
-def shard_marker(output_dir, shard, num_shards):
-    return DoneMarker(Path(output_dir) / "shards", f"extract.{shard}of{num_shards}",
-                      hint="re-run with ./run.sh --overwrite true (python -m rellm.bin.extract: --overwrite=true), or delete the dump folder")
+def stage(output_dir, num_shards):
+    return ShardedStage("extract", output_dir, num_shards, hint=HINT, merge_hint="re-run stage 2 with --overwrite=true")
+
+
+def shard_options(entries, options, keys):
+    return {**options, "utterances": utterances_fingerprint(entries, keys), "count": len(keys)}
 
 
 def batches_by_length(keys, entries, batch_size):
@@ -91,15 +99,27 @@ def extract_shard(entries, output_dir, shard, num_shards, options, make_whisper,
     a :class:`~rellm.features.whisper_states.WhisperStateExtractor` and an
     :class:`~rellm.features.emotion.EmotionEmbedder`. Returns the shard report, or None if it was done.
     """
+    skeleton = stage(output_dir, num_shards)
+    keys = skeleton.keys(entries, shard)
+    summary = {}
+
+    def work():
+        report = encode_utterances(entries, keys, output_dir, shard, num_shards, make_whisper, make_emotion,
+                                   batch_size)
+        summary.update(report.as_dict(shard=shard, num_shards=num_shards, utterances=len(keys)))
+        atomic_write_json(skeleton.shard_path("report", shard, suffix=".json"), summary)
+        logger.info("shard %d/%d: %d of %d utterances cached; skipped %s", shard, num_shards, report.kept,
+                    len(keys), report.dropped.counts() or "none")
+        return {"cached": report.kept}
+
+    ran = skeleton.run_shard(shard, shard_options(entries, options, keys), work, overwrite=overwrite)
+    return summary if ran else None
+
+
+def encode_utterances(entries, keys, output_dir, shard, num_shards, make_whisper, make_emotion, batch_size):
+    """Shard ``shard``'s part of the cache (``ShardWriter``); returns its :class:`ExtractionReport`."""
     from tqdm import tqdm
 
-    keys = shard_keys(entries, shard, num_shards)
-    marker = shard_marker(output_dir, shard, num_shards)
-    shard_options = {**options, "utterances": utterances_fingerprint(entries, keys), "count": len(keys)}
-    if marker.is_done(shard_options, overwrite=overwrite):
-        logger.info("shard %d/%d of %s is done; skipping", shard, num_shards, output_dir)
-        return None
-    marker.clear()
     report = ExtractionReport()
     whisper, emotion = (make_whisper(), make_emotion()) if keys else (None, None)
     with ShardWriter(output_dir, shard, num_shards) as writer:
@@ -110,7 +130,7 @@ def extract_shard(entries, output_dir, shard, num_shards, options, make_whisper,
                 try:
                     audio[k] = load_audio(entries[k]["wav"], SAMPLE_RATE)
                 except AudioError as err:
-                    report.count(f"skipped.{err.reason}", k)
+                    report.drop(err.reason, k)
                     logger.warning("skipping %s: %s", k, err)
             ids = [k for k in batch if k in audio]
             if not ids:
@@ -121,70 +141,42 @@ def extract_shard(entries, output_dir, shard, num_shards, options, make_whisper,
             for i, k in enumerate(ids):
                 truncated = len(waves[i]) > whisper.max_samples
                 if truncated:
-                    report.count("whisper_truncated_to_30s", k)
+                    report.notes.add("whisper_truncated_to_30s", k)
                 if emotion.max_samples and len(waves[i]) > emotion.max_samples:
-                    report.count("emotion_encoder_input_truncated", k)
+                    report.notes.add("emotion_encoder_input_truncated", k)
                 annotation = avd_annotation(entries[k], predictions[i], report, k)
                 writer.add(k, states[i], embeddings[i], annotation, predictions[i],
                            duration=len(waves[i]) / SAMPLE_RATE, whisper_truncated=truncated)
-                report.count("cached")
-                report.count("whisper_frames", n=int(states[i].shape[0]))
-    summary = report.as_dict(shard=shard, num_shards=num_shards, utterances=len(keys))
-    atomic_write_json(shard_path(output_dir, "report", shard, num_shards, suffix=".json"), summary)
-    marker.mark_done(shard_options, cached=report.counts["cached"])
-    logger.info("shard %d/%d: %d of %d utterances cached; %s", shard, num_shards, report.counts["cached"],
-                len(keys), {k: v for k, v in report.counts.items() if k.startswith("skipped.")} or "none skipped")
-    return summary
+                report.keep()
+                report.whisper_frames += int(states[i].shape[0])
+    return report
 
 
 def merge_shards(entries, output_dir, num_shards, options, meta, overwrite=False):
     """Check all shards are done with ``options``, write ``index.jsonl``, ``features.json``, ``report.json``."""
     output_dir = Path(output_dir)
+    skeleton = stage(output_dir, num_shards)
     merge_options = {**options, "num_shards": num_shards, "manifest": utterances_fingerprint(entries, sorted(entries))}
-    marker = DoneMarker(output_dir, "extract_merge", hint="re-run stage 2 with --overwrite=true")
-    if marker.is_done(merge_options, overwrite=overwrite):
-        logger.info("features in %s are merged already; skipping", output_dir)
-        return read_json(output_dir / "report.json")
-    unfinished = []
-    for j in range(1, num_shards + 1):
-        keys = shard_keys(entries, j, num_shards)
-        shard_options = {**options, "utterances": utterances_fingerprint(entries, keys), "count": len(keys)}
-        if not shard_marker(output_dir, j, num_shards).is_done(shard_options):
-            unfinished.append(j)
-    if unfinished:
-        raise FileNotFoundError(
-            f"{len(unfinished)} of {num_shards} extraction shards in {output_dir} are not finished "
-            f"(jobs {unfinished[:10]}); run them (--shard J --num_shards {num_shards}) before --merge true"
-        )
-    marker.clear()
-    _, n_cached = merge_jsonl_shards(output_dir, INDEX_NAME, num_shards)
-    totals, examples = Counter(), {}
-    for j in range(1, num_shards + 1):
-        part = read_json(shard_path(output_dir, "report", j, num_shards, suffix=".json"))
-        totals.update(part["counts"])
-        for reason, ids in part["examples"].items():
-            examples[reason] = (examples.get(reason, []) + ids)[:MAX_EXAMPLES]
-    skipped = {k.split(".", 1)[1]: v for k, v in totals.items() if k.startswith("skipped.")}
-    report = {
-        "manifest_utterances": len(entries), "cached": n_cached, "skipped": skipped,
-        "avd_annotation": {k.split(".", 1)[1]: v for k, v in totals.items() if k.startswith("avd_annotation.")},
-        "counts": {k: v for k, v in sorted(totals.items()) if not k.startswith(("skipped.", "avd_annotation."))},
-        "examples": examples, "num_shards": num_shards,
-    }
-    if n_cached + sum(skipped.values()) != len(entries):
-        raise RuntimeError(f"stage 2 bookkeeping error in {output_dir}: {n_cached} cached + {skipped} skipped "
-                           f"!= {len(entries)} manifest utterances")
-    atomic_write_json(output_dir / "report.json", report)
-    dims = {}
-    if n_cached:
-        from rellm.features.cache import FeatureCache
 
-        cache = FeatureCache(output_dir, check_version=False)  # features.json is written next
-        dims = {"whisper_dim": cache.whisper_dim, "emotion_dim": cache.emotion_dim}
-    atomic_write_json(output_dir / "features.json", {"format_version": FORMAT_VERSION, **meta, **dims})
-    marker.mark_done(merge_options)
-    level = logging.WARNING if skipped else logging.INFO
-    logger.log(level, "merged %d shards into %s: %d of %d utterances cached, skipped %s, A/V/D annotations %s",
-               num_shards, output_dir / f"{INDEX_NAME}.jsonl", n_cached, len(entries), skipped or "none",
-               report["avd_annotation"])
-    return report
+    def work():
+        _, n_cached = skeleton.merge_jsonl(INDEX_NAME)
+        totals = ExtractionReport()
+        for j in range(1, num_shards + 1):
+            totals.update(read_json(skeleton.shard_path("report", j, suffix=".json")))
+        if n_cached != totals.kept or n_cached + totals.total_dropped != len(entries):
+            raise RuntimeError(f"stage 2 bookkeeping error in {output_dir}: {n_cached} cached + "
+                               f"{totals.dropped.counts()} skipped != {len(entries)} manifest utterances")
+        dims = {}
+        if n_cached:
+            from rellm.features.cache import FeatureCache
+
+            cache = FeatureCache(output_dir, check_version=False)  # features.json is written next
+            dims = {"whisper_dim": cache.whisper_dim, "emotion_dim": cache.emotion_dim}
+        atomic_write_json(output_dir / "features.json", {"format_version": FORMAT_VERSION, **meta, **dims})
+        totals.log(logger, f"merged {num_shards} shards into {output_dir / f'{INDEX_NAME}.jsonl'}: of "
+                           f"{len(entries)} manifest utterances, cached (kept)")
+        logger.info("A/V/D annotations %s", dict(totals.avd_annotation))
+        return totals.as_dict(manifest_utterances=len(entries), num_shards=num_shards)
+
+    return skeleton.merge(merge_options, lambda j: shard_options(entries, options, skeleton.keys(entries, j)), work,
+                          overwrite=overwrite)

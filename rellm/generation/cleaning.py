@@ -6,7 +6,8 @@ never edits an output: a record is kept verbatim or dropped and counted. ``tidy_
 option, off in the paper recipes) is the one edit, applied before cleaning and counted.
 """
 import re
-from collections import Counter
+
+from rellm.utils.drop_report import MAX_EXAMPLES, DropReport
 
 # (reason, test) in the order the original script applies them; the first match names the reason.
 RULES = (
@@ -43,38 +44,22 @@ def drop_reason(output, extra_substrings=()):
     return None
 
 
-class CleaningReport:
-    """Kept/dropped counts by reason with the first few examples of each (for report.json)."""
+class CleaningReport(DropReport):
+    """Kept/dropped counts by reason, the first few dropped records as examples (``rellm.utils.drop_report``)."""
 
-    def __init__(self, max_examples=5, extra_substrings=()):
+    def __init__(self, max_examples=MAX_EXAMPLES, extra_substrings=()):
+        super().__init__(max_examples)
         self.extra_substrings = tuple(extra_substrings or ())
-        self.kept = 0
-        self.dropped = Counter()
-        self.examples = {}
-        self.max_examples = max_examples
 
     def filter(self, records):
         """Yield the records to keep; count the others."""
         for rec in records:
             reason = drop_reason(rec["output"], self.extra_substrings)
             if reason is None:
-                self.kept += 1
+                self.keep()
                 yield rec
                 continue
-            self.dropped[reason] += 1
-            examples = self.examples.setdefault(reason, [])
-            if len(examples) < self.max_examples:
-                examples.append({"utt_id": rec["utt_id"], "output": rec["output"]})
-
-    def as_dict(self):
-        total = self.kept + sum(self.dropped.values())
-        return {
-            "total": total,
-            "kept": self.kept,
-            "dropped": dict(sorted(self.dropped.items())),
-            "dropped_fraction": round(sum(self.dropped.values()) / total, 4) if total else 0.0,
-            "examples": self.examples,
-        }
+            self.drop(reason, {"utt_id": rec["utt_id"], "output": rec["output"]})
 
 
 _SENTENCE = re.compile(r".+?(?:[.!?][\"')\]]*(?=\s|$)|$)", re.DOTALL)

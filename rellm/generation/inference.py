@@ -19,17 +19,21 @@ why: identical output for any number of jobs), left-padded, and decoded by
 """
 import contextlib
 import logging
+from collections import Counter
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from rellm.generation.ser_parser import parse_ser_answer
 from rellm.generation.teacher import left_pad
+from rellm.utils.drop_report import DropReport
 
 logger = logging.getLogger(__name__)
 
 SYSTEMS = ("text_only", "blsp_emo", "rellm")
 PASSES = ("response", "ser")
+RESPONSES = "responses"  # responses.jsonl, shards/responses.<j>of<N>.jsonl
 
 
 def lora_prefill_context(model, lora_mask):
@@ -168,3 +172,110 @@ def run_inference(system, entries, batches, prompts, desc=None):
             bar.update(len(utt_ids))
     records.sort(key=lambda r: r["utt_id"])
     return records
+
+
+def skip_reason(system, utt_id, entry, available=None):
+    """Why ``system`` cannot answer ``utt_id`` (``available``: the utterances with features), or None."""
+    if system == "text_only" and not (entry.get("transcript") or "").strip():
+        return "no_transcript"
+    if available is not None and utt_id not in available:
+        return "no_features"
+    return None
+
+
+def select_utterances(manifest, system, features=None):
+    """``(kept {utt_id: entry}, DropReport)``: utterances the system can answer; the others are counted by reason
+    (never silently dropped)."""
+    kept, report = {}, DropReport()
+    available = set(features.keys()) if features is not None else None
+    for utt_id in sorted(manifest):
+        reason = skip_reason(system, utt_id, manifest[utt_id], available)
+        if reason:
+            report.drop(reason, utt_id)
+            continue
+        kept[utt_id] = manifest[utt_id]
+        report.keep()
+    return kept, report
+
+
+def load_features(hp):
+    """The stage-2 feature cache of a speech system (None for ``text_only``)."""
+    if hp["system"] == "text_only":
+        return None
+    from rellm.features.cache import FeatureCache
+
+    if not Path(hp["feats_dir"]).is_dir():
+        raise FileNotFoundError(f"feature folder {hp['feats_dir']} does not exist; run stage 2 for this set first")
+    return FeatureCache(hp["feats_dir"])
+
+
+def build_system(hp, device):
+    """The system ``hp["system"]`` of the stage-5 config, ready to answer on ``device``."""
+    from rellm.generation.runtime import build_decoder, load_llm, pick_dtype, set_threads
+
+    if hp["system"] == "text_only":
+        llm, tokenizer, layout = load_llm(hp["text_llm"], hp["dtype"], device, hp["num_threads"])
+        return TextOnlySystem(llm, tokenizer, layout, build_decoder(llm, tokenizer, layout, hp))
+    from rellm.models.speech_llm import SpeechLLM
+
+    set_threads(hp["num_threads"])
+    dtype = pick_dtype(hp["dtype"], device)
+    model = SpeechLLM.from_pretrained_dir(hp["model_dir"], device=device, dtype=dtype)
+    decoder = build_decoder(model.base_llm, model.tokenizer, model.layout, hp)
+    return SpeechSystem(hp["system"], model, load_features(hp), decoder, dtype)
+
+
+def answer_shard(stage, shard, manifest, hp, prompts):
+    """Shard ``shard``'s answers to ``shards/responses.<j>of<N>.jsonl``; returns the done marker's extra fields.
+
+    Batches are planned over the whole test set before sharding (identical output for any number of jobs).
+    """
+    from rellm.generation.runtime import pick_device
+    from rellm.generation.teacher import plan_batches
+
+    system = build_system(hp, pick_device(hp["device"]))
+    entries, selection = select_utterances(manifest, hp["system"], getattr(system, "features", None))
+    batches = plan_batches({u: system.length(u, e) for u, e in entries.items()}, hp["batch_size"], hp["batch_seed"])
+    mine = {k: batches[k] for k in stage.keys(batches, shard)}
+    logger.info("%s: %d utterances (%d skipped: %s); this shard: %d of %d batches", hp["system"], len(entries),
+                selection.total_dropped, selection.dropped.counts(), len(mine), len(batches))
+    records = run_inference(system, entries, mine, prompts, desc=f"{hp['system']} {shard}/{stage.num_shards}")
+    stage.write_jsonl(RESPONSES, shard, records)
+    return {"decoder_backend": system.decoder.backend}
+
+
+def merge_answers(stage, manifest, hp, prompts):
+    """``responses.jsonl`` from the shards; returns ``report.json``: the utterances answered (``kept``) and the
+    others (``dropped``) by reason (``rellm.utils.drop_report``), SER answers by label, empty responses, prompts."""
+    from rellm.data.emotions import EMOTIONS
+    from rellm.utils.io import read_jsonl
+
+    path, n = stage.merge_jsonl(RESPONSES)
+    records = read_jsonl(path)
+    answered = {r["utt_id"] for r in records}
+    features = load_features(hp)
+    available = set(features.keys()) if features is not None else None
+    answers = DropReport()
+    for utt_id in sorted(manifest):
+        if utt_id in answered:
+            answers.keep()
+        else:
+            answers.drop(skip_reason(hp["system"], utt_id, manifest[utt_id], available) or "not_answered", utt_id)
+    parse = Counter(r["ser_pred"] for r in records)
+    by_label = {e: Counter() for e in EMOTIONS}
+    for r in records:
+        if r["emotion"] in by_label:
+            by_label[r["emotion"]][r["ser_pred"]] += 1
+    report = {
+        "system": hp["system"],
+        "manifest": str(hp["manifest"]),
+        "manifest_utterances": len(manifest),
+        **answers.as_dict(),
+        "ser_pred_counts": dict(sorted(parse.items())),
+        "ser_unknown": parse.get("unknown", 0),
+        "ser_confusion": {e: dict(sorted(c.items())) for e, c in by_label.items()},
+        "empty_responses": sum(1 for r in records if not r["response"]),
+        "prompts": prompts,
+    }
+    answers.log(logger, f"{hp['system']}: {n} answers -> {path} (SER unknown: {report['ser_unknown']}); answered")
+    return report

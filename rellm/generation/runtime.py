@@ -1,36 +1,13 @@
-"""Device, dtype and model set-up shared by stage 3, stage 5 and the responder."""
+"""Model set-up shared by stage 3, stage 5 and the responder (device and dtype: ``rellm.utils.torch_device``)."""
 import logging
 
 import torch
 
 from rellm.generation.decoding import GreedyDecoder
 from rellm.generation.prompts import CHATML_START
+from rellm.utils.torch_device import pick_device, pick_dtype
 
 logger = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
-
-
-def pick_device(name="auto"):
-    """``auto`` -> ``cuda`` when available, else ``cpu``; an explicit CUDA request without a GPU is an error."""
-    name = str(name or "auto")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name} but no CUDA GPU is visible; use --device=cpu or --device=auto")
-    return device
-
-
-def pick_dtype(name, device):
-    """``auto`` -> bf16 on CUDA (the paper's LLM precision), fp32 on CPU (bf16 matmuls are slow there)."""
-    name = str(name or "auto")
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if name not in DTYPES:
-        raise ValueError(f"dtype must be auto or one of {', '.join(sorted(DTYPES))}, got {name!r}")
-    return DTYPES[name]
 
 
 def set_threads(num_threads):

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from rellm.data.emotions import EMOTIONS
 from rellm.generation.prompts import check_template, instruction_prefix, render_user_turn
+from rellm.utils.drop_report import DropReport
 
 logger = logging.getLogger(__name__)
 
@@ -73,41 +74,24 @@ def compose_reply(opening, generated):
     return f"{opening} {generated}".strip() if opening else generated
 
 
-class SkipCounter:
-    """Utterances not sent to the teacher, counted by reason with a few example ids."""
-
-    def __init__(self, max_examples=5):
-        self.counts = Counter()
-        self.examples = {}
-        self.max_examples = max_examples
-
-    def add(self, reason, utt_id):
-        self.counts[reason] += 1
-        ex = self.examples.setdefault(reason, [])
-        if len(ex) < self.max_examples:
-            ex.append(utt_id)
-
-    def as_dict(self):
-        return {"skipped": dict(sorted(self.counts.items())), "skipped_examples": self.examples}
-
-
 def select_utterances(manifest, task):
-    """``(kept {utt_id: entry}, SkipCounter)``: utterances the task can prompt for.
+    """``(kept {utt_id: entry}, DropReport)``: utterances the task can prompt for, the others counted by reason.
 
     Decided from the manifest alone, so the shard jobs and the merge step agree on it.
     """
-    kept, skips = {}, SkipCounter()
+    kept, report = {}, DropReport()
     for utt_id in sorted(manifest):
         entry = manifest[utt_id]
         transcript = (entry.get("transcript") or "").strip()
         if not transcript:
-            skips.add("no_transcript", utt_id)
+            report.drop("no_transcript", utt_id)
             continue
         if task.needs_emotion and entry.get("emotion") not in EMOTIONS:
-            skips.add("no_emotion_label", utt_id)
+            report.drop("no_emotion_label", utt_id)
             continue
         kept[utt_id] = entry
-    return kept, skips
+        report.keep()
+    return kept, report
 
 
 def build_prompts(layout, task, utterances):
@@ -193,3 +177,73 @@ def run_task(llm, tokenizer, decoder, task, prompts, utterances, batches, max_ne
             bar.update(len(utt_ids))
     records.sort(key=lambda r: r["utt_id"])
     return records
+
+
+def generate_shard(stage, shard, tasks, manifest, hp):
+    """Shard ``shard`` of every task: the teacher's raw replies to ``shards/<task>.<j>of<N>.jsonl``.
+
+    ``stage``: the :class:`~rellm.utils.sharded_stage.ShardedStage`; ``hp``: the stage-3 config (teacher LLM,
+    device, decoding and batching keys). Returns the done marker's extra fields.
+    """
+    from rellm.generation.runtime import build_decoder, load_llm, pick_device
+
+    llm, tokenizer, layout = load_llm(hp["teacher_llm"], hp["dtype"], pick_device(hp["device"]), hp["num_threads"])
+    decoder = build_decoder(llm, tokenizer, layout, hp)
+    for task in tasks:
+        utterances, selection = select_utterances(manifest, task)
+        prompts = build_prompts(layout, task, utterances)
+        batches = plan_batches({u: len(p[0]) for u, p in prompts.items()}, hp["batch_size"], hp["batch_seed"])
+        mine = {k: batches[k] for k in stage.keys(batches, shard)}
+        logger.info("%s: %d utterances (%d not prompted: %s), %d batches of %d; this shard: %d batches",
+                    task.name, len(utterances), selection.total_dropped, selection.dropped.counts(), len(batches),
+                    hp["batch_size"], len(mine))
+        records = run_task(llm, tokenizer, decoder, task, prompts, utterances, mine, hp["max_new_tokens"],
+                           desc=f"{task.name} {shard}/{stage.num_shards}")
+        stage.write_jsonl(task.name, shard, records)
+    return {"decoder_backend": decoder.backend}
+
+
+def merge_responses(stage, tasks, manifest, extra_drop_substrings=(), tidy_replies=False):
+    """Merge every task's shards into ``raw/<task>.jsonl`` (as generated) and ``<task>.jsonl`` (tidied when
+    ``tidy_replies``, then cleaned); returns the per-task part of ``report.json``.
+
+    Per task: ``prompted`` (utterances prompted, and the others by reason), ``generated``, ``early_stop``,
+    ``tidied`` (with ``tidy_replies``), ``cleaning`` (kept and dropped by reason) and ``written``; both
+    reason blocks have the ``rellm.utils.drop_report`` shape.
+    """
+    from rellm.generation.cleaning import CleaningReport, tidy_reply
+    from rellm.utils.io import read_jsonl, write_jsonl
+
+    out, report = stage.output_dir, {}
+    for task in tasks:
+        raw, n = stage.merge_jsonl(task.name, output=out / "raw" / f"{task.name}.jsonl")
+        utterances, selection = select_utterances(manifest, task)
+        if n != len(utterances):
+            raise RuntimeError(
+                f"{task.name}: the shards hold {n} records but the manifest has {len(utterances)} usable "
+                f"utterances; the shards were made from another manifest. Re-run with --overwrite=true"
+            )
+        cleaning = CleaningReport(extra_substrings=extra_drop_substrings or ())
+        records = read_jsonl(raw)
+        early_stop = sum(1 for r in records if r["early_stop"])  # as generated, before any tidying
+        tidied = Counter()
+        if tidy_replies:
+            for rec in records:
+                rec["output"], rec["early_stop"], changed = tidy_reply(rec["output"], rec["early_stop"])
+                tidied.update(changed)
+        kept = list(cleaning.filter(records))
+        write_jsonl(out / f"{task.name}.jsonl", kept)
+        report[task.name] = {
+            "system_prompt": task.system_prompt,
+            "template": task.template,
+            "manifest_utterances": len(manifest),
+            "prompted": selection.as_dict(),
+            "generated": n,
+            "early_stop": early_stop,
+            **({"tidied": dict(sorted(tidied.items()))} if tidy_replies else {}),
+            "cleaning": cleaning.as_dict(),
+            "written": len(kept),
+        }
+        selection.log(logger, f"{task.name}: prompted")
+        cleaning.log(logger, f"{task.name}: {n} generated, cleaning -> {out / f'{task.name}.jsonl'}")
+    return report

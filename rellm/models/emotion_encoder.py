@@ -25,9 +25,10 @@ import torch
 from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2Model, Wav2Vec2PreTrainedModel
 
+from rellm.data.emotions import AVD  # the toolkit's order
+
 logger = logging.getLogger(__name__)
 
-AVD = ("arousal", "valence", "dominance")  # the toolkit's order
 AUDEERING_HEAD_ORDER = ("arousal", "dominance", "valence")  # the checkpoint's id2label order
 
 

@@ -39,11 +39,15 @@ class AVDRegressionHead(nn.Module):
 
 
 def ccc(pred, target, eps=1e-8):
-    """Concordance correlation coefficient per column of ``[B, K]`` tensors -> ``[K]``."""
+    """Lin's concordance correlation coefficient per column of ``[B, K]`` (or of ``[B]``) -> ``[K]`` (or a scalar).
+
+    The toolkit's one CCC: torch tensors (the ``ccc`` dimensional loss, differentiable) or numpy arrays (the stage-2a
+    emotion encoder's validation metric, with ``eps=0``). Variances are population variances (divided by B).
+    """
     pm, tm = pred.mean(0), target.mean(0)
-    pv, tv = pred.var(0, unbiased=False), target.var(0, unbiased=False)
-    cov = ((pred - pm) * (target - tm)).mean(0)
-    return 2 * cov / (pv + tv + (pm - tm) ** 2 + eps)
+    pd, td = pred - pm, target - tm
+    cov = (pd * td).mean(0)
+    return 2 * cov / ((pd * pd).mean(0) + (td * td).mean(0) + (pm - tm) ** 2 + eps)
 
 
 def avd_loss(pred, target, kind="mse"):

@@ -3,16 +3,33 @@
 Models come from the experiment folders (``final/model.json``: LLM, speech encoder, emotion encoder, the
 imported checkpoint), the feature cache (``features.json``: the Whisper and emotion encoder of stage 2), the
 stage-5 logs (the text-only LLM) and the scores (the EPITOME encoder). Registry models are identified by the
-sha256 in their provenance card, local folders by the sha256 of their config.json. Commands are the first
-line of each job log (the runner writes the exact command there), per stage.
+sha256 in their provenance card, local folders by the sha256 of their config.json.
+
+Commands, per stage (1, 2a, 2, 3, 4, 5, 6), as icefall's RESULTS.md lists them: the ``command.txt`` that each
+stage writes beside its done marker (``rellm.utils.stage``: the recipe command, ``$RELLM_RECIPE_COMMAND``,
+and the Python command of every job, a sharded stage's shard jobs then its merge). A stage without one (outputs
+of an older version) falls back to the first line of its job logs (the runner writes the exact command there).
+Folders are read in sorted order and repeated commands listed once, so the section is deterministic.
 """
+import glob
 import hashlib
 import json
 from pathlib import Path
 
 from rellm.utils.config import split_overrides
 
-# (stage, glob under the recipe folder given the roots)
+# (stage, globs of the folders holding a command.txt, under the recipe folder given the roots)
+COMMAND_FOLDERS = (
+    ("1 data preparation", ("{data}",)),
+    ("2a emotion encoder", ("{exp}/emotion_encoder/{split}",)),
+    ("2 features", ("{dump}/*",)),
+    ("3 expected responses", ("{exp}/responses/{split}/*",)),
+    ("4 training", ("{exp}/*/{split}/seed{seed}",)),
+    ("5 inference", ("{exp}/*/{split}/seed{seed}/infer/*",)),
+    ("6 scoring", ("{epitome}/*", "{exp}/scores/{split}/seed{seed}/*")),
+)
+
+# (stage, glob under the recipe folder given the roots): the fallback for outputs without command.txt
 JOB_LOGS = (
     ("2a emotion encoder", "{exp}/emotion_encoder/{split}/train.log"),
     ("2 features", "{dump}/*/log/extract.1.log"),
@@ -51,14 +68,65 @@ def _first_line(path):
     return line[2:] if line.startswith("# ") else None
 
 
-def stage_commands(exp, dump, split, seed):
-    """``[(stage, command)]`` from the job logs that exist."""
+def _logged_commands(stage, roots):
     out = []
-    for stage, pattern in JOB_LOGS:
-        for path in sorted(Path(".").glob(pattern.format(exp=exp, dump=dump, split=split, seed=seed))):
-            command = _first_line(path)
-            if command:
-                out.append((stage, command))
+    for name, pattern in JOB_LOGS:
+        if name.split()[0] == stage.split()[0]:
+            for path in sorted(glob.glob(pattern.format(**roots))):
+                command = _first_line(path)
+                if command:
+                    out.append(command)
+    return out
+
+
+def _unique(items):
+    return list(dict.fromkeys(item for item in items if item))
+
+
+def data_folder(dump, split, train_set="train"):
+    """Stage 1's folder: the one of the manifest stage 2 read (``features.json``), else ``data/<split>``."""
+    features = Path(dump) / train_set / "features.json"
+    if features.is_file():
+        manifest = json.loads(features.read_text(encoding="utf-8")).get("manifest")
+        if manifest:
+            return str(Path(manifest).parent)
+    return f"data/{split}"
+
+
+def epitome_folder(exp, split, seed):
+    """The EPITOME classifiers' folder that stage 6 scored with (from ``metrics.json``), or None."""
+    for path in sorted(Path(exp).glob(f"scores/{split}/seed{seed}/*/metrics.json")):
+        models = json.loads(path.read_text(encoding="utf-8")).get("epitome", {}).get("models")
+        if models:
+            return models
+    return None
+
+
+def stage_commands(exp, dump, split, seed, train_set="train", data=None, final=()):
+    """``[(stage, [recipe commands], [python commands])]`` for the stages with any; ``final``: commands of this
+    process to add to stage 6 (``rellm.bin.results``, which writes RESULTS.md and no marker)."""
+    from rellm.utils.stage import read_command_file
+
+    roots = {"exp": exp, "dump": dump, "split": split, "seed": seed,
+             "data": data or data_folder(dump, split, train_set), "epitome": epitome_folder(exp, split, seed)}
+    out = []
+    for stage, patterns in COMMAND_FOLDERS:
+        recipes, pythons = [], []
+        for pattern in patterns:
+            if "{epitome}" in pattern and not roots["epitome"]:
+                continue
+            folders = sorted({Path(p).parent for p in glob.glob(f"{pattern.format(**roots)}/command.txt")})
+            for folder in folders:
+                recipe, python = read_command_file(folder)
+                recipes.append(recipe)
+                pythons += python
+        if not pythons:
+            pythons = _logged_commands(stage, roots)
+        if stage.startswith("6"):
+            recipes += [r for r, _ in final]
+            pythons += [p for _, p in final]
+        if pythons or any(recipes):
+            out.append((stage, _unique(recipes), _unique(pythons)))
     return out
 
 
@@ -107,10 +175,13 @@ def _conf_value(conf, key):
     return (yaml.load(path.read_text(encoding="utf-8"), Loader=_TagTolerantLoader) or {}).get(key)
 
 
-def markdown(exp, dump, split, seed, train_set="train"):
+def markdown(exp, dump, split, seed, train_set="train", data=None, final=()):
     lines = ["## Models", ""]
     lines += [f"- {role}: {desc}" for role, desc in models(exp, dump, split, seed, train_set)] or ["- (none found)"]
-    lines += ["", "## Commands per stage (from the job logs)", "", "```bash"]
-    lines += [f"# stage {stage}\n{command}" for stage, command in stage_commands(exp, dump, split, seed)]
+    lines += ["", "## Commands per stage", "",
+              ("The Python command of every job, then the recipe command that ran it (`command.txt` beside each "
+               "stage's outputs)."), "", "```bash"]
+    for stage, recipes, pythons in stage_commands(exp, dump, split, seed, train_set, data, final):
+        lines += [f"# stage {stage}", *pythons, *(f"# recipe: {r}" for r in recipes)]
     lines += ["```", ""]
     return "\n".join(lines)

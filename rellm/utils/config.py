@@ -96,15 +96,38 @@ def parse_stage_args(argv=None, description=None):
     return argv[0], split_overrides(argv[1:])
 
 
-def run_main(main, argv=None):
-    """Run a stage ``main`` and turn expected user errors into one-line messages, exit 1."""
-    from rellm.utils.stage import OptionsChangedError, UserError
+def as_list(value):
+    """``"a b"`` (from the shell) or ``[a, b]`` (from YAML) -> ``["a", "b"]``; null -> ``[]``."""
+    if value is None:
+        return []
+    return value.split() if isinstance(value, str) else [str(v) for v in value]
 
+
+def main_module(main):
+    """The module name of ``main`` (``rellm.bin.respond``, also when run as ``python -m rellm.bin.respond``)."""
+    module = main.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else Path(sys.argv[0]).stem
+    return module
+
+
+def run_main(main, argv=None):
+    """Run a stage ``main`` and turn expected user errors into one-line messages, exit 1.
+
+    The command (``python -m <module> <argv>``) is recorded for the done markers' ``command.txt`` while ``main``
+    runs.
+    """
+    from rellm.utils.stage import OptionsChangedError, UserError, record_command
+
+    record_command(main_module(main), sys.argv[1:] if argv is None else argv)
     try:
         return main(argv)
     except (ConfigError, OptionsChangedError, FileNotFoundError, UserError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        record_command(None, None)
 
 
-__all__ = ["ConfigError", "load_config", "parse_stage_args", "resolved_yaml", "run_main", "split_overrides"]
+__all__ = ["ConfigError", "as_list", "load_config", "parse_stage_args", "resolved_yaml", "run_main", "split_overrides"]

@@ -27,6 +27,3 @@ def setup_logging(log_file=None, level=logging.INFO, tag=None):
         root.addHandler(h)
     return logging.getLogger("rellm")
 
-
-def get_logger(name):
-    return logging.getLogger(name)

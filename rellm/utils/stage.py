@@ -4,14 +4,25 @@ A finished step writes ``.done.<name>`` holding the options it ran with.
 Re-running with the same options skips the work; re-running with different
 options stops with a message saying how to overwrite (the SpeechBrain
 LibriSpeech-prep pattern, but an error instead of a silent reuse).
+
+A marker also records the command that made the output (icefall's RESULTS.md lists them): in the marker
+(``command``) and in ``command.txt`` beside it, with the recipe command that ran the stage
+(``$RELLM_RECIPE_COMMAND``, exported by the recipe's run.sh). The Python command is the one
+``rellm.utils.config.run_main`` ran (``record_command``); a stage's ``main`` called in-process records none.
 """
 import datetime
 import hashlib
 import json
+import os
+import shlex
 from pathlib import Path
 
 from rellm.utils.faults import fault_point
-from rellm.utils.io import atomic_write_json, read_json
+from rellm.utils.io import atomic_write_json, atomic_write_text, read_json
+
+COMMAND_FILE = "command.txt"
+RECIPE_COMMAND_ENV = "RELLM_RECIPE_COMMAND"
+_python_command = None  # set by record_command (run_main)
 
 
 class OptionsChangedError(RuntimeError):
@@ -35,6 +46,44 @@ def _jsonable(value):
     return repr(value)
 
 
+def record_command(module, argv):
+    """Remember ``python -m <module> <argv...>`` (shell-quoted) as the command of this process's outputs
+    (``module`` None: forget it)."""
+    global _python_command
+    _python_command = None if module is None else shlex.join(["python", "-m", module, *map(str, argv)])
+
+
+def python_command():
+    """The recorded ``python -m rellm.bin.<stage> ...`` of this process, or None."""
+    return _python_command
+
+
+def recipe_command():
+    """The recipe command that ran this process (``$RELLM_RECIPE_COMMAND``, exported by run.sh), or None."""
+    return os.environ.get(RECIPE_COMMAND_ENV, "").strip() or None
+
+
+def write_command_file(folder, python_commands):
+    """``<folder>/command.txt``: ``recipe: <$RELLM_RECIPE_COMMAND>`` (when set), then ``python: <command>`` lines."""
+    recipe = recipe_command()
+    lines = ([f"recipe: {recipe}"] if recipe else []) + [f"python: {c}" for c in python_commands]
+    atomic_write_text(Path(folder) / COMMAND_FILE, "".join(line + "\n" for line in lines))
+
+
+def read_command_file(folder):
+    """``(recipe command or None, [python commands])`` of ``<folder>/command.txt`` (None, [] without one)."""
+    path = Path(folder) / COMMAND_FILE
+    recipe, python = None, []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition(": ")
+            if key == "recipe":
+                recipe = value
+            elif key == "python":
+                python.append(value)
+    return recipe, python
+
+
 def fingerprint(options):
     """A stable sha256 over a dict of options (order-independent)."""
     blob = json.dumps(_jsonable(options), sort_keys=True, ensure_ascii=False)
@@ -46,11 +95,13 @@ class DoneMarker:
 
     ``overwrite=True`` turns an options mismatch into "not done" so the
     caller recomputes (and the caller must then replace, never append).
+    ``command_file=False``: record the command in the marker only (a shard's marker: its merge lists them).
     """
 
-    def __init__(self, folder, name, hint=None):
+    def __init__(self, folder, name, hint=None, command_file=True):
         self.path = Path(folder) / f".done.{name}"
         self.name = name
+        self.command_file = command_file
         self.hint = hint or "re-run with ./run.sh --overwrite true (a stage run by hand: --overwrite=true), or delete the folder"
 
     def is_done(self, options, overwrite=False):
@@ -70,14 +121,19 @@ class DoneMarker:
             f"To replace it, {self.hint}."
         )
 
-    def mark_done(self, options, **extra):
+    def mark_done(self, options, earlier_commands=(), **extra):
+        """Write the marker (and ``command.txt``: ``earlier_commands``, e.g. the shard jobs', then this one)."""
         fault_point(f"mark_done/{self.name}")  # test hook: RELLM_FAULT (rellm/utils/faults.py)
+        command = python_command()
+        if self.command_file and (command or earlier_commands):
+            write_command_file(self.path.parent, [*earlier_commands, *([command] if command else [])])
         atomic_write_json(
             self.path,
             {
                 "fingerprint": fingerprint(options),
                 "options": _jsonable(options),
                 "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                **({"command": command} if command else {}),
                 **extra,
             },
         )

@@ -62,7 +62,8 @@ def test_encoder_means_the_encoder_even_where_an_annotation_exists(layout):
 def test_annotation_means_the_annotation_and_drops_the_unannotated(layout):
     dataset, report = _build(layout, need_avd_target=True, avd_source="annotation")
     assert _targets(dataset) == {"u1": pytest.approx(ANNOTATION["u1"]), "u2": pytest.approx(ANNOTATION["u2"])}
-    assert report["skipped"] == {"no_avd_annotation": 1} and report["examples"]["no_avd_annotation"] == ["u3"]
+    assert report["dropped"] == {"no_avd_annotation": {"count": 1, "examples": ["u3"]}}
+    assert report["kept"] == 2 and report["total_dropped"] == 1
     assert report["avd_target"] == {"avd_source": "annotation", "annotation": 2, "encoder": 0}
 
 

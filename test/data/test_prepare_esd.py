@@ -161,7 +161,7 @@ def test_undecodable_transcript_is_reported(tmp_path):
     report = prepare_esd(root, tmp_path / "out", require_transcript=False)
     assert any("cannot decode" in w for w in report["warnings"])
     assert report["notes"]["kept_without_transcript"]["count"] == 30  # every wav of 0011 is still kept
-    assert report["kept_total"] == 30
+    assert report["kept"] == 30
     assert read_manifest(tmp_path / "out" / "train.json")["0011_000051"]["transcript"] == ""
 
 

@@ -81,8 +81,8 @@ def test_fold5_four_classes(iemocap_root, tmp_path):
         "malformed_transcript_line": 1,
     }
     assert report["skipped"]["transcript_without_label"]["examples"][0] == "Ses01F_impro01_MXX0"
-    assert report["kept"] == {"train": 14, "valid": 2, "test": 5}
-    assert report["kept_total"] == 21 and report["dropped_total"] == sum(dropped.values())
+    assert {name: s["utterances"] for name, s in report["sets"].items()} == {"train": 14, "valid": 2, "test": 5}
+    assert report["kept"] == 21 and report["total_dropped"] == sum(dropped.values())
     assert report["sets"]["test"]["emotions"] == {"angry": 1, "happy": 1, "neutral": 2, "sad": 1}
     # a full 5-session copy with far fewer turns than the release: a loud warning with both counts
     (warning,) = report["warnings"]

@@ -61,8 +61,8 @@ def test_release_1_12_layout(msp_root, tmp_path):
         "multi_line_transcript_joined": 1,
         "unknown_speaker": 1,
     }
-    assert report["kept_total"] == 7 and report["dropped_total"] == 7
-    assert len(MSP_ROWS) == report["kept_total"] + report["dropped_total"] + 1  # + the Test3 row
+    assert report["kept"] == 7 and report["total_dropped"] == 7
+    assert len(MSP_ROWS) == report["kept"] + report["total_dropped"] + 1  # + the Test3 row
 
 
 def test_older_release_names_give_the_same_manifests(msp_root, tmp_path):

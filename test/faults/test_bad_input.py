@@ -61,8 +61,9 @@ def test_stage2_counts_and_names_bad_wavs_and_caches_the_rest(bad_corpus, tmp_pa
     options = {"whisper": "tiny", "emotion_encoder": "tiny"}
     extract_shard(entries, out, 1, 1, options, lambda: whisper, lambda: emotion, batch_size=2)
     report = merge_shards(entries, out, 1, options, meta=options)
-    assert report["cached"] == 2
-    assert report["skipped"] == {"unreadable_audio": 1, "empty_audio": 1}, report["skipped"]
+    assert report["kept"] == 2
+    assert {reason: slot["count"] for reason, slot in report["dropped"].items()} == {
+        "unreadable_audio": 1, "empty_audio": 1}, report["dropped"]
     text = json.dumps(report)
     assert "truncated" in text and "zero" in text  # named in the report's examples
     assert sorted(FeatureCache(out).keys()) == ["good1", "good2"]

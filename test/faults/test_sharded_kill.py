@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rellm.training.toy import save_toy_llm
 from rellm.utils.io import read_jsonl
+from rellm.utils.stage import read_command_file
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "egs" / "mini" / "conf" / "respond.yaml"
@@ -69,3 +70,7 @@ def test_killed_shards_rerun_with_pick_failed_and_merge_each_utterance_once(tmp_
         raw = [r["utt_id"] for r in read_jsonl(out / "raw" / f"{name}.jsonl")]
         assert sorted(raw) == sorted(manifest), name  # each utterance exactly once
         assert len(raw) == len(set(raw)) == 12
+    # command.txt beside the outputs: each shard job's command (the re-run ones included), then the merge's
+    python = read_command_file(out)[1]
+    assert [c.split("--shard")[-1].strip() for c in python[:3]] == ["1", "2", "3"]
+    assert python[3].startswith("python -m rellm.bin.respond ") and python[3].endswith("--merge true")

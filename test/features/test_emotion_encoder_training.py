@@ -3,24 +3,46 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
-from rellm.features.emotion_encoder_training import concordance_cc, unweighted_accuracy
+from rellm.features.emotion_encoder_training import validation_ccc, validation_ua
 from rellm.models.emotion_encoder import load_emotion_encoder
+from rellm.models.heads import ccc
+from rellm.scoring.ser_metrics import unweighted_accuracy
 
 
 def test_concordance_correlation():
     x = np.array([0.1, 0.4, 0.5, 0.9])
-    assert concordance_cc(x, x) == pytest.approx(1.0)
-    assert concordance_cc(2 * x.mean() - x, x) == pytest.approx(-1.0)  # mirrored about the mean
-    assert concordance_cc(np.full(4, 0.5), x) == 0.0
+    assert validation_ccc(x, x) == pytest.approx(1.0)
+    assert validation_ccc(2 * x.mean() - x, x) == pytest.approx(-1.0)  # mirrored about the mean
+    assert validation_ccc(np.full(4, 0.5), x) == 0.0
+    assert validation_ccc(np.full(4, 0.5), np.full(4, 0.5)) == 0.0  # nothing to agree on
+    assert validation_ccc(x[:1], x[:1]) == 0.0
     # a shift lowers CCC (unlike Pearson's r): 2*cov / (var + var + shift^2)
-    assert concordance_cc(x + 0.2, x) == pytest.approx(2 * x.var() / (2 * x.var() + 0.04))
+    assert validation_ccc(x + 0.2, x) == pytest.approx(2 * x.var() / (2 * x.var() + 0.04))
+
+
+def test_one_ccc_for_the_loss_and_the_validation_metric():
+    rng = np.random.default_rng(0)
+    pred, gold = rng.random((50, 3)).astype(np.float32), rng.random((50, 3)).astype(np.float32)
+    # the formula stage 2a used before it called rellm.models.heads.ccc: same float64 numbers, bit for bit
+    for d in range(3):
+        p, g = pred[:, d].astype(np.float64), gold[:, d].astype(np.float64)
+        cov = np.mean((p - p.mean()) * (g - g.mean()))
+        assert validation_ccc(pred[:, d], gold[:, d]) == float(2 * cov / (p.var() + g.var() + (p.mean() - g.mean()) ** 2))
+    # the loss's torch CCC (per column, eps 1e-8) agrees with the metric
+    loss_ccc = ccc(torch.from_numpy(pred).double(), torch.from_numpy(gold).double()).tolist()
+    assert loss_ccc == pytest.approx([validation_ccc(pred[:, d], gold[:, d]) for d in range(3)], rel=1e-6)
 
 
 def test_unweighted_accuracy_is_mean_class_recall():
-    gold = [0, 0, 0, 0, 1, 2]
-    pred = [0, 0, 0, 0, 0, 2]
-    assert unweighted_accuracy(pred, gold) == pytest.approx((1.0 + 0.0 + 1.0) / 3)
+    gold = [0, 0, 0, 0, 1, 2, -100]  # -100: unlabelled, left out
+    pred = [0, 0, 0, 0, 0, 2, 3]
+    assert validation_ua(pred, gold) == pytest.approx((1.0 + 0.0 + 1.0) / 3)
+    assert validation_ua(pred, gold) == unweighted_accuracy(["neutral"] * 4 + ["happy", "angry"],
+                                                            ["neutral"] * 5 + ["angry"])
+    assert validation_ua([7, 1], [1, 1]) == 0.5  # an id past the five emotions is a wrong answer
+    assert validation_ua([0], [-100]) == 0.0
 
 
 def mini_corpus(folder, **kw):

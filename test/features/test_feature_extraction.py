@@ -102,8 +102,9 @@ def test_whisper_states_are_trimmed_to_the_real_length(encoders):
 def test_cache_holds_annotation_and_prediction_separately(tmp_path, corpus, encoders):
     out = tmp_path / "dump"
     report = run_all(corpus, out, encoders, num_shards=1)
-    assert report["manifest_utterances"] == 6 and report["cached"] == 4
-    assert report["skipped"] == {"missing_audio": 1, "empty_audio": 1}
+    assert report["manifest_utterances"] == 6 and report["kept"] == 4 and report["total_dropped"] == 2
+    assert {reason: slot["count"] for reason, slot in report["dropped"].items()} == {"missing_audio": 1,
+                                                                                    "empty_audio": 1}
     assert report["avd_annotation"] == {"present": 3, "absent": 1}
     cache = FeatureCache(out)
     assert cache.keys() == ["utt_a", "utt_b", "utt_c", "utt_d"]
@@ -151,7 +152,7 @@ def test_finished_shards_are_skipped_and_unfinished_ones_block_the_merge(tmp_pat
     with pytest.raises(OptionsChangedError, match="overwrite"):
         extract_shard(corpus, out, 1, 2, {**OPTIONS, "whisper": "other"}, counting_whisper, lambda: emotion)
     extract_shard(corpus, out, 2, 2, OPTIONS, counting_whisper, lambda: emotion)
-    assert merge_shards(corpus, out, 2, OPTIONS, meta={})["cached"] == 4
+    assert merge_shards(corpus, out, 2, OPTIONS, meta={})["kept"] == 4
     stamp = (out / "index.jsonl").stat().st_mtime_ns
     merge_shards(corpus, out, 2, OPTIONS, meta={})
     assert (out / "index.jsonl").stat().st_mtime_ns == stamp
@@ -215,6 +216,8 @@ def test_command_line_shards_merge_and_rerun(tmp_path, corpus, repo_root):
     main(args + ["--shard", "1"])
     main(args + ["--shard", "2"])
     report = main(args + ["--merge", "true"])
-    assert report["cached"] == 4 and report["skipped"] == {"empty_audio": 1, "missing_audio": 1}
+    assert report["kept"] == 4
+    assert {reason: slot["count"] for reason, slot in report["dropped"].items()} == {"empty_audio": 1,
+                                                                                    "missing_audio": 1}
     assert main(args + ["--shard", "1"]) is None  # done: skipped
     assert FeatureCache(tmp_path / "dump").whisper("utt_a").shape == (50, 16)

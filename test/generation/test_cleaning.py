@@ -28,10 +28,11 @@ def test_good_outputs_are_kept_verbatim_and_drops_are_counted():
     assert [r["utt_id"] for r in kept] == ["a", "e"]
     assert kept[0] is records[0]
     summary = report.as_dict()
-    assert summary["total"] == 5 and summary["kept"] == 2
-    assert summary["dropped"] == {"as_an_ai_language_model": 1, "empty": 1, "refusal_cannot": 1}
-    assert summary["dropped_fraction"] == 0.6
-    assert summary["examples"]["refusal_cannot"] == [{"utt_id": "c", "output": "I'm sorry, but I cannot continue."}]
+    assert summary["kept"] == 2 and summary["total_dropped"] == 3
+    assert {reason: slot["count"] for reason, slot in summary["dropped"].items()} == {
+        "as_an_ai_language_model": 1, "empty": 1, "refusal_cannot": 1}
+    assert summary["dropped"]["refusal_cannot"]["examples"] == [
+        {"utt_id": "c", "output": "I'm sorry, but I cannot continue."}]
 
 
 def test_extra_patterns_of_a_recipe_are_counted_under_their_own_reason():
@@ -39,4 +40,5 @@ def test_extra_patterns_of_a_recipe_are_counted_under_their_own_reason():
     records = [{"utt_id": "a", "output": "I'm sorry for your loss, but As a Helpful AI, I can't."},
                {"utt_id": "b", "output": "That sounds lovely."}]
     assert [r["utt_id"] for r in report.filter(records)] == ["b"]
-    assert report.as_dict()["dropped"] == {"extra:as a helpful AI": 1}
+    assert report.as_dict()["dropped"] == {"extra:as a helpful AI": {"count": 1, "examples": [
+        {"utt_id": "a", "output": "I'm sorry for your loss, but As a Helpful AI, I can't."}]}}

@@ -7,6 +7,7 @@ import torch
 
 from rellm.bin import infer
 from rellm.data.emotions import EMOTIONS
+from rellm.generation import inference as I
 from rellm.training.toy import ToyFeatureCache, write_toy_recipe_data
 from rellm.utils.io import read_jsonl
 
@@ -46,7 +47,7 @@ def trained_dir(tmp_path, toy_llm_dir):
 
 @pytest.fixture(autouse=True)
 def toy_features(monkeypatch):
-    monkeypatch.setattr(infer, "_load_features", lambda hp: ToyFeatureCache(hp["feats_dir"]))
+    monkeypatch.setattr(I, "load_features", lambda hp: ToyFeatureCache(hp["feats_dir"]))
 
 
 def test_text_only_one_and_two_shards_identical(tmp_path, toy_data, toy_llm_dir):
@@ -63,7 +64,7 @@ def test_text_only_one_and_two_shards_identical(tmp_path, toy_data, toy_llm_dir)
     assert set(records[0]) == {"utt_id", "transcript", "emotion", "response", "ser_output", "ser_pred"}
     assert all(r["ser_pred"] in (*EMOTIONS, "unknown") for r in records)
     report = json.loads((one / "report.json").read_text())
-    assert report["answered"] == 7 and report["not_answered"] == 0
+    assert report["kept"] == 7 and report["dropped"] == {} and report["total_dropped"] == 0
     assert sum(report["ser_pred_counts"].values()) == 7
 
 
@@ -96,13 +97,13 @@ def test_missing_features_are_counted_not_dropped(tmp_path, toy_data, trained_di
         def keys(self):
             return [k for k in super().keys() if k != "test_utt004"]  # noqa: SIM118 (not iterable)
 
-    monkeypatch.setattr(infer, "_load_features", lambda hp: Partial(hp["feats_dir"]))
+    monkeypatch.setattr(I, "load_features", lambda hp: Partial(hp["feats_dir"]))
     out = trained_dir / "infer" / "partial"
     run("blsp_emo", trained_dir, toy_data, out, "unused")
     run("blsp_emo", trained_dir, toy_data, out, "unused", merge="true")
     report = json.loads((out / "report.json").read_text())
-    assert report["answered"] == 6 and report["not_answered"] == 1
-    assert report["not_answered_examples"] == ["test_utt004"]
+    assert report["kept"] == 6 and report["total_dropped"] == 1
+    assert report["dropped"] == {"no_features": {"count": 1, "examples": ["test_utt004"]}}
 
 
 def test_unknown_system_is_a_clear_error(tmp_path, toy_data):

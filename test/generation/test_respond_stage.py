@@ -6,7 +6,9 @@ import pytest
 
 from rellm.bin import respond
 from rellm.generation.teacher import plan_batches
+from rellm.utils.config import load_config, split_overrides
 from rellm.utils.io import read_jsonl, write_jsonl
+from rellm.utils.sharded_stage import ShardedStage
 from rellm.utils.sharding import shard_keys
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,8 +75,10 @@ def test_one_shard_and_two_shards_give_identical_files(tmp_path, toy_llm_dir):
     report = json.loads((one / "report.json").read_text())
     for task in ("expected", "continuation"):
         t = report["tasks"][task]
-        assert t["skipped"] == {"no_transcript": 1} and t["skipped_examples"] == {"no_transcript": ["u006"]}
+        assert t["prompted"] == {"kept": 6, "dropped": {"no_transcript": {"count": 1, "examples": ["u006"]}},
+                                 "total_dropped": 1}
         assert t["generated"] == 6 and t["written"] == t["cleaning"]["kept"]
+        assert t["cleaning"]["kept"] + t["cleaning"]["total_dropped"] == 6
         assert t["early_stop"] == sum(r["early_stop"] for r in read_jsonl(one / "raw" / f"{task}.jsonl"))
 
 
@@ -109,11 +113,17 @@ def test_merge_cleans_and_counts_drops(tmp_path):
     write_jsonl(out / "shards" / "expected.1of1.jsonl", [
         {"utt_id": f"u{i:03d}", "emotion": EMOTIONS[i], "transcript": SENTENCES[i], "instruction": "I feel x. ",
          "output": o, "early_stop": False} for i, o in enumerate(outputs)])
-    run(args(manifest, out, "unused-no-model-needed", merge="true", tasks="[expected]"))
+    argv = args(manifest, out, "unused-no-model-needed", tasks="[expected]")
+    hp = load_config(CONF, split_overrides(argv))  # the shard's done marker, as its job would have written it
+    ShardedStage("respond", out, 1).shard_marker(1).mark_done(respond._options(hp, respond._tasks(hp)))
+    run([*argv, "--merge=true"])
     kept = read_jsonl(out / "expected.jsonl")
     assert [r["utt_id"] for r in kept] == ["u000", "u003"]
     cleaning = json.loads((out / "report.json").read_text())["tasks"]["expected"]["cleaning"]
-    assert cleaning["dropped"] == {"as_an_ai_language_model": 1, "refusal_cannot": 1}
+    assert cleaning["dropped"] == {
+        "as_an_ai_language_model": {"count": 1, "examples": [{"utt_id": "u002", "output": outputs[2]}]},
+        "refusal_cannot": {"count": 1, "examples": [{"utt_id": "u001", "output": outputs[1]}]}}
+    assert cleaning["kept"] == 2 and cleaning["total_dropped"] == 2
     assert len(read_jsonl(out / "raw" / "expected.jsonl")) == 4  # nothing lost: raw keeps every generation
 
 

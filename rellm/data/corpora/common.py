@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from rellm.data.manifest import make_entry, write_data_root, write_manifest
 from rellm.utils.config import ConfigError
+from rellm.utils.drop_report import MAX_EXAMPLES, DropReport, ReasonCounts
 from rellm.utils.io import atomic_write_json, read_json
 from rellm.utils.stage import DoneMarker
 
@@ -28,7 +29,6 @@ logger = logging.getLogger(__name__)
 REPORT_FILE = "prepare_report.json"
 LOG_FILE = "prepare.log"
 MARKER_NAME = "prepare"
-MAX_EXAMPLES = 5
 
 
 class CorpusError(ConfigError):
@@ -72,7 +72,7 @@ class Candidate:
     gender: str | None
 
 
-class PrepReport:
+class PrepReport(DropReport):
     """Counts by reason, with the first examples, of everything a preparer did not keep as is.
 
     * ``dropped``: utterances lost (unused label, missing audio, too short, ...);
@@ -80,51 +80,41 @@ class PrepReport:
       transcript lines of unlabelled turns, audio of an unlabelled test set, ...);
     * ``notes``: utterances kept with a caveat (unknown speaker, conflicting metadata, ...);
     * ``warnings``: corpus-level problems (a count off the published one, a missing speaker).
+
+    ``to_dict()``: the ``rellm.utils.drop_report`` block (``kept``, ``dropped``, ``total_dropped``) plus
+    ``skipped`` and ``notes`` (tables of the same shape as ``dropped``) and ``warnings``.
     """
 
     def __init__(self, root=None, max_examples=MAX_EXAMPLES):
+        super().__init__(max_examples)
         self.root = Path(root) if root is not None else None  # path examples are shown relative to it
-        self.max_examples = max_examples
-        self.dropped = {}
-        self.skipped = {}
-        self.notes = {}
+        self.skipped = ReasonCounts(max_examples)
+        self.notes = ReasonCounts(max_examples)
         self.warnings = []
 
-    def _add(self, table, reason, example, count):
-        slot = table.setdefault(reason, {"count": 0, "examples": []})
-        slot["count"] += count
-        if example is not None and len(slot["examples"]) < self.max_examples:
-            if isinstance(example, Path) and self.root is not None and example.is_relative_to(self.root):
-                example = example.relative_to(self.root)
-            slot["examples"].append(str(example))
+    def _example(self, example):
+        if example is None:
+            return None
+        if isinstance(example, Path) and self.root is not None and example.is_relative_to(self.root):
+            example = example.relative_to(self.root)
+        return str(example)
 
     def drop(self, reason, example=None, count=1):
-        self._add(self.dropped, reason, example, count)
+        super().drop(reason, self._example(example), count)
 
     def skip(self, reason, example=None, count=1):
-        self._add(self.skipped, reason, example, count)
+        self.skipped.add(reason, self._example(example), count)
 
     def note(self, reason, example=None, count=1):
-        self._add(self.notes, reason, example, count)
+        self.notes.add(reason, self._example(example), count)
 
     def warn(self, message):
         logger.warning(message)
         self.warnings.append(message)
 
-    def dropped_count(self, reason):
-        return self.dropped.get(reason, {}).get("count", 0)
-
     def to_dict(self):
-        def ordered(table):
-            return {k: table[k] for k in sorted(table)}
-
-        return {
-            "dropped_total": sum(v["count"] for v in self.dropped.values()),
-            "dropped": ordered(self.dropped),
-            "skipped": ordered(self.skipped),
-            "notes": ordered(self.notes),
-            "warnings": list(self.warnings),
-        }
+        return {**self.as_dict(), "skipped": self.skipped.as_dict(), "notes": self.notes.as_dict(),
+                "warnings": list(self.warnings)}
 
 
 def is_hidden(name):
@@ -380,13 +370,12 @@ def run_preparation(
         (save_folder / f"{stale}.json").unlink(missing_ok=True)
 
     summary = {name: set_summary(sets[name]) for name in set_names}
+    report.keep(sum(s["utterances"] for s in summary.values()))
     report_dict = {
         "corpus": corpus,
         "split": options.get("split"),
         "data_root": str(root),
         "options": options,
-        "kept": {name: s["utterances"] for name, s in summary.items()},
-        "kept_total": sum(s["utterances"] for s in summary.values()),
         "sets": summary,
         "sample_rates": {str(k): v for k, v in sample_rates.items()},
         **report.to_dict(),
@@ -409,7 +398,7 @@ def log_summary(report, save_folder):
         logger.info("note, %d kept: %s", slot["count"], reason)
     logger.info(
         "kept %d utterances, dropped %d; details in %s",
-        report["kept_total"],
-        report["dropped_total"],
+        report["kept"],
+        report["total_dropped"],
         Path(save_folder) / REPORT_FILE,
     )
