@@ -68,7 +68,7 @@ def cache_root(hp):
 
 
 def model_root(hp):
-    from rellm.scoring.epitome.training import epitome_cache_dir
+    from rellm.scoring.epitome.model_cache import epitome_cache_dir
 
     return epitome_cache_dir(cache_root(hp), hp["encoder"], hp.get("encoder_tag"))
 
@@ -108,7 +108,7 @@ def cmd_train(hp):
 
 
 def cmd_metrics(hp):
-    from rellm.scoring.epitome.training import load_metrics
+    from rellm.scoring.epitome.model_cache import load_metrics
 
     metrics = load_metrics(model_root(hp), hp["mechanisms"])
     print(json.dumps(metrics, indent=2))
@@ -123,7 +123,7 @@ def _field(record, names, k, path):
 
 
 def cmd_score(hp, input_path, output_path):
-    from rellm.scoring.epitome.training import EpitomeScorer
+    from rellm.scoring.epitome.scorer import EpitomeScorer
 
     if not input_path:
         raise ConfigError("score needs --input responses.jsonl")
