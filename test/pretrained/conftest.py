@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from rellm.pretrained.testing import minilm_dir, smollm2_dir, source_files, whisper_tiny_dir  # noqa: F401
+from rellm.testing.pretrained_models import minilm_dir, smollm2_dir, source_files, whisper_tiny_dir  # noqa: F401
 
 
 @pytest.fixture(scope="session", autouse=True)
