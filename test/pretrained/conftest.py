@@ -27,7 +27,8 @@ def smollm2_gguf(tmp_path_factory):
 @pytest.fixture(scope="session")
 def espeak_sentences():
     """(text, 16 kHz float32 waveform): sentences spoken by eSpeak NG in the mini corpus' styles and voices."""
-    from rellm.data.corpora.mini import SAMPLE_RATE, STYLES, get_synthesizer, to_16k_float
+    from rellm.data.corpora.espeak_synthesis import SAMPLE_RATE, get_synthesizer, to_16k_float
+    from rellm.data.corpora.mini import STYLES
 
     synth = get_synthesizer()
     plan = [
