@@ -28,8 +28,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rellm.scoring.epitome import training as T
+from rellm.scoring.epitome.batching import encode_split, predict
 from rellm.scoring.epitome.data import find_data_dir, load_pairs, stratified_split
+from rellm.scoring.epitome.encoders import EncoderStates, build_model
+from rellm.scoring.epitome.options import response_max_len, train_options, trainable_layers, training_device
+from rellm.scoring.epitome.training_loop import evaluate, train_classifier
 from rellm.utils.config import load_config, split_overrides
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "rellm" / "scoring" / "epitome" / "epitome.yaml"
@@ -60,25 +63,25 @@ def main():
     pairs = load_pairs(args.mechanism, data_dir)
     split = stratified_split(pairs, conf["split_fractions"], conf["split_seed"])
     pool = pairs.subset(split["train"] + split["dev"])  # the test part is never read
-    model, tokenizer = T.build_model(conf["encoder"], T.train_options(conf, args.mechanism)["dropout"])
-    model.to(T.training_device(conf))
+    model, tokenizer = build_model(conf["encoder"], train_options(conf, args.mechanism)["dropout"])
+    model.to(training_device(conf))
     initial = copy.deepcopy(model.trainable_state_dict())
     states = {}  # frozen encoder states, shared by the variants that can share them
     for variant in variants:
         conf = load_config(Path(args.config), {**shared, **split_overrides(["--" + kv for kv in variant.split()])})
-        hp = {**conf, **T.train_options(conf, args.mechanism)}
-        response_len = T.response_max_len(hp)
+        hp = {**conf, **train_options(conf, args.mechanism)}
+        response_len = response_max_len(hp)
         model.load_state_dict(initial, strict=False)
-        start = model.set_responder_trainable_layers(T._trainable_layers(hp["responder_trainable_layers"]))
+        start = model.set_responder_trainable_layers(trainable_layers(hp["responder_trainable_layers"]))
         if ("seeker", conf["max_len"]) not in states:
-            states["seeker", conf["max_len"]] = T.EncoderStates()
+            states["seeker", conf["max_len"]] = EncoderStates()
             states["seeker", conf["max_len"]].add(model.seeker_encoder, tokenizer, pool.seeker, conf["max_len"],
                                                   conf["eval_batch_size"], False)
         seekers = states["seeker", conf["max_len"]]
         responses = None
         if start > 0:
             if ("responder", start, response_len) not in states:
-                states["responder", start, response_len] = T.EncoderStates(layer=start)
+                states["responder", start, response_len] = EncoderStates(layer=start)
                 states["responder", start, response_len].add(model.responder_encoder, tokenizer, pool.response,
                                                              response_len, conf["eval_batch_size"], False)
             responses = states["responder", start, response_len]
@@ -89,14 +92,14 @@ def main():
             model.load_state_dict(initial, strict=False)
             model.reset_heads(train_seed, hp["dropout"])
             draw = stratified_split(pool, DRAW_FRACTIONS, seed)
-            parts = {name: T.encode_split(pool.subset(ids), tokenizer, response_len)[0]
+            parts = {name: encode_split(pool.subset(ids), tokenizer, response_len)[0]
                      for name, ids in draw.items()}
-            _, dev = T.train_classifier(model, parts["train"], parts["dev"], seekers, tokenizer,
-                                        {**hp, "seed": train_seed}, responses, progress=False)
-            held_out = T.evaluate(model, parts["test"], seekers, tokenizer, conf["eval_batch_size"], responses)
+            _, dev = train_classifier(model, parts["train"], parts["dev"], seekers, tokenizer,
+                                      {**hp, "seed": train_seed}, responses, progress=False)
+            held_out = evaluate(model, parts["test"], seekers, tokenizer, conf["eval_batch_size"], responses)
             if args.dump:
-                _, probs, _ = T.predict(model, parts["test"], seekers, tokenizer.pad_token_id,
-                                        conf["eval_batch_size"], responses)
+                _, probs, _ = predict(model, parts["test"], seekers, tokenizer.pad_token_id,
+                                      conf["eval_batch_size"], responses)
                 Path(args.dump).mkdir(parents=True, exist_ok=True)
                 np.savez(Path(args.dump) / f"{args.mechanism}_draw{seed}_member{args.member}.npz",
                          probs=probs, levels=parts["test"].levels)
@@ -109,7 +112,7 @@ def main():
             print(json.dumps(row), flush=True)
         summary = {m: round(float(np.mean([r[m] for r in rows])), 4) for m in ("accuracy", "macro_f1", "iou_f1")}
         print(json.dumps({"what": "summary", "mechanism": args.mechanism, "variant": variant, "draws": len(rows),
-                          **summary, "options": T.train_options(conf, args.mechanism)}, default=str), flush=True)
+                          **summary, "options": train_options(conf, args.mechanism)}, default=str), flush=True)
 
 
 if __name__ == "__main__":

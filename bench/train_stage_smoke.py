@@ -2,7 +2,7 @@
 
 The recipe's own training entry point and config (``--config``, default the IEMOCAP paper config), with
 random weights of the 7B Qwen2 shape saved as a local HF folder, and generated stage 1-3 outputs
-(``rellm.training.toy.write_toy_recipe_data``: random Whisper-large-v2-wide states and emotion embeddings,
+(``rellm.testing.toy_recipe.write_toy_recipe_data``: random Whisper-large-v2-wide states and emotion embeddings,
 1-1.75 s utterances). Both training steps run one epoch of ``--utts / --batch`` batches (step 1
 semantic with its text-LLM teacher, step 2 behaviour). Each ``fit_batch`` is timed (synchronised);
 prints one JSON line per training step with the median batch time after the first (CUDA and allocator
@@ -38,7 +38,7 @@ def emit(**kw):
 def write_random_llm(folder, scale, device):
     """A causal LM folder with random weights (7B: Qwen2-7B's shape, built on the GPU in bf16) and the toy
     ChatML tokenizer (its ids are a subset of the vocabulary)."""
-    from rellm.training.toy import save_toy_llm, toy_tokenizer
+    from rellm.testing.toy_models import save_toy_llm, toy_tokenizer
 
     if scale == "tiny":
         return save_toy_llm(folder)
@@ -94,7 +94,7 @@ def main():
         sys.exit("--scale 7b needs a CUDA GPU")
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
-    from rellm.training.toy import write_toy_recipe_data
+    from rellm.testing.toy_recipe import write_toy_recipe_data
 
     t0 = time.time()
     dims = SHAPES[args.scale]

@@ -48,7 +48,7 @@ def build(scale, device, real_llm, lora_r, lora_targets="all", bf16=False):
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     from rellm.models.speech_llm import SpeechLLM
-    from rellm.training.toy import toy_tokenizer
+    from rellm.testing.toy_models import toy_tokenizer
 
     tokenizer = toy_tokenizer()  # chat layout only; the benchmark feeds random token ids of the LLM's vocab
     llm_dtype = torch.bfloat16 if device == "cuda" or bf16 else torch.float32

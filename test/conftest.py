@@ -28,7 +28,8 @@ def tool_env():
 def toy_recipe(tmp_path_factory):
     """Stage 1-3 outputs (8 train + 8 valid utterances, random features) and a toy LLM folder
     (test/training, test/faults)."""
-    from rellm.training.toy import save_toy_llm, write_toy_recipe_data
+    from rellm.testing.toy_models import save_toy_llm
+    from rellm.testing.toy_recipe import write_toy_recipe_data
 
     root = tmp_path_factory.mktemp("toy_recipe")
     write_toy_recipe_data(root, num_utts=8, speech_dim=24, emotion_dim=8)

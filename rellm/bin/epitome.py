@@ -18,7 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from rellm.scoring.epitome.cache import cache_root, model_root
+from rellm.scoring.epitome.model_cache import cache_root, model_root
 from rellm.utils.config import ConfigError, as_list, load_config, run_main, split_overrides
 from rellm.utils.io import read_jsonl, write_jsonl
 from rellm.utils.logging import setup_logging
@@ -93,7 +93,7 @@ def cmd_train(hp):
 
 
 def cmd_metrics(hp):
-    from rellm.scoring.epitome.training import load_metrics
+    from rellm.scoring.epitome.model_cache import load_metrics
 
     metrics = load_metrics(model_root(hp), hp["mechanisms"])
     print(json.dumps(metrics, indent=2))
@@ -108,7 +108,7 @@ def _field(record, names, k, path):
 
 
 def cmd_score(hp, input_path, output_path):
-    from rellm.scoring.epitome.training import EpitomeScorer
+    from rellm.scoring.epitome.scorer import EpitomeScorer
 
     if not input_path:
         raise ConfigError("score needs --input responses.jsonl")

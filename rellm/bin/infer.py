@@ -51,7 +51,9 @@ def _options(hp):
     if hp["system"] == "text_only":
         opts["text_llm"] = str(hp["text_llm"])
     else:
-        final = Path(hp["model_dir"]) / "final"
+        from rellm.training.experiment_dir import ExperimentDir
+
+        final = ExperimentDir(hp["model_dir"]).final
         opts["model_dir"] = str(Path(hp["model_dir"]).resolve())
         # A retrained model must not be mistaken for the one the outputs came from.
         opts["model_mtime"] = [(p.name, int(p.stat().st_mtime)) for p in sorted(final.glob("*")) if p.is_file()]

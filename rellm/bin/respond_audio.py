@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rellm.training.experiment_dir import ExperimentDir
+
 SAMPLE_RATE = 16000
 MAX_SECONDS = 30.0
 MIN_SECONDS = 0.1
@@ -83,7 +85,7 @@ def _avd_head_trained(exp, meta):
 
     if "avd_head_trained" in meta:
         return bool(meta["avd_head_trained"])
-    hparams = Path(exp) / "hyperparams.yaml"
+    hparams = ExperimentDir(exp).hyperparams
     if not hparams.is_file():
         return True
     match = re.search(r"^lambda_dim:\s*([0-9.eE+-]+)", hparams.read_text(encoding="utf-8"), flags=re.MULTILINE)
@@ -103,7 +105,7 @@ def _resolve_local(value, exp_dir):
 
 def _final_meta(exp_dir):
     """The experiment's ``final/model.json``: base models, prompts, what was trained."""
-    meta_path = Path(exp_dir) / "final" / "model.json"
+    meta_path = ExperimentDir(exp_dir).final_config
     if not meta_path.is_file():
         raise ResponderError(f"{exp_dir} has no trained model (final/model.json); run stage 4 or check --exp")
     with open(meta_path, encoding="utf-8") as f:

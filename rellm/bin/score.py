@@ -75,9 +75,9 @@ def load_epitome_config(path):
 
 def main(argv=None):
     from rellm.scoring import plots
-    from rellm.scoring.epitome.cache import model_root
     from rellm.scoring.epitome.data import sha256_file
-    from rellm.scoring.epitome.training import EpitomeScorer, load_metrics
+    from rellm.scoring.epitome.model_cache import load_metrics, model_root
+    from rellm.scoring.epitome.scorer import EpitomeScorer
     from rellm.scoring.response_emotion import classifier_from_config, example_responses, expected_path, score_responses
     from rellm.scoring.system_scores import (
         load_system_outputs,

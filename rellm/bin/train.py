@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from rellm.training.experiment_dir import ExperimentDir
 from rellm.utils.config import ConfigError, load_config, parse_stage_args, resolved_yaml, run_main
 from rellm.utils.io import atomic_write_text
 from rellm.utils.logging import setup_logging
@@ -75,7 +76,7 @@ def check_init_from(values):
     import json
 
     init = values.get("init_from")
-    meta_path = Path(str(init)) / "final" / "model.json" if init else None
+    meta_path = ExperimentDir(str(init)).final_config if init else None
     if meta_path is None or not meta_path.is_file():
         return
     model = json.loads(meta_path.read_text(encoding="utf-8")).get("model", {})
@@ -119,16 +120,16 @@ def write_experiment_files(output_folder, config_path, overrides):
     """hyperparams.yaml (resolved config), env.log; warns when a resumed run's config differs."""
     import speechbrain as sb
 
-    output_folder = Path(output_folder)
+    exp = ExperimentDir(output_folder)
     text = f"# resolved from {Path(config_path).resolve()}\n" + resolved_yaml(config_path, overrides)
-    saved = output_folder / "hyperparams.yaml"
+    saved = exp.hyperparams
     if saved.exists() and saved.read_text(encoding="utf-8").split("\n", 1)[-1] != text.split("\n", 1)[-1]:
         old = yaml.load(saved.read_text(encoding="utf-8"), Loader=_TagTolerantLoader) or {}
         new = yaml.load(text, Loader=_TagTolerantLoader) or {}
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         logger.warning("the config differs from the one this experiment started with (keys: %s); "
                        "resuming with the new values, previous config kept in hyperparams.prev.yaml", changed)
-        atomic_write_text(output_folder / "hyperparams.prev.yaml", saved.read_text(encoding="utf-8"))
+        atomic_write_text(exp.previous_hyperparams, saved.read_text(encoding="utf-8"))
     atomic_write_text(saved, text)
     env = sb.utils.logger.get_environment_description()
     try:
@@ -139,7 +140,7 @@ def write_experiment_files(output_folder, config_path, overrides):
         env += f"\nrellm git: {rev or 'unknown'}{' (dirty)' if dirty else ''}\n"
     except OSError:
         pass
-    atomic_write_text(output_folder / "env.log", env)
+    atomic_write_text(exp.env_log, env)
 
 
 def main(argv=None):
@@ -163,7 +164,7 @@ def main(argv=None):
         overrides = {**overrides, "llm_dtype": "bfloat16" if gpu_bf16 else "float32"}
     output_folder = Path(values["output_folder"])
     main_process = os.environ.get("RANK", "0") == "0"
-    setup_logging(output_folder / "log.txt" if main_process else None)
+    setup_logging(ExperimentDir(output_folder).log if main_process else None)
     from rellm.utils.lock import OutputLock
 
     # one run at a time per experiment folder; the kernel releases it when the process dies, even by SIGKILL
@@ -182,9 +183,7 @@ def _train(config_path, overrides, output_folder, main_process, sb, overwrite=Fa
     # Placement options (device count, loader workers) do not change the result: not in the fingerprint.
     options = {"config": str(Path(config_path).resolve()),
                **{k: v for k, v in overrides.items() if k not in PLACEMENT_KEYS}}
-    from rellm.models.speech_llm import has_final_state
-
-    if done.is_done(options, overwrite=overwrite) and has_final_state(output_folder):
+    if done.is_done(options, overwrite=overwrite) and ExperimentDir(output_folder).has_final():
         logger.info("%s is already trained with these options; nothing to do", output_folder)
         return 0
     hp = load_config(config_path, overrides)  # seeds, then builds the model (loads the LLM)

@@ -11,12 +11,12 @@ RE-LLM's emotion nuance module. The frozen bases (LLM, and the Whisper / emotion
 encoders whose outputs are cached by stage 2) are never saved with the model: a
 checkpoint holds ``own_state_dict()`` (adapter, LoRA, heads) plus the base-model ids.
 
-Sequences are packed without gaps (segments back to back, one padding run per row),
-so position ids are contiguous; training right-pads, generation left-pads.
+Sequences are packed without gaps (``rellm.models.packing``); the keys/values of the prompt prefix
+the rows share come from ``rellm.models.prompt_prefix_cache``; the frozen LLM is loaded by
+``rellm.models.llm_loading``; ``final/`` is written and read by ``rellm.models.final_state``.
+Stage 5 decodes with ``rellm.generation.decoding.GreedyDecoder``.
 """
-import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,103 +24,14 @@ from torch import nn
 
 from rellm.models.adapter import SpeechAdapter
 from rellm.models.chat_layout import ChatLayout
+from rellm.models.final_state import load_final_state, save_final_state
 from rellm.models.heads import AVDRegressionHead, EmotionClassifierHead, masked_mean
+from rellm.models.llm_loading import load_causal_lm, resolve_dtype
+from rellm.models.packing import pack_sequences, segment_batch
 from rellm.models.plora import ALL_POSITIONS, PartialLoRA, add_lora
+from rellm.models.prompt_prefix_cache import PromptPrefixCache
 
 logger = logging.getLogger(__name__)
-
-FINAL_WEIGHTS = "trainable.safetensors"
-FINAL_CONFIG = "model.json"
-
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
-
-
-def resolve_dtype(dtype, device="cpu"):
-    """``None``/``"auto"`` -> bf16 on a bf16-capable GPU, else fp32; strings -> ``torch.dtype``."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "auto"):
-        if str(device).startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    try:
-        return DTYPES[str(dtype)]
-    except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)} or auto") from None
-
-
-def load_causal_lm(name_or_path, dtype=None):
-    """``(model, tokenizer)`` through ``rellm.pretrained`` (registry names, local folders)."""
-    try:
-        from rellm.pretrained import load_causal_lm as _load
-    except ImportError:
-        _load = None
-    if _load is not None:
-        return _load(name_or_path, dtype=dtype)
-    if not Path(name_or_path).is_dir():
-        raise FileNotFoundError(
-            f"cannot load LLM {name_or_path!r}: rellm.pretrained is not available and it is not a local folder; "
-            "run `python -m rellm.pretrained fetch smollm2-135m-instruct` or point llm_name at a HF model folder"
-        )
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, local_files_only=True)
-    return model, AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
-
-
-def final_dir(model_dir):
-    """``<experiment>/final``: where stage 4 (or an importer) leaves the model stage 5 loads."""
-    return Path(model_dir) / "final"
-
-
-def has_final_state(model_dir):
-    final = final_dir(model_dir)
-    return (final / FINAL_CONFIG).is_file() and (final / FINAL_WEIGHTS).is_file()
-
-
-def save_final_state(folder, state, meta):
-    """Write ``folder/trainable.safetensors`` (tensors only: loading it can run no code) and ``folder/model.json``."""
-    from safetensors.torch import save_file
-
-    from rellm.utils.io import atomic_path, atomic_write_json
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / FINAL_WEIGHTS) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
-    atomic_write_json(folder / FINAL_CONFIG, meta)
-
-
-def load_final_state(model_dir):
-    """``(state, meta)`` of an experiment's ``final/``: the trained tensors and ``model.json``."""
-    from safetensors.torch import load_file
-
-    final = final_dir(model_dir)
-    if not has_final_state(model_dir):
-        raise FileNotFoundError(
-            f"{final} has no trained model ({FINAL_CONFIG}, {FINAL_WEIGHTS}); run stage 4 for this experiment first"
-        )
-    with open(final / FINAL_CONFIG, encoding="utf-8") as f:
-        meta = json.load(f)
-    return load_file(str(final / FINAL_WEIGHTS), device="cpu"), meta
-
-
-@dataclass
-class PackedSequences:
-    """A packed LLM input: ``inputs_embeds [B, L, H]`` plus masks and the target bookkeeping."""
-
-    inputs_embeds: torch.Tensor
-    attention_mask: torch.Tensor  # bool [B, L]
-    position_ids: torch.Tensor  # [B, L]
-    lora_mask: torch.Tensor  # bool [B, L], True at speech positions
-    predict_index: tuple = None  # (batch idx, position idx) of the positions predicting each target token
-    target_ids: torch.Tensor = None  # [num_targets]
-    shared_prefix: tuple = ()  # token ids every row starts with (right-padded layout only)
-
-    @property
-    def has_padding(self):
-        return not bool(self.attention_mask.all())
 
 
 class SpeechLLM(nn.Module):
@@ -177,7 +88,7 @@ class SpeechLLM(nn.Module):
         self.tokenizer = tokenizer
         self.layout = ChatLayout(tokenizer)
         self.cache_prompt_prefix = bool(cache_prompt_prefix)
-        self._prefix_kv = {}
+        self.prefix_cache = PromptPrefixCache()
         self.lora_scope = lora_scope
         hidden = model.config.hidden_size
         self.config = {
@@ -277,58 +188,10 @@ class SpeechLLM(nn.Module):
     # ------------------------------------------------------------------ packing
     def pack(self, prompt_ids, prompt_lens, speech=None, tail_ids=None, tail_lens=None, label_start=None,
              left_pad=False):
-        """Pack ``prompt | speech | tail`` per row without gaps.
-
-        ``prompt_ids [B, P]`` / ``tail_ids [B, S]`` are right-padded token ids with absolute
-        lengths ``prompt_lens`` / ``tail_lens``; ``speech = (E, M)`` or None; ``label_start [B]``
-        (tail positions before it carry no loss; None: no targets). Returns ``PackedSequences``.
-        """
-        device = prompt_ids.device
-        B = prompt_ids.shape[0]
-        embed = self.base_llm.get_input_embeddings()
-        zeros = torch.zeros(B, dtype=torch.long, device=device)
-        if speech is not None:
-            E, M = speech
-            N = M.sum(1)
-        else:
-            E, N = None, zeros
-        if tail_ids is None:
-            tail_ids, tail_lens = torch.zeros(B, 1, dtype=torch.long, device=device), zeros
-        P, S = prompt_lens.to(device), tail_lens.to(device)
-        total = P + N + S
-        L = int(total.max())
-        t = torch.arange(L, device=device)[None, :].expand(B, L)
-        offset = (L - total)[:, None] if left_pad else zeros[:, None]
-        local = t - offset
-        valid = (local >= 0) & (local < total[:, None])
-        in_prompt = valid & (local < P[:, None])
-        in_speech = valid & (local >= P[:, None]) & (local < (P + N)[:, None])
-        in_tail = valid & (local >= (P + N)[:, None])
-        p_idx = local.clamp(0, prompt_ids.shape[1] - 1)
-        s_idx = (local - (P + N)[:, None]).clamp(0, tail_ids.shape[1] - 1)
+        """Pack ``prompt | speech | tail`` per row without gaps (``rellm.models.packing.pack_sequences``)."""
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.where(in_prompt, prompt_ids.gather(1, p_idx),
-                          torch.where(in_tail, tail_ids.gather(1, s_idx), torch.full_like(t, pad_id)))
-        embeds = embed(ids)
-        if E is not None:
-            e_idx = (local - P[:, None]).clamp(0, max(E.shape[1] - 1, 0))
-            speech_g = E.to(embeds.dtype).gather(1, e_idx[..., None].expand(-1, -1, E.shape[-1]))
-            embeds = torch.where(in_speech[..., None], speech_g, embeds)
-        packed = PackedSequences(embeds, valid, local.clamp_min(0), in_speech)
-        if not left_pad and B > 0 and int(P.min()) > 0:
-            # the longest prefix every row's prompt starts with (all of it when the rows share one prompt;
-            # e.g. the system turn's first tokens when SER question turns are mixed with behaviour turns)
-            p0 = int(P.min())
-            same = (prompt_ids[:, :p0] == prompt_ids[:1, :p0]).all(0)
-            common = int(same.long().cumprod(0).sum())
-            if common > 0:
-                packed.shared_prefix = tuple(prompt_ids[0, :common].tolist())
-        if label_start is not None:
-            labelled = in_tail & (s_idx >= label_start.to(device)[:, None])
-            b_idx, pos = labelled.nonzero(as_tuple=True)
-            packed.predict_index = (b_idx, pos - 1)
-            packed.target_ids = ids[b_idx, pos]
-        return packed
+        return pack_sequences(self.base_llm.get_input_embeddings(), pad_id, prompt_ids, prompt_lens, speech,
+                              tail_ids, tail_lens, label_start, left_pad)
 
     # ------------------------------------------------------------------ LLM side
     def _lora_mask_for(self, packed, use_lora):
@@ -338,54 +201,21 @@ class SpeechLLM(nn.Module):
             return ALL_POSITIONS
         return packed.lora_mask if bool(packed.lora_mask.any()) else None
 
-    def _prefix_usable(self, packed, lora_mask):
-        if not (self.cache_prompt_prefix and packed.shared_prefix) or isinstance(lora_mask, str):
-            return 0
-        p = len(packed.shared_prefix)
-        if lora_mask is not None and bool(lora_mask[:, :p].any()):
-            return 0
-        if packed.predict_index is not None and packed.predict_index[1].numel() and \
-                int(packed.predict_index[1].min()) < p:
-            return 0  # a target is predicted from inside the prefix: its hidden state is needed
-        return p if p < packed.inputs_embeds.shape[1] else 0
-
-    @torch.no_grad()
-    def _prefix_keys_values(self, prefix, device, dtype):
-        """Per-layer (key, value) of the frozen LLM on ``prefix`` (LoRA off), computed once per prompt."""
-        key = (prefix, str(device), dtype, torch.is_autocast_enabled(device.type))
-        if key not in self._prefix_kv:
-            from transformers import DynamicCache
-
-            if len(self._prefix_kv) >= 16:
-                self._prefix_kv.clear()
-            ids = torch.tensor([prefix], device=device)
-            embeds = self.base_llm.get_input_embeddings()(ids)
-            if self.plora is not None:
-                self.plora.set_mask(None)
-            cache = DynamicCache(config=self.base_llm.config)
-            self.base_llm.get_decoder()(inputs_embeds=embeds, cache=cache, use_cache=True)
-            self._prefix_kv[key] = [(layer.keys, layer.values) for layer in cache.layers]
-        return self._prefix_kv[key]
-
     def llm_hidden(self, packed, use_lora=True):
         """Last hidden states of the LLM on ``packed`` (LoRA on speech positions only).
 
         Returns ``(hidden, offset)``: ``hidden [B, L - offset, H]`` covers positions ``offset..L-1``;
         ``offset`` > 0 when the shared prompt prefix came from the key/value cache.
         """
-        from transformers import DynamicCache
-
         backbone = self.base_llm.get_decoder()
         lora_mask = self._lora_mask_for(packed, use_lora)
-        p = self._prefix_usable(packed, lora_mask)
+        p = self.prefix_cache.usable_length(packed, lora_mask) if self.cache_prompt_prefix else 0
         embeds, positions = packed.inputs_embeds[:, p:], packed.position_ids[:, p:]
         mask = packed.attention_mask.long() if packed.has_padding else None  # None: SDPA's causal fast path
         kwargs = {}
         if p:
-            B = embeds.shape[0]
-            kv = self._prefix_keys_values(packed.shared_prefix, embeds.device, embeds.dtype)
-            kwargs = {"cache": DynamicCache(ddp_cache_data=[(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1))
-                                                            for k, v in kv], config=self.base_llm.config),
+            kwargs = {"cache": self.prefix_cache.cache_for_batch(self.base_llm, self.plora, packed.shared_prefix,
+                                                                 embeds.shape[0], embeds.device, embeds.dtype),
                       "use_cache": True}
             if mask is None:
                 mask = torch.ones(packed.attention_mask.shape, dtype=torch.long, device=embeds.device)
@@ -435,13 +265,6 @@ class SpeechLLM(nn.Module):
         return self.target_logits(packed, use_lora=False)
 
     # ------------------------------------------------------------------ inference API
-    def _segment_batch(self, seqs, device):
-        lens = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-        ids = torch.zeros(len(seqs), max(int(lens.max()), 1), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        return ids.to(device), lens.to(device)
-
     def build_generation_inputs(self, system_prompt, instructions, speech=None, texts=None):
         """Left-padded inputs for batched generation.
 
@@ -460,43 +283,13 @@ class SpeechLLM(nn.Module):
         prompts = [self.layout.prompt_ids(system_prompt, ins) + self.layout.encode_content(txt)
                    for ins, txt in zip(instructions, texts)]
         tails = [list(self.layout.header_ids)] * len(prompts)
-        prompt_ids, prompt_lens = self._segment_batch(prompts, device)
-        tail_ids, tail_lens = self._segment_batch(tails, device)
+        prompt_ids, prompt_lens = segment_batch(prompts, device)
+        tail_ids, tail_lens = segment_batch(tails, device)
         if speech is not None:
             speech = (speech[0].to(device), speech[1].to(device))
         packed = self.pack(prompt_ids, prompt_lens, speech, tail_ids, tail_lens, left_pad=True)
         return {"inputs_embeds": packed.inputs_embeds, "attention_mask": packed.attention_mask.long(),
                 "position_ids": packed.position_ids, "lora_mask": packed.lora_mask}
-
-    @torch.no_grad()
-    def generate(self, inputs, max_new_tokens=256, **generate_kwargs):
-        """Reference decoding with HF ``generate(inputs_embeds=...)``: greedy unless told otherwise.
-
-        The checkpoint's ``generation_config`` is not inherited (``neutral_generation_config``): only
-        the greedy settings here and ``generate_kwargs`` apply.
-
-        LoRA is applied to the prompt forward (prefill) only, at the speech positions; every
-        incremental step runs the frozen LLM without LoRA matmuls (method.md 1.4). Returns
-        the new token ids ``[B, T_new]`` (decode with ``self.tokenizer.batch_decode``).
-        """
-        lora_mask = inputs.get("lora_mask")
-        use = self.plora is not None and lora_mask is not None and bool(lora_mask.any())
-        if use:
-            self.plora.prefill_only(lora_mask if self.lora_scope == "speech" else ALL_POSITIONS, self.base_llm)
-        from rellm.generation.decoding import GREEDY_SETTINGS, neutral_generation_config
-
-        kwargs = {**GREEDY_SETTINGS, "eos_token_id": self.layout.stop_token_ids,
-                  "pad_token_id": self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
-                  else self.layout.stop_token_ids[0]}
-        kwargs.update(generate_kwargs)
-        try:
-            with neutral_generation_config(self.base_llm):
-                return self.base_llm.generate(inputs_embeds=inputs["inputs_embeds"],
-                                              attention_mask=inputs["attention_mask"], max_new_tokens=max_new_tokens,
-                                              **kwargs)
-        finally:
-            if self.plora is not None:
-                self.plora.clear_prefill()
 
     # ------------------------------------------------------------------ saving / loading
     def save_final(self, folder, extra=None):

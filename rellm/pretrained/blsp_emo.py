@@ -199,9 +199,10 @@ def import_blsp_emo(src, exp_dir, llm="qwen-7b-chat", check_llm=True, check_whis
     own LLM into ``exp_dir/llm``. ``check_whisper``: the Whisper (name or folder) stage 2 uses, compared
     with the checkpoint's encoder. ``prompts``: recorded in model.json.
     """
+    from rellm.models.final_state import save_final_state
     from rellm.models.heads import AVDRegressionHead
-    from rellm.models.speech_llm import final_dir, save_final_state
     from rellm.pretrained.loaders import resolve
+    from rellm.training.experiment_dir import ExperimentDir
 
     src, exp_dir = Path(src).expanduser(), Path(exp_dir)
     config = read_blsp_config(src)
@@ -295,7 +296,7 @@ def import_blsp_emo(src, exp_dir, llm="qwen-7b-chat", check_llm=True, check_whis
         "avd_head_trained": False,
         "imported_from": details,
     }
-    save_final_state(final_dir(exp_dir), state, meta)
+    save_final_state(ExperimentDir(exp_dir).final, state, meta)
     log.info("imported BLSP-Emo %s -> %s (%d adapter, %d LoRA tensors; LLM %s)", src, exp_dir, len(adapter),
              len(lora), llm_name)
     return meta

@@ -4,5 +4,6 @@
 - ``align.py``: ``train_two_steps`` (semantic then expected-behaviour alignment, ``final/``)
 - ``losses.py``: token CE and the temperature KL of BLSP-Emo
 - ``checkpointing.py``: atomic checkpoint folders, trainable-only model state, RNG state, LR schedule
-- ``toy.py``: tiny random-weight stand-ins for tests, smoke runs and benchmarks
+- ``lr_schedule.py``: the warm-up/decay learning-rate shape (shared with the EPITOME classifiers)
+- ``experiment_dir.py``: the layout of an experiment folder (``final/``, ``save/``, logs), for every reader and writer
 """

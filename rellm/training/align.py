@@ -4,10 +4,10 @@
     step 2 behaviour (save/step2_behaviour)  adapter + PLoRA + heads on expected.jsonl
     final/                                   own parameters + model.json, for stage 5
 
-Each step has its own ``AtomicCheckpointer``; re-running the same command skips finished
-steps (their epoch counters are recovered at the end) and resumes an interrupted one from
-its newest complete checkpoint, including mid-epoch ones written every
-``ckpt_interval_minutes``.
+(the folder's layout: ``rellm.training.experiment_dir``). Each step has its own
+``AtomicCheckpointer``; re-running the same command skips finished steps (their epoch
+counters are recovered at the end) and resumes an interrupted one from its newest complete
+checkpoint, including mid-epoch ones written every ``ckpt_interval_minutes``.
 """
 import logging
 from pathlib import Path
@@ -20,9 +20,10 @@ from speechbrain.utils.epoch_loop import EpochCounter
 from speechbrain.utils.train_logger import FileTrainLogger
 
 from rellm.data.pipelines import build_alignment_dataset
-from rellm.models.speech_llm import final_dir, has_final_state, load_final_state
+from rellm.models.final_state import load_final_state
 from rellm.training.brain import AlignBrain
 from rellm.training.checkpointing import AtomicCheckpointer, RNGState, TrainableParameters, WarmupDecayLR
+from rellm.training.experiment_dir import ExperimentDir
 from rellm.utils.io import atomic_write_json, read_json, read_jsonl
 
 logger = logging.getLogger(__name__)
@@ -34,10 +35,6 @@ STEP_DIRS = {"semantic": "step1_semantic", "behaviour": "step2_behaviour"}
 def open_feature_cache(folder):
     """The stage 2 feature cache of one set (``rellm.features.cache.FeatureCache``)."""
     folder = Path(folder)
-    if (folder / "toy_feats.pt").is_file():  # the layout written by rellm.training.toy (tests, smoke runs)
-        from rellm.training.toy import ToyFeatureCache
-
-        return ToyFeatureCache(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"feature folder {folder} does not exist; run stage 2 (rellm.bin.extract) first")
     from rellm.features.cache import FeatureCache
@@ -145,9 +142,9 @@ def init_from_experiment(model, folder, fusion_init="fresh"):
     """
     if fusion_init not in FUSION_INITS:
         raise ValueError(f"fusion_init must be one of {', '.join(FUSION_INITS)}, got {fusion_init!r}")
-    if not has_final_state(folder):
+    if not ExperimentDir(folder).has_final():
         raise FileNotFoundError(
-            f"init_from={folder}: {final_dir(folder)} holds no trained model; train that model first (run.sh trains "
+            f"init_from={folder}: {ExperimentDir(folder).final} holds no trained model; train that model first (run.sh trains "
             "blsp_emo before rellm) or set --init_from=null to run the semantic step from scratch"
         )
     state, _ = load_final_state(folder)
@@ -174,7 +171,8 @@ def run_step(model, step, hp, run_opts, output_folder, base_models, layout):
     """Train one step with its own checkpointer; returns the epoch-level summary."""
     n = 1 if step == "semantic" else 2
     epochs = hp[f"step{n}_epochs"]
-    save_dir = Path(output_folder) / "save" / STEP_DIRS[step]
+    exp = ExperimentDir(output_folder)
+    save_dir = exp.checkpoints(STEP_DIRS[step])
     *dirs, train_name, valid_name = step_data(hp, step)
     if step == "semantic" and not hp["step1_data_dir"]:
         logger.warning("step 1 (semantic) trains on the SER corpus's own transcripts (%s); BLSP-Emo ran it on a large "
@@ -220,7 +218,7 @@ def run_step(model, step, hp, run_opts, output_folder, base_models, layout):
         "use_emotion": hp["emotion_dim"] > 0, "lr_schedule": schedule, "valid_set_size": valid_report["kept"],
         "optimizer": lambda params: torch.optim.AdamW(params, lr=hp[f"step{n}_lr"], betas=(0.9, 0.999), eps=1e-8,
                                                       weight_decay=hp["weight_decay"]),
-        "train_logger": FileTrainLogger(Path(output_folder) / "train_log.txt"),
+        "train_logger": FileTrainLogger(exp.train_log),
         "max_grad_norm": hp["max_grad_norm"], "grad_accumulation_factor": accum,
         "ckpt_interval_minutes": hp["ckpt_interval_minutes"], "ckpt_interval_steps": hp["ckpt_interval_steps"],
         "noprogressbar": hp["noprogressbar"],
@@ -235,12 +233,12 @@ def run_step(model, step, hp, run_opts, output_folder, base_models, layout):
 def train_two_steps(hp, run_opts):
     """Run both steps and write ``final/``. ``hp`` is the loaded config (a dict)."""
     model = hp["model"]
-    output_folder = Path(hp["output_folder"])
+    exp = ExperimentDir(hp["output_folder"])
     base_models = {"llm": model.llm_name, "speech_encoder": hp["speech_encoder"],
                    "emotion_encoder": hp["emotion_encoder"] if hp["emotion_dim"] > 0 else None}
     steps = list(STEPS)
     if hp["init_from"]:
-        step2_dir = output_folder / "save" / STEP_DIRS["behaviour"]
+        step2_dir = exp.checkpoints(STEP_DIRS["behaviour"])
         if not any(step2_dir.glob("CKPT+*")):
             init_from_experiment(model, hp["init_from"], hp["fusion_init"])
         steps = ["behaviour"]  # the source model already went through the semantic step
@@ -248,9 +246,9 @@ def train_two_steps(hp, run_opts):
     elif hp["step1_epochs"] <= 0:
         steps = ["behaviour"]
     for step in steps:
-        run_step(model, step, hp, run_opts, output_folder, base_models, model.layout)
+        run_step(model, step, hp, run_opts, exp.root, base_models, model.layout)
     if sb.utils.distributed.if_main_process():
-        model.save_final(output_folder / "final", extra={
+        model.save_final(exp.final, extra={
             "base_models": base_models,
             "prompts": {"system_prompt": hp["system_prompt"], "system_prompt_empathetic": hp["system_prompt_empathetic"],
                         "behaviour_instruction": hp["behaviour_instruction"]},
@@ -258,6 +256,6 @@ def train_two_steps(hp, run_opts):
             # what configure_step trained: readers need not re-derive it from the config
             "avd_head_trained": bool(hp["lambda_dim"] > 0),
         })
-        logger.info("final model written to %s", output_folder / "final")
+        logger.info("final model written to %s", exp.final)
     sb.utils.distributed.ddp_barrier()
     return model

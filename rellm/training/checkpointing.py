@@ -28,6 +28,7 @@ from speechbrain.utils.checkpoints import (
 )
 from speechbrain.utils.distributed import if_main_process
 
+from rellm.training.lr_schedule import warmup_decay
 from rellm.utils.faults import fault_point
 from rellm.utils.safe_state import load_state, load_state_dict_hook, save_state, save_state_dict_hook
 
@@ -136,22 +137,15 @@ class RNGState:
 
 @register_checkpoint_hooks
 class WarmupDecayLR:
-    """Linear warm-up from 0 to ``lr`` over ``warmup_steps`` optimizer steps, then linear decay to 0 at ``total_steps``.
-
-    (DeepSpeed's WarmupDecayLR shape with a linear warm-up; method.md 6.)
-    """
+    """Linear warm-up from 0 to ``lr`` over ``warmup_steps`` optimizer steps, then linear decay to 0 at ``total_steps``
+    (``rellm.training.lr_schedule.warmup_decay``), with its step count saved in checkpoints."""
 
     def __init__(self, lr, warmup_steps, total_steps=None):
         self.lr, self.warmup_steps, self.total_steps = float(lr), int(warmup_steps), total_steps
         self.step_count = 0
 
     def value(self, step):
-        if self.warmup_steps > 0 and step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        if not self.total_steps:
-            return self.lr
-        remaining = max(self.total_steps - step, 0) / max(self.total_steps - self.warmup_steps, 1)
-        return self.lr * remaining
+        return warmup_decay(step, self.warmup_steps, self.total_steps, peak=self.lr)
 
     def apply(self, optimizer):
         """Set the learning rate for the next optimizer step; returns it."""

@@ -40,8 +40,10 @@ def test_layout_counts_and_fields(corpus):
     sets = load_sets(save)
     # the empty data_folder puts the audio in egs/mini/downloads/mini
     assert (save / "data_root.txt").read_text().strip() == str(save.parent.parent / "downloads" / "mini")
-    assert report["kept"] == {"train": 140, "valid": 60, "test": 40}
-    assert report["dropped"] == {} and report["utterances_with_clipping"] == 0
+    assert report["kept"] == {"train": 140, "valid": 60, "test": 40} and report["kept_total"] == 240
+    assert report["sets"]["valid"]["emotions"] == {e: 12 for e in sorted(EMOTIONS)}
+    assert report["sets"]["valid"]["speakers"] == 2 and report["sample_rates"] == {"16000": 240}
+    assert report["dropped"] == {} and report["notes"] == {}  # nothing lost, no utterance clipped
     assert json.loads((save / "prepare_report.json").read_text())["kept"] == report["kept"]
     for manifest in sets.values():
         for utt_id, u in manifest.items():
@@ -138,12 +140,12 @@ def test_a_deleted_wav_is_reported_not_lost(tmp_path):
     save, audio = tmp_path / "data", tmp_path / "audio"
     opts = {"num_sentences": 6, "valid_sentences": 1, "test_sentences": 1, "seed": 1}
     mini.prepare_mini(audio, save, **opts)
-    victim = next(iter(json.loads((save / "valid.json").read_text()).values()))
+    victim_id, victim = next(iter(json.loads((save / "valid.json").read_text()).items()))
     wav_path(victim, save).unlink()
-    (save / ".done.prepare_mini").unlink()  # force the manifests to be re-made over the existing audio
+    (save / ".done.prepare").unlink()  # force the manifests to be re-made over the existing audio
     report = mini.prepare_mini(audio, save, **opts)
-    assert report["dropped"] == {"missing_wav": 1}
-    assert report["kept"]["valid"] == 9
+    assert report["dropped"] == {"missing_wav": {"count": 1, "examples": [victim_id]}} and report["dropped_total"] == 1
+    assert report["sets"]["valid"]["utterances"] == 9 and report["kept"] == sum(s["utterances"] for s in report["sets"].values())
 
 
 def test_bad_arguments_say_what_to_do(tmp_path):

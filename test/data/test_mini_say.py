@@ -5,7 +5,7 @@ import sys
 import pytest
 import soundfile as sf
 
-from rellm.data.corpora import mini
+from rellm.data.corpora import espeak_synthesis, mini
 
 pytest.importorskip("espeakng_loader")
 
@@ -34,7 +34,8 @@ def test_say_writes_16k_speech_and_sad_is_slower_than_happy(tmp_path):
 def test_say_is_deterministic_and_worker_entry_point_still_works(tmp_path):
     # the corpus path (plan -> JOBS.json worker in a fresh process) and say() agree sample for sample
     a = mini.say(TEXT, "angry", tmp_path / "a.wav")
-    info, _ = mini.run_in_fresh_process([("b", "b.wav", TEXT, "en-us", dict(mini.STYLES["angry"]), 0)], tmp_path)
+    job = ("b", "b.wav", TEXT, "en-us", dict(mini.STYLES["angry"]), 0)
+    info, _ = espeak_synthesis.run_in_fresh_process([job], tmp_path)
     assert info["b"][0] == sf.info(a["path"]).frames
     assert (sf.read(a["path"])[0] == sf.read(str(tmp_path / "b.wav"))[0]).all()
 

@@ -4,7 +4,7 @@ import torch
 
 from rellm.data.pipelines import build_alignment_dataset, choose_avd_target
 from rellm.models.chat_layout import ChatLayout
-from rellm.training.toy import toy_tokenizer
+from rellm.testing.toy_models import toy_tokenizer
 
 ANNOTATION = {"u1": [0.1, 0.2, 0.3], "u2": [0.9, 0.8, 0.7], "u3": None}
 PREDICTION = {"u1": [0.5, 0.5, 0.5], "u2": [0.4, 0.6, 0.2], "u3": [1.3, -0.2, 0.6]}  # u3 outside [0, 1]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from fault_helpers import run_module
 
-from rellm.training.toy import save_toy_llm
+from rellm.testing.toy_models import save_toy_llm
 from rellm.utils.io import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]

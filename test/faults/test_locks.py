@@ -50,8 +50,9 @@ def test_epitome_training_waits_for_the_cache_lock(tmp_path, monkeypatch, caplog
     import time
 
     from rellm.scoring.epitome import training as T
+    from rellm.scoring.epitome.model_cache import epitome_cache_dir
 
-    root = T.epitome_cache_dir(tmp_path, "enc", None)
+    root = epitome_cache_dir(tmp_path, "enc", None)
     calls = []
     monkeypatch.setattr(T, "_train_all_locked", lambda *a: calls.append(time.time()) or {"ER": {}})
     holder = OutputLock(root, "train").acquire()  # "another run" (flock: a second open file in this process)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rellm.training.toy import save_toy_llm
+from rellm.testing.toy_models import save_toy_llm
 from rellm.utils.io import read_jsonl
 from rellm.utils.stage import read_command_file
 

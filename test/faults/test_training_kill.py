@@ -8,7 +8,8 @@ import torch
 import yaml
 from fault_helpers import run_module
 
-from rellm.models.speech_llm import load_final_state
+from rellm.models.final_state import load_final_state
+from rellm.testing.toy_recipe import read_feature_cache, write_feature_cache
 from rellm.utils.safe_state import load_state
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,11 +95,11 @@ def test_nan_loss_stops_with_the_batch_named_and_the_last_good_checkpoint_kept(t
     proc = run_module("rellm.bin.train", args, fault="checkpoint_saved/step2_behaviour@2")
     assert proc.returncode == KILLED, proc.stderr[-3000:]
     good = _newest(out)
-    feats_file = root / "dump" / "train" / "toy_feats.pt"
-    feats = torch.load(feats_file, weights_only=True)
+    feats_dir = root / "dump" / "train"
+    feats = read_feature_cache(feats_dir)
     for utt in feats:
         feats[utt]["whisper"][0, 0] = float("nan")
-    torch.save(feats, feats_file)
+    write_feature_cache(feats_dir, feats)
 
     proc = run_module("rellm.bin.train", args)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]

@@ -1,7 +1,7 @@
 import pytest
 
-from rellm.pretrained.testing import smollm2_dir  # noqa: F401  (session fixture for the slow tests)
-from rellm.training.toy import save_toy_llm, toy_llm, toy_speech_llm, toy_tokenizer
+from rellm.testing.pretrained_models import smollm2_dir  # noqa: F401  (session fixture for the slow tests)
+from rellm.testing.toy_models import save_toy_llm, toy_llm, toy_speech_llm, toy_tokenizer
 
 
 @pytest.fixture(scope="session")

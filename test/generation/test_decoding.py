@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from rellm.generation.decoding import GreedyDecoder, static_decoding_support
+from rellm.testing.reference_decoding import reference_generate
 
 
 def _tiny(arch, seed=0):
@@ -86,7 +87,7 @@ def test_decode_steps_never_run_lora(make_model):
     from rellm.generation.inference import lora_prefill_context
 
     stops = model.layout.stop_token_ids
-    reference = model.generate(inputs, max_new_tokens=12, min_new_tokens=1)  # SpeechLLM's HF path
+    reference = reference_generate(model, inputs, max_new_tokens=12, min_new_tokens=1)  # the HF path
     ref_rows = [r[: next((i for i, t in enumerate(r) if t in stops), len(r))] for r in reference.tolist()]
     ctx = lora_prefill_context(model, inputs["lora_mask"])
     static = GreedyDecoder(model.base_llm, stops, backend="static").generate(
@@ -138,6 +139,6 @@ def test_both_backends_ignore_the_checkpoints_generation_config():
 def test_reference_generate_of_the_speech_llm_ignores_the_generation_config(make_model):
     model = make_model(emotion_dim=0)
     inputs = model.build_generation_inputs("You are a helpful assistant.", ["Continue: "], texts=["I can't believe"])
-    before = model.generate(inputs, max_new_tokens=24)
+    before = reference_generate(model, inputs, max_new_tokens=24)
     model.base_llm.generation_config.repetition_penalty = 3.0
-    assert torch.equal(model.generate(inputs, max_new_tokens=24), before)
+    assert torch.equal(reference_generate(model, inputs, max_new_tokens=24), before)

@@ -7,8 +7,10 @@ import torch
 
 from rellm.bin import infer
 from rellm.data.emotions import EMOTIONS
+from rellm.features.cache import FeatureCache
 from rellm.generation import inference as I
-from rellm.training.toy import ToyFeatureCache, write_toy_recipe_data
+from rellm.testing.reference_decoding import reference_generate
+from rellm.testing.toy_recipe import write_toy_recipe_data
 from rellm.utils.io import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,11 +47,6 @@ def trained_dir(tmp_path, toy_llm_dir):
     return folder
 
 
-@pytest.fixture(autouse=True)
-def toy_features(monkeypatch):
-    monkeypatch.setattr(I, "load_features", lambda hp: ToyFeatureCache(hp["feats_dir"]))
-
-
 def test_text_only_one_and_two_shards_identical(tmp_path, toy_data, toy_llm_dir):
     model_dir = tmp_path / "exp" / "text_only" / "official" / "seed1"
     one, two = model_dir / "infer" / "one", model_dir / "infer" / "two"
@@ -75,25 +72,25 @@ def test_speech_system_matches_the_reference_generate_path(tmp_path, toy_data, t
     records = {r["utt_id"]: r for r in read_jsonl(out / "responses.jsonl")}
     assert len(records) == 7
 
-    # the same utterance through SpeechLLM.generate (HF reference path) gives the same reply
+    # the same utterance through the HF reference path (rellm.testing.reference_decoding) gives the same reply
     from rellm.models.speech_llm import SpeechLLM
 
     model = SpeechLLM.from_pretrained_dir(trained_dir)
-    feats = ToyFeatureCache(toy_data / "dump" / "test")
+    feats = FeatureCache(toy_data / "dump" / "test")
     utt = "test_utt002"
     states = feats.whisper(utt).unsqueeze(0)
     E, M = model.encode_speech(states, torch.tensor([states.shape[1]]), feats.emotion_embedding(utt).unsqueeze(0))
     inputs = model.build_generation_inputs(
         "You are a helpful assistant. Your response should fulfill requests with empathy toward user's emotion tone.",
         [""], speech=(E, M))
-    ids = model.generate(inputs, max_new_tokens=5, min_new_tokens=1)[0].tolist()
+    ids = reference_generate(model, inputs, max_new_tokens=5, min_new_tokens=1)[0].tolist()
     stops = set(model.layout.stop_token_ids) | {model.tokenizer.convert_tokens_to_ids("<|im_start|>")}
     ids = ids[: next((i for i, t in enumerate(ids) if t in stops), len(ids))]
     assert records[utt]["response"] == model.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
 def test_missing_features_are_counted_not_dropped(tmp_path, toy_data, trained_dir, monkeypatch):
-    class Partial(ToyFeatureCache):
+    class Partial(FeatureCache):
         def keys(self):
             return [k for k in super().keys() if k != "test_utt004"]  # noqa: SIM118 (not iterable)
 

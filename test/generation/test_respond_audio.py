@@ -65,7 +65,7 @@ def test_missing_experiment_is_explained(tmp_path, capsys):
 def _blsp_emo_experiment(tmp_path, toy_llm_dir):
     """BLSP-Emo-style model over the toy LLM with the real Whisper tiny.en encoder (384-d states)."""
     from rellm.models.speech_llm import SpeechLLM
-    from rellm.pretrained.testing import cached_model
+    from rellm.testing.pretrained_models import cached_model
 
     whisper_dir = cached_model("whisper-tiny.en")
     torch.manual_seed(0)
@@ -134,7 +134,7 @@ def test_answers_through_the_emotion_encoder_and_fusion_adapter_of_an_rellm_expe
     """RE-LLM: the responder runs the experiment's emotion encoder and feeds its embedding to the fusion adapter."""
     from rellm.models.emotion_encoder import EmotionEncoder, save_emotion_encoder, small_emotion_config
     from rellm.models.speech_llm import SpeechLLM
-    from rellm.pretrained.testing import tiny_whisper
+    from rellm.testing.pretrained_models import tiny_whisper
 
     whisper_dir = tiny_whisper(tmp_path / "whisper", d_model=32)
     encoders = []

@@ -13,6 +13,6 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from rellm.training.toy import toy_tokenizer
+    from rellm.testing.toy_models import toy_tokenizer
 
     return toy_tokenizer()

@@ -65,7 +65,8 @@ def test_cuda_graph_decoder_equals_the_eager_loop_and_generate(arch, lengths):
 def test_cuda_graph_decoder_with_partial_lora_in_the_prefill(tokenizer):
     """PLoRA on the prompt's speech positions, frozen weights in the graph-replayed steps: generate()'s tokens."""
     from rellm.generation.inference import lora_prefill_context
-    from rellm.training.toy import toy_speech_llm
+    from rellm.testing.reference_decoding import reference_generate
+    from rellm.testing.toy_models import toy_speech_llm
 
     model = toy_speech_llm(tokenizer, emotion_dim=0).cuda()
     E = torch.randn(2, 5, model.base_llm.config.hidden_size, device="cuda")
@@ -73,7 +74,7 @@ def test_cuda_graph_decoder_with_partial_lora_in_the_prefill(tokenizer):
     M[1, 3:] = False
     inputs = model.build_generation_inputs("You are a helpful assistant.", ["", ""], speech=(E, M))
     stops = model.layout.stop_token_ids
-    reference = model.generate(inputs, max_new_tokens=16, min_new_tokens=1)
+    reference = reference_generate(model, inputs, max_new_tokens=16, min_new_tokens=1)
     ref_rows = [r[: next((i for i, t in enumerate(r) if t in stops), len(r))] for r in reference.tolist()]
     graph = GreedyDecoder(model.base_llm, stops, backend="static", cuda_graphs=True).generate(
         inputs["inputs_embeds"], inputs["attention_mask"], inputs["position_ids"], max_new_tokens=16,

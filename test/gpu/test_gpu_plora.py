@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from rellm.models.compile_layers import compile_decoder_layers, decoder_layers
-from rellm.training.toy import toy_llm
+from rellm.testing.toy_models import toy_llm
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SYSTEM = "You are a helpful assistant."

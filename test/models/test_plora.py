@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from rellm.models.plora import ALL_POSITIONS, IMPLS
-from rellm.training.toy import toy_llm
+from rellm.testing.reference_decoding import reference_generate
+from rellm.testing.toy_models import toy_llm
 
 SYSTEM = "You are a helpful assistant."
 
@@ -83,7 +84,7 @@ def test_generate_applies_lora_to_the_prefill_only(make_model):
     model = make_model(emotion_dim=0)
     E, M = model.encode_speech(torch.randn(2, 80, 24), torch.tensor([80, 41]))
     inp = model.build_generation_inputs(SYSTEM, ["", "Tell me: "], speech=(E, M))
-    new = model.generate(inp, max_new_tokens=6, min_new_tokens=6)
+    new = reference_generate(model, inp, max_new_tokens=6, min_new_tokens=6)
     assert new.shape == (2, 6)
     embeds, attn, mask = inp["inputs_embeds"], inp["attention_mask"], inp["lora_mask"]
     emb = model.base_llm.get_input_embeddings()

@@ -1,7 +1,9 @@
 import torch
 
 from rellm.models.heads import avd_loss, ccc, masked_mean
+from rellm.models.packing import segment_batch
 from rellm.models.speech_llm import SpeechLLM
+from rellm.testing.reference_decoding import reference_generate
 
 SYSTEM = "You are a helpful assistant."
 
@@ -10,8 +12,8 @@ def _segments(model, responses, early_stop=False, instructions=None):
     layout = model.layout
     prompts = [layout.prompt_ids(SYSTEM, ins) for ins in (instructions or ["Say: "] * len(responses))]
     tails = [layout.response_ids(r, early_stop)[0] for r in responses]
-    p_ids, p_lens = model._segment_batch(prompts, "cpu")
-    t_ids, t_lens = model._segment_batch(tails, "cpu")
+    p_ids, p_lens = segment_batch(prompts, "cpu")
+    t_ids, t_lens = segment_batch(tails, "cpu")
     return p_ids, p_lens, t_ids, t_lens, torch.full((len(responses),), len(layout.header_ids))
 
 
@@ -89,7 +91,7 @@ def test_own_state_dict_holds_no_frozen_weights(make_model):
 
 
 def test_save_final_and_from_pretrained_dir_roundtrip(make_model, tmp_path, tokenizer):
-    from rellm.training.toy import save_toy_llm
+    from rellm.testing.toy_models import save_toy_llm
 
     llm_dir = save_toy_llm(tmp_path / "llm")
     model = SpeechLLM(str(llm_dir), speech_dim=24, emotion_dim=8, lora_r=4, lora_alpha=8, lora_dropout=0.0,
@@ -108,7 +110,8 @@ def test_save_final_and_from_pretrained_dir_roundtrip(make_model, tmp_path, toke
     assert torch.equal(E1, E2) and torch.equal(model.classify_emotion(E1, M1), loaded.classify_emotion(E2, M2))
     i1 = model.build_generation_inputs(SYSTEM, ["Hi "], speech=(E1, M1))
     i2 = loaded.build_generation_inputs(SYSTEM, ["Hi "], speech=(E2, M2))
-    assert torch.equal(model.generate(i1, max_new_tokens=4), loaded.generate(i2, max_new_tokens=4))
+    assert torch.equal(reference_generate(model, i1, max_new_tokens=4),
+                       reference_generate(loaded, i2, max_new_tokens=4))
 
 
 def test_cached_prompt_prefix_gives_the_same_logits_and_gradients(make_model):
@@ -126,7 +129,7 @@ def test_cached_prompt_prefix_gives_the_same_logits_and_gradients(make_model):
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
         model.zero_grad()
         results.append((out["logits"].detach(), grads))
-    assert len(model._prefix_kv) == 1
+    assert len(model.prefix_cache) == 1
     ref_logits, ref_grads = results[0]
     for logits, grads in results[1:]:
         assert torch.allclose(logits, ref_logits, atol=1e-5)

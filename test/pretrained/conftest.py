@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from rellm.pretrained.testing import minilm_dir, smollm2_dir, source_files, whisper_tiny_dir  # noqa: F401
+from rellm.testing.pretrained_models import minilm_dir, smollm2_dir, source_files, whisper_tiny_dir  # noqa: F401
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,7 +27,8 @@ def smollm2_gguf(tmp_path_factory):
 @pytest.fixture(scope="session")
 def espeak_sentences():
     """(text, 16 kHz float32 waveform): sentences spoken by eSpeak NG in the mini corpus' styles and voices."""
-    from rellm.data.corpora.mini import SAMPLE_RATE, STYLES, get_synthesizer, to_16k_float
+    from rellm.data.corpora.espeak_synthesis import SAMPLE_RATE, get_synthesizer, to_16k_float
+    from rellm.data.corpora.mini import STYLES
 
     synth = get_synthesizer()
     plan = [

@@ -15,6 +15,7 @@ from rellm.pretrained.__main__ import main as pretrained_main
 from rellm.pretrained.blsp_emo import import_blsp_emo
 from rellm.pretrained.errors import ConversionError
 from rellm.pretrained.qwen1 import convert_qwen1
+from rellm.testing.reference_decoding import reference_generate
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "blsp_emo"
 
@@ -86,7 +87,7 @@ def test_outputs_equal_the_reference(exp_dir, model, expected, i):
             torch.testing.assert_close(head(hidden[0, -4:]), tensors[f"{key}.{i}"], atol=1e-4, rtol=0)
     inputs = {"inputs_embeds": packed.inputs_embeds, "attention_mask": packed.attention_mask.long(),
               "lora_mask": packed.lora_mask}
-    tokens = model.generate(inputs, max_new_tokens=8, min_new_tokens=8)[0].tolist()
+    tokens = reference_generate(model, inputs, max_new_tokens=8, min_new_tokens=8)[0].tolist()
     # the reference returns its bos ("\n", never fed to the model) before the 8 new tokens
     assert tokens == utt["greedy_tokens"][1:]
 
@@ -145,7 +146,7 @@ def test_whisper_check_and_embedded_llm(tmp_path, exp_dir, expected, qwen_dir):
 def test_stage_command_with_the_recipe_config(tmp_path, qwen_dir, exp_dir):
     """rellm.bin.import_blsp_emo with egs/iemocap/conf/import_blsp_emo.yaml: idempotent, options fingerprinted."""
     from rellm.bin.import_blsp_emo import main
-    from rellm.models.speech_llm import load_final_state
+    from rellm.models.final_state import load_final_state
     from rellm.utils.stage import OptionsChangedError
 
     conf = Path(__file__).resolve().parents[2] / "egs" / "iemocap" / "conf" / "import_blsp_emo.yaml"

@@ -1,4 +1,5 @@
-"""Loaders on tiny random models saved as local HF folders (rellm.pretrained.testing: real tokenizers, random weights)."""
+"""Loaders on tiny random models saved as local HF folders (rellm.testing.pretrained_models: real tokenizers,
+random weights)."""
 import pytest
 import torch
 from transformers import (
@@ -9,7 +10,8 @@ from transformers import (
     WhisperProcessor,
 )
 
-from rellm.pretrained import load_causal_lm, load_text_encoder, load_whisper, load_whisper_encoder, mean_pool, testing
+from rellm.pretrained import load_causal_lm, load_text_encoder, load_whisper, load_whisper_encoder, mean_pool
+from rellm.testing import pretrained_models as testing
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ cache (training itself takes minutes and runs as a command, not as a test). Skip
 import pytest
 
 from rellm.scoring.epitome.data import default_cache_root
-from rellm.scoring.epitome.training import load_metrics
+from rellm.scoring.epitome.model_cache import load_metrics
 
 TARGETS = {  # issue 6: accuracy / macro-F1 on the held-out 20 %
     ("ER", "accuracy"): 0.78, ("ER", "macro_f1"): 0.65,

@@ -7,9 +7,16 @@ import torch
 from safetensors.torch import load_file
 from scoring_fixtures import tiny_encoder
 
-from rellm.scoring.epitome import training as T
+from rellm.scoring.epitome import training_loop
+from rellm.scoring.epitome.batching import EncodedSplit, encode_split, predict
 from rellm.scoring.epitome.data import load_pairs, stratified_split, tokenize_texts
+from rellm.scoring.epitome.encoders import EncoderStates
 from rellm.scoring.epitome.model import EmpathyBiEncoder, bottom_states, epitome_loss, run_top_layers
+from rellm.scoring.epitome.options import OPTION_DEFAULTS, response_max_len, train_options
+from rellm.scoring.epitome.process_pool import parallel_jobs, plan_groups, training_cost
+from rellm.scoring.epitome.scorer import EpitomeScorer
+from rellm.scoring.epitome.training import train_all
+from rellm.scoring.epitome.training_loop import average_states, selection_score, train_classifier
 from rellm.utils.stage import OptionsChangedError
 
 
@@ -77,10 +84,10 @@ def test_loss_weights_and_mask():
 
 def test_selection_score():
     metrics = {"accuracy": 0.9, "macro_f1": 0.6, "iou_f1": 0.5}
-    assert T.selection_score(metrics, "macro_f1") == 0.6
-    assert T.selection_score(metrics, "accuracy+macro_f1") == pytest.approx(1.5)
+    assert selection_score(metrics, "macro_f1") == 0.6
+    assert selection_score(metrics, "accuracy+macro_f1") == pytest.approx(1.5)
     with pytest.raises(ValueError, match="select_on"):
-        T.selection_score(metrics, "loss")
+        selection_score(metrics, "loss")
 
 
 def _ex_classifier_setup(tiny_text_encoder, epitome_csv_dir):
@@ -90,16 +97,16 @@ def _ex_classifier_setup(tiny_text_encoder, epitome_csv_dir):
     model.set_responder_trainable_layers(None)
     pairs = load_pairs("EX", epitome_csv_dir)
     split = stratified_split(pairs, seed=12)
-    train, _ = T.encode_split(pairs.subset(split["train"]), tok, 24)
-    test, _ = T.encode_split(pairs.subset(split["test"]), tok, 24)
-    seekers = T.EncoderStates()
+    train, _ = encode_split(pairs.subset(split["train"]), tok, 24)
+    test, _ = encode_split(pairs.subset(split["test"]), tok, 24)
+    seekers = EncoderStates()
     seekers.add(model.seeker_encoder, tok, pairs.seeker, 24, progress=False)
     return model, tok, train, test, seekers
 
 
 def test_training_loss_falls_and_dev_is_learned(tiny_text_encoder, epitome_csv_dir, tiny_epitome_conf):
     model, tok, train, test, seekers = _ex_classifier_setup(tiny_text_encoder, epitome_csv_dir)
-    history, best = T.train_classifier(model, train, test, seekers, tok, {**tiny_epitome_conf, "epochs": 8},
+    history, best = train_classifier(model, train, test, seekers, tok, {**tiny_epitome_conf, "epochs": 8},
                                        progress=False)
     losses = [h["train_loss"] for h in history]
     assert losses[-1] < 0.5 * losses[0]
@@ -110,7 +117,7 @@ def test_train_all_caches_and_is_idempotent(tiny_text_encoder, epitome_csv_dir, 
     encoders = tiny_text_encoder
     # train from the cached frozen bottom (block 0): the scorer below runs the whole encoder instead
     tiny_epitome_conf["responder_trainable_layers"] = 1
-    metrics = T.train_all(tiny_epitome_conf, epitome_csv_dir, tmp_path, progress=False, encoders=encoders)
+    metrics = train_all(tiny_epitome_conf, epitome_csv_dir, tmp_path, progress=False, encoders=encoders)
     root = tmp_path / "epitome" / "tiny-test-encoder"
     assert set(metrics) == {"ER", "IP", "EX"}
     for mech in ("ER", "IP", "EX"):
@@ -122,27 +129,27 @@ def test_train_all_caches_and_is_idempotent(tiny_text_encoder, epitome_csv_dir, 
     assert json.loads((root / "training_time.json").read_text())["cpu_seconds"] > 0
     stamp = (root / "ER" / "model.safetensors").stat().st_mtime_ns
     # same options: reused, nothing retrained
-    assert T.train_all(tiny_epitome_conf, epitome_csv_dir, tmp_path, progress=False, encoders=encoders) == metrics
+    assert train_all(tiny_epitome_conf, epitome_csv_dir, tmp_path, progress=False, encoders=encoders) == metrics
     assert (root / "ER" / "model.safetensors").stat().st_mtime_ns == stamp
     # other options: a clear error unless overwrite
     with pytest.raises(OptionsChangedError, match="lr"):
-        T.train_all({**tiny_epitome_conf, "lr": 1e-3}, epitome_csv_dir, tmp_path, progress=False, encoders=encoders)
+        train_all({**tiny_epitome_conf, "lr": 1e-3}, epitome_csv_dir, tmp_path, progress=False, encoders=encoders)
 
     # a per-mechanism value retrains only that mechanism (with overwrite, since IP's options change);
     # IP also keeps fewer response tokens than the seeker post's max_len
     ip_stamp = (root / "IP" / "model.safetensors").stat().st_mtime_ns
     per_mech = {**tiny_epitome_conf, "lr": {"ER": tiny_epitome_conf["lr"], "IP": 1e-3, "EX": tiny_epitome_conf["lr"]},
                 "response_max_len": {"ER": None, "IP": 8, "EX": None}}
-    metrics = T.train_all(per_mech, epitome_csv_dir, tmp_path, overwrite=True, progress=False, encoders=encoders)
+    metrics = train_all(per_mech, epitome_csv_dir, tmp_path, overwrite=True, progress=False, encoders=encoders)
     assert (root / "ER" / "model.safetensors").stat().st_mtime_ns == stamp
     assert (root / "IP" / "model.safetensors").stat().st_mtime_ns != ip_stamp
     assert json.loads((root / "IP" / "metrics.json").read_text())["options"]["lr"] == 1e-3
-    assert T.train_options(per_mech, "EX")["lr"] == tiny_epitome_conf["lr"]
+    assert train_options(per_mech, "EX")["lr"] == tiny_epitome_conf["lr"]
     with pytest.raises(ValueError, match="not for EX"):
-        T.train_options({**tiny_epitome_conf, "lr": {"ER": 1e-3}}, "EX")
+        train_options({**tiny_epitome_conf, "lr": {"ER": 1e-3}}, "EX")
 
     # the scorer reloads the cached models and reproduces the test predictions (full forward = cached bottom + top)
-    scorer = T.EpitomeScorer(root, encoders=encoders)
+    scorer = EpitomeScorer(root, encoders=encoders)
     pairs = load_pairs("ER", epitome_csv_dir)
     test_ids = json.loads((root / "ER" / "split.json").read_text())["test"]
     test = pairs.subset(test_ids)
@@ -153,9 +160,9 @@ def test_train_all_caches_and_is_idempotent(tiny_text_encoder, epitome_csv_dir, 
     assert scorer.response_max_len == {"ER": 24, "IP": 8, "EX": 24}
     probs = {}
     for n in (8, 24):
-        data = T.EncodedSplit(list(test.ids), list(test.seeker), list(test.response),
+        data = EncodedSplit(list(test.ids), list(test.seeker), list(test.response),
                               tokenize_texts(scorer.tokenizer, test.response, n), None, test.level)
-        probs[n] = T.predict(scorer.models["IP"], data, scorer.seeker_states, scorer.tokenizer.pad_token_id)[1]
+        probs[n] = predict(scorer.models["IP"], data, scorer.seeker_states, scorer.tokenizer.pad_token_id)[1]
     np.testing.assert_allclose(levels["IP"]["probs"], probs[8], rtol=1e-5, atol=1e-6)
     assert not np.allclose(probs[8], probs[24], rtol=1e-5, atol=1e-6)
     assert levels["EX"]["probs"].shape == (len(test), 3)
@@ -164,13 +171,13 @@ def test_train_all_caches_and_is_idempotent(tiny_text_encoder, epitome_csv_dir, 
 
 def test_scorer_explains_a_missing_cache(tmp_path):
     with pytest.raises(FileNotFoundError, match="rellm.bin.epitome train"):
-        T.EpitomeScorer(tmp_path / "nothing")
+        EpitomeScorer(tmp_path / "nothing")
 
 
 def test_average_states_is_the_elementwise_mean():
     states = [{"w": torch.tensor([1.0, 2.0]), "ids": torch.tensor([3])},
               {"w": torch.tensor([3.0, 6.0]), "ids": torch.tensor([3])}]
-    out = T.average_states(states)
+    out = average_states(states)
     assert torch.equal(out["w"], torch.tensor([2.0, 4.0])) and torch.equal(out["ids"], torch.tensor([3]))
     assert out["ids"].dtype == torch.long
 
@@ -179,48 +186,48 @@ def test_average_best_keeps_the_mean_of_the_best_dev_evaluations(tiny_text_encod
                                                                  tiny_epitome_conf, monkeypatch):
     model, tok, train, dev, seekers = _ex_classifier_setup(tiny_text_encoder, epitome_csv_dir)
     snapshots = []  # the weights at every dev evaluation, in order
-    evaluate = T.evaluate
+    evaluate = training_loop.evaluate
 
     def spy(m, data, *args, **kwargs):
         snapshots.append({k: v.clone() for k, v in m.trainable_state_dict().items()})
         return evaluate(m, data, *args, **kwargs)
 
-    monkeypatch.setattr(T, "evaluate", spy)
+    monkeypatch.setattr(training_loop, "evaluate", spy)
     hp = {**tiny_epitome_conf, "epochs": 6, "select_on": "accuracy+macro_f1", "average_best": 3}
-    history, kept = T.train_classifier(model, train, dev, seekers, tok, hp, progress=False)
+    history, kept = train_classifier(model, train, dev, seekers, tok, hp, progress=False)
     assert len(history) == 6 and len(snapshots) == 7  # 6 evaluations, then the averaged model's
-    scores = [T.selection_score(h["dev"], "accuracy+macro_f1") for h in history]
+    scores = [selection_score(h["dev"], "accuracy+macro_f1") for h in history]
     best3 = sorted(range(6), key=lambda i: (-scores[i], i))[:3]
     assert kept["averaged_evaluations"] == sorted(history[i]["step"] for i in best3)
-    expected = T.average_states([snapshots[i] for i in best3])
+    expected = average_states([snapshots[i] for i in best3])
     for name, value in model.trainable_state_dict().items():
         torch.testing.assert_close(value, expected[name])
-    assert kept["accuracy"] == pytest.approx(T.evaluate(model, dev, seekers, tok)["accuracy"])
+    assert kept["accuracy"] == pytest.approx(training_loop.evaluate(model, dev, seekers, tok)["accuracy"])
 
 
 def test_a_config_without_the_later_options_trains_as_before(tiny_epitome_conf):
-    old = {k: v for k, v in tiny_epitome_conf.items() if k not in T.OPTION_DEFAULTS}
-    options = T.train_options(old, "IP")
-    assert options["average_best"] == 1 and T.response_max_len(options) == old["max_len"]
+    old = {k: v for k, v in tiny_epitome_conf.items() if k not in OPTION_DEFAULTS}
+    options = train_options(old, "IP")
+    assert options["average_best"] == 1 and response_max_len(options) == old["max_len"]
     with pytest.raises(KeyError, match="lacks 'lr'"):
-        T.train_options({k: v for k, v in old.items() if k != "lr"})
+        train_options({k: v for k, v in old.items() if k != "lr"})
 
 
 def test_plan_groups_balances_the_costs():
     costs = {"ER": 512, "IP": 2048, "EX": 1024}  # the shipped options' training_cost
-    assert T.plan_groups(costs, 2) == [["IP"], ["EX", "ER"]]
-    assert T.plan_groups(costs, 3) == [["IP"], ["EX"], ["ER"]]
-    assert T.plan_groups(costs, 1) == [["IP", "EX", "ER"]]
-    assert T.parallel_jobs(8, 3, 1) == 3 and T.parallel_jobs(2, 3, 1) == 2 and T.parallel_jobs(None, 1, 1) == 1
-    assert T.training_cost({"epochs": 4, "max_len": 64, "response_max_len": 128,
+    assert plan_groups(costs, 2) == [["IP"], ["EX", "ER"]]
+    assert plan_groups(costs, 3) == [["IP"], ["EX"], ["ER"]]
+    assert plan_groups(costs, 1) == [["IP", "EX", "ER"]]
+    assert parallel_jobs(8, 3, 1) == 3 and parallel_jobs(2, 3, 1) == 2 and parallel_jobs(None, 1, 1) == 1
+    assert training_cost({"epochs": 4, "max_len": 64, "response_max_len": 128,
                             "responder_trainable_layers": 4}) == 2048
 
 
 def test_parallel_processes_train_the_same_models(tiny_text_encoder, epitome_csv_dir, tiny_epitome_conf, tmp_path):
     conf = {**tiny_epitome_conf, "epochs": 2, "responder_trainable_layers": 1,
             "lr": {"ER": 3e-3, "IP": 1e-3, "EX": 3e-3}, "seed": {"ER": 3, "IP": 4, "EX": 5}}
-    one = T.train_all(conf, epitome_csv_dir, tmp_path / "one", progress=False, encoders=tiny_text_encoder)
-    two = T.train_all({**conf, "num_jobs": 2}, epitome_csv_dir, tmp_path / "two", progress=False,
+    one = train_all(conf, epitome_csv_dir, tmp_path / "one", progress=False, encoders=tiny_text_encoder)
+    two = train_all({**conf, "num_jobs": 2}, epitome_csv_dir, tmp_path / "two", progress=False,
                       encoders=tiny_text_encoder)
     assert one == two
     roots = [tmp_path / name / "epitome" / "tiny-test-encoder" for name in ("one", "two")]
@@ -236,7 +243,7 @@ def test_parallel_processes_train_the_same_models(tiny_text_encoder, epitome_csv
         if mech == "ER":
             states_er = states
     # another seed draws other heads: the models do depend on the seed
-    T.train_all({**conf, "seed": 9, "mechanisms": ["ER"]}, epitome_csv_dir, tmp_path / "three", progress=False,
+    train_all({**conf, "seed": 9, "mechanisms": ["ER"]}, epitome_csv_dir, tmp_path / "three", progress=False,
                 encoders=tiny_text_encoder)
     other = load_file(str(tmp_path / "three" / "epitome" / "tiny-test-encoder" / "ER" / "model.safetensors"))
     assert not torch.equal(other["level_head.4.weight"], states_er[0]["level_head.4.weight"])
@@ -246,7 +253,7 @@ def test_parallel_processes_train_the_same_models(tiny_text_encoder, epitome_csv
 def test_a_gpu_asked_for_without_one_fails_before_training(tiny_text_encoder, epitome_csv_dir, tiny_epitome_conf,
                                                            tmp_path):
     with pytest.raises(RuntimeError, match="no CUDA GPU; use --device=cpu"):
-        T.train_all({**tiny_epitome_conf, "device": "cuda"}, epitome_csv_dir, tmp_path, progress=False,
+        train_all({**tiny_epitome_conf, "device": "cuda"}, epitome_csv_dir, tmp_path, progress=False,
                     encoders=tiny_text_encoder)
     assert not (tmp_path / "epitome").exists()
 
@@ -257,13 +264,13 @@ def test_classifiers_trained_on_a_gpu_score_on_the_cpu(tiny_text_encoder, epitom
                                                        tmp_path):
     conf = {**tiny_epitome_conf, "device": "cuda", "responder_trainable_layers": 1}
     try:
-        metrics = T.train_all(conf, epitome_csv_dir, tmp_path, progress=False, encoders=tiny_text_encoder)
+        metrics = train_all(conf, epitome_csv_dir, tmp_path, progress=False, encoders=tiny_text_encoder)
     finally:
         tiny_text_encoder[0].to("cpu")  # training moved the shared base encoder (the seeker) to the GPU
     root = tmp_path / "epitome" / "tiny-test-encoder"
     saved = load_file(str(root / "ER" / "model.safetensors"))  # as saved
     assert {t.device.type for t in saved.values()} == {"cpu"}
-    scorer = T.EpitomeScorer(root, encoders=tiny_text_encoder)  # the scorer runs on the CPU
+    scorer = EpitomeScorer(root, encoders=tiny_text_encoder)  # the scorer runs on the CPU
     test = load_pairs("ER", epitome_csv_dir).subset(json.loads((root / "ER" / "split.json").read_text())["test"])
     levels = scorer.score(test.seeker, test.response, progress=False)
     # the CPU forward of the GPU-trained weights gives the GPU's test accuracy (up to float rounding)

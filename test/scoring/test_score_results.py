@@ -10,7 +10,7 @@ from scoring_fixtures import TINY_EPITOME_CONF, synthetic_system_outputs, tiny_e
 from rellm.bin import epitome as epitome_bin
 from rellm.bin import results as results_bin
 from rellm.bin import score as score_bin
-from rellm.scoring.epitome import training as T
+from rellm.scoring.epitome import encoders
 from rellm.utils.config import run_main
 from rellm.utils.io import read_json, read_jsonl
 
@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def recipe(tmp_path, monkeypatch, epitome_csv_dir):
     """A recipe folder with trained tiny EPITOME classifiers and three systems' stage-5 outputs."""
-    monkeypatch.setattr(T, "load_text_encoder", lambda name: tiny_encoder())
+    monkeypatch.setattr(encoders, "load_text_encoder", lambda name: tiny_encoder())
     monkeypatch.chdir(tmp_path)
     conf = tmp_path / "conf"
     conf.mkdir()

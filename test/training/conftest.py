@@ -1,6 +1,6 @@
 import pytest
 
-from rellm.training.toy import toy_tokenizer
+from rellm.testing.toy_models import toy_tokenizer
 
 
 @pytest.fixture(scope="session")

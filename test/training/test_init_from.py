@@ -2,8 +2,8 @@
 import pytest
 import torch
 
+from rellm.testing.toy_models import toy_speech_llm
 from rellm.training.align import init_from_experiment
-from rellm.training.toy import toy_speech_llm
 
 
 @pytest.fixture

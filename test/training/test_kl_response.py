@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rellm.bin import train as train_stage
-from rellm.models.speech_llm import load_final_state
+from rellm.models.final_state import load_final_state
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "egs" / "mini" / "conf"

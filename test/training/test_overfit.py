@@ -1,9 +1,10 @@
 """The alignment losses fall when a toy speech-LLM overfits three utterances."""
 import torch
 
+from rellm.models.packing import segment_batch
 from rellm.models.speech_llm import SpeechLLM
+from rellm.testing.toy_models import TOY_SENTENCES, toy_llm
 from rellm.training.losses import distillation_kl, response_ce
-from rellm.training.toy import TOY_SENTENCES, toy_llm
 
 SYSTEM = "You are a helpful assistant."
 
@@ -11,8 +12,8 @@ SYSTEM = "You are a helpful assistant."
 def _batch(model, responses):
     prompts = [model.layout.prompt_ids(SYSTEM, "Continue: ")] * len(responses)
     tails = [model.layout.response_ids(r)[0] for r in responses]
-    p_ids, p_lens = model._segment_batch(prompts, "cpu")
-    t_ids, t_lens = model._segment_batch(tails, "cpu")
+    p_ids, p_lens = segment_batch(prompts, "cpu")
+    t_ids, t_lens = segment_batch(tails, "cpu")
     return p_ids, p_lens, t_ids, t_lens, torch.full((len(responses),), len(model.layout.header_ids))
 
 
@@ -53,7 +54,7 @@ def test_semantic_kl_falls_training_the_adapter_only(tokenizer):
     segs = _batch(model, TOY_SENTENCES[:3])
     # Teacher: the frozen LLM reading the transcripts as text.
     t_prompts = [model.layout.prompt_ids(SYSTEM, "Continue: ") + model.layout.encode_content(t) for t in TOY_SENTENCES[5:8]]
-    tp_ids, tp_lens = model._segment_batch(t_prompts, "cpu")
+    tp_ids, tp_lens = segment_batch(t_prompts, "cpu")
     teacher = model.teacher_logits(tp_ids, tp_lens, segs[2], segs[3], segs[4])
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     losses = []

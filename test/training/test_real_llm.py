@@ -2,9 +2,10 @@
 import pytest
 import torch
 
+from rellm.models.packing import segment_batch
 from rellm.models.speech_llm import SpeechLLM
+from rellm.testing.toy_models import TOY_SENTENCES
 from rellm.training.losses import response_ce
-from rellm.training.toy import TOY_SENTENCES
 
 SYSTEM = "You are a helpful assistant. Your response should fulfill requests with empathy toward user's emotion tone."
 INSTRUCTION = "Continue the following sentence based on the conveyed emotion tone in a coherent style: "
@@ -24,8 +25,8 @@ def test_smollm2_speech_llm_response_loss_falls():
     layout = model.layout
     prompts = [layout.prompt_ids(SYSTEM, INSTRUCTION)] * 2
     tails = [layout.response_ids(r)[0] for r in TOY_SENTENCES[8:10]]
-    p, pl = model._segment_batch(prompts, "cpu")
-    t, tl = model._segment_batch(tails, "cpu")
+    p, pl = segment_batch(prompts, "cpu")
+    t, tl = segment_batch(tails, "cpu")
     ls = torch.full((2,), len(layout.header_ids))
     g = torch.Generator().manual_seed(0)
     whisper, lengths, emo = torch.randn(2, 100, 384, generator=g).half(), torch.tensor([100, 80]), torch.randn(2, 32)

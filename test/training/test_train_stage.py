@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rellm.bin import train as train_stage
-from rellm.models.speech_llm import load_final_state
+from rellm.models.final_state import load_final_state
 from rellm.training import brain as brain_module
 from rellm.utils.safe_state import load_state
 
@@ -125,7 +125,7 @@ def test_torchrun_two_processes_on_cpu(toy_recipe, tmp_path):
 
 @pytest.mark.slow
 def test_step1_on_asr_data_and_avd_loss_without_the_emotion_embedding(toy_recipe, tmp_path):
-    from rellm.training.toy import write_toy_recipe_data
+    from rellm.testing.toy_recipe import write_toy_recipe_data
 
     asr = write_toy_recipe_data(tmp_path / "asr", num_utts=6, sets=("asr_train", "asr_valid"), seed=7)
     out = tmp_path / "blsp_emo" / "toy" / "seed1"

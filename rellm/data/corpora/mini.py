@@ -19,27 +19,25 @@ The recipe passes an empty ``--data_folder`` (the corpus is made, not
 downloaded); the audio then goes to ``<save_folder>/../../downloads/mini``,
 i.e. ``egs/mini/downloads/mini`` for ``save_folder=data/official``.
 
-Splits are by sentence: a sentence's ten utterances (5 styles x 2 voices) all
-land in one of train / valid / test, so no set shares wording with another and
-a model cannot pass by memorising sentences.
+The speech comes from ``rellm.data.corpora.espeak_synthesis``. Splits are by
+sentence: a sentence's ten utterances (5 styles x 2 voices) all land in one of
+train / valid / test, so no set shares wording with another and a model cannot
+pass by memorising sentences.
 """
-import ctypes
 import hashlib
-import json
 import logging
-import math
 from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 
+from rellm.data.corpora.common import MARKER_NAME, REPORT_FILE, PrepReport, log_summary, set_summary
+from rellm.data.corpora.espeak_synthesis import SAMPLE_RATE, run_in_fresh_process, synthesise_corpus
 from rellm.data.emotions import EMOTIONS
-from rellm.utils.io import atomic_path, atomic_write_json, atomic_write_text
+from rellm.data.manifest import write_data_root
+from rellm.utils.io import atomic_write_json
 from rellm.utils.stage import DoneMarker
 
 logger = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16000
 
 # Written for this project: things a person says to an assistant, with wording
 # that fits any of the five emotions (no "great", "terrible", "again", "wrong").
@@ -210,105 +208,6 @@ def split_sentences(num_sentences, valid_sentences, test_sentences, seed):
     return sets
 
 
-class EspeakSynthesizer:
-    """eSpeak NG through ctypes (the legacy synchronous ``speak_lib.h`` API).
-
-    eSpeak keeps global state in the library, so there is one instance per
-    process (:func:`get_synthesizer`). The ctypes callback object is kept on the
-    instance: if Python collected it, eSpeak would call freed memory.
-    """
-
-    AUDIO_OUTPUT_SYNCHRONOUS = 2
-    POS_CHARACTER = 1
-    CHARS_UTF8 = 1
-    PARAM = MappingProxyType({"rate": 1, "volume": 2, "pitch": 3, "range": 4, "wordgap": 7})
-
-    def __init__(self):
-        try:
-            import espeakng_loader
-        except ImportError as err:
-            raise ImportError(
-                "the mini corpus needs eSpeak NG from PyPI: tools/venv/bin/pip install espeakng-loader"
-            ) from err
-        lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        lib.espeak_Initialize.restype = ctypes.c_int
-        lib.espeak_Info.argtypes = [ctypes.c_void_p]
-        lib.espeak_Info.restype = ctypes.c_char_p
-        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                     ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
-        self.sample_rate = lib.espeak_Initialize(self.AUDIO_OUTPUT_SYNCHRONOUS, 0,
-                                                 espeakng_loader.get_data_path().encode(), 0)
-        if self.sample_rate <= 0:
-            raise RuntimeError(f"espeak_Initialize failed ({self.sample_rate}); is the espeakng-loader wheel complete?")
-        self.version = lib.espeak_Info(None).decode()
-        self._lib = lib
-        self._chunks = []
-        callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
-        self._callback = callback_type(self._collect)  # keep the reference (see class docstring)
-        lib.espeak_SetSynthCallback(self._callback)
-
-    def _collect(self, wav, num_samples, _events):
-        if num_samples > 0:
-            self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
-        return 0  # 0 = continue synthesis
-
-    def synthesize(self, text, voice, params, seed=0):
-        """int16 samples at ``self.sample_rate`` for ``text`` in ``voice`` with eSpeak ``params``.
-
-        ``seed`` seeds eSpeak's noise generator (breathy voice variants such as
-        +f3 mix in random noise, seeded from the clock unless set).
-        """
-        self._lib.espeak_ng_SetRandSeed(int(seed))
-        err = self._lib.espeak_SetVoiceByName(voice.encode())
-        if err != 0:
-            raise ValueError(f"eSpeak has no voice {voice!r} (error {err}); use e.g. en-us, en-us+f3, en-us+m3")
-        for name, value in params.items():
-            self._lib.espeak_SetParameter(self.PARAM[name], int(value), 0)
-        self._chunks = []
-        data = text.encode("utf-8") + b"\0"
-        err = self._lib.espeak_Synth(data, len(data), 0, self.POS_CHARACTER, 0, self.CHARS_UTF8, None, None)
-        self._lib.espeak_Synchronize()
-        if err != 0:
-            raise RuntimeError(f"espeak_Synth failed with error {err} for {text!r}")
-        return np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int16)
-
-
-_SYNTHESIZER = None
-
-
-def get_synthesizer():
-    global _SYNTHESIZER
-    if _SYNTHESIZER is None:
-        _SYNTHESIZER = EspeakSynthesizer()
-    return _SYNTHESIZER
-
-
-def to_16k_float(samples_int16, sample_rate):
-    """int16 at eSpeak's 22.05 kHz -> float32 in [-1, 1] at 16 kHz (polyphase, exact ratio 320/441)."""
-    from scipy.signal import resample_poly
-
-    x = samples_int16.astype(np.float32) / 32768.0
-    if sample_rate != SAMPLE_RATE:
-        g = math.gcd(SAMPLE_RATE, sample_rate)
-        x = resample_poly(x, SAMPLE_RATE // g, sample_rate // g).astype(np.float32)
-    return x
-
-
-def write_wav(path, audio):
-    """16-bit PCM WAV, atomically; returns the number of samples that had to be clipped."""
-    import soundfile as sf
-
-    clipped = int(np.count_nonzero(np.abs(audio) > 32767 / 32768))
-    pcm = np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), pcm, SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    return clipped
-
-
 def default_data_folder(save_folder):
     """Where the audio goes when the recipe passes an empty ``--data_folder``."""
     return (Path(save_folder).resolve() / ".." / ".." / "downloads" / "mini").resolve()
@@ -340,74 +239,6 @@ def plan_corpus(seed, voices, num_sentences, valid_sentences, test_sentences):
                     "noise_seed": int(rng.integers(1, 2**31 - 1)),
                 })
     return plan
-
-
-def _synthesise_all(jobs, data_folder):
-    """Synthesise and write ``jobs`` in order; runs in a fresh process (see ``synthesise_corpus``)."""
-    from tqdm import tqdm
-
-    synth = get_synthesizer()
-    info = {}
-    for utt_id, relpath, text, voice, params, seed in tqdm(jobs, desc="eSpeak NG mini corpus", unit="utt"):
-        audio = to_16k_float(synth.synthesize(text, voice, params, seed=seed), synth.sample_rate)
-        if audio.size == 0:
-            info[utt_id] = (0, 0)  # counted as dropped by the caller
-            continue
-        info[utt_id] = (audio.size, write_wav(Path(data_folder) / relpath, audio))
-    return info, synth.version
-
-
-def synthesise_corpus(plan, data_folder, options, overwrite=False):
-    """Write every planned WAV under ``data_folder``; returns {utt_id: (num_samples, clipped) or None}.
-
-    Done-marked with the options, so the same call twice does nothing and
-    changed options stop with a message (or, with ``overwrite``, re-make all).
-
-    eSpeak NG keeps state inside the library from one utterance to the next
-    (e.g. the phase of its pitch flutter), so an utterance's samples depend on
-    what the process synthesised before it. To make the corpus a function of the
-    options alone, the whole plan is synthesised in plan order by a freshly
-    started process whose library has never spoken.
-    """
-    import soundfile as sf
-
-    data_folder = Path(data_folder)
-    marker = DoneMarker(data_folder, "synthesise_mini",
-                        hint="re-run stage 1 with --overwrite=true, or delete " + str(data_folder))
-    if marker.is_done(options, overwrite=overwrite):
-        logger.info("mini audio in %s is up to date; not re-synthesising", data_folder)
-        info = {}
-        for item in plan:
-            path = data_folder / item["relpath"]
-            # a file deleted since it was made is reported as missing, not re-made silently
-            info[item["utt_id"]] = (sf.info(str(path)).frames, 0) if path.is_file() else None
-        return info
-    marker.clear()
-    jobs = [(i["utt_id"], i["relpath"], i["transcript"], i["voice"], i["params"], i["noise_seed"]) for i in plan]
-    info, version = run_in_fresh_process(jobs, data_folder)
-    marker.mark_done(options, espeak_version=version, utterances=len(plan))
-    return info
-
-
-def run_in_fresh_process(jobs, data_folder):
-    """``_synthesise_all(jobs, data_folder)`` in a new interpreter (``python -m rellm.data.corpora.mini``).
-
-    A plain subprocess rather than multiprocessing's spawn: spawn re-imports the
-    caller's main script, which hangs scripts without a ``__main__`` guard.
-    """
-    import subprocess
-    import sys
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="mini_synth_") as tmp:
-        request, result = Path(tmp) / "jobs.json", Path(tmp) / "result.json"
-        request.write_text(json.dumps({"jobs": jobs, "data_folder": str(data_folder)}), encoding="utf-8")
-        proc = subprocess.run([sys.executable, "-m", "rellm.data.corpora.mini", str(request), str(result)],
-                              check=False)
-        if proc.returncode != 0 or not result.is_file():
-            raise RuntimeError(f"the eSpeak NG synthesis process failed (exit {proc.returncode}); see its messages above")
-        out = json.loads(result.read_text(encoding="utf-8"))
-    return {k: tuple(v) for k, v in out["info"].items()}, out["version"]
 
 
 def prepare_mini(data_folder, save_folder, split="official", seed=1234, voices=("en-us", "en-us+f3"),
@@ -445,7 +276,10 @@ def prepare_mini(data_folder, save_folder, split="official", seed=1234, voices=(
     options = {"seed": seed, "voices": voices, "num_sentences": num_sentences, "valid_sentences": valid_sentences,
                "test_sentences": test_sentences, "styles": STYLES, "jitter": JITTER,
                "sentences": hashlib.sha256("\n".join(SENTENCES[:num_sentences]).encode()).hexdigest()[:16]}
-    manifest_marker = DoneMarker(save_folder, "prepare_mini")
+    manifest_marker = DoneMarker(
+        save_folder, MARKER_NAME,
+        hint=f"re-run with ./run.sh --overwrite true (python -m rellm.bin.prepare: --overwrite=true), "
+             f"or delete {save_folder}")
     if manifest_marker.is_done({**options, "data_root": str(data_folder)}, overwrite=overwrite):
         logger.info("mini manifests in %s are up to date; skipping (pass --overwrite=true to re-make)", save_folder)
         return
@@ -457,17 +291,16 @@ def prepare_mini(data_folder, save_folder, split="official", seed=1234, voices=(
     info = synthesise_corpus(plan, data_folder, options, overwrite=overwrite)
 
     manifests = {"train": {}, "valid": {}, "test": {}}
-    dropped, examples = {}, {}
-    clipped_utts = 0
+    report = PrepReport(data_folder)
     for item in plan:
-        if info[item["utt_id"]] is None or info[item["utt_id"]][0] == 0:
-            reason = "missing_wav" if info[item["utt_id"]] is None else "empty_synthesis"
-            dropped[reason] = dropped.get(reason, 0) + 1
-            if len(examples.setdefault(reason, [])) < 5:
-                examples[reason].append(item["utt_id"])
+        made = info[item["utt_id"]]
+        if made is None or made[0] == 0:
+            report.drop("missing_wav" if made is None else "empty_synthesis", item["utt_id"])
             continue
-        num_samples, clipped = info[item["utt_id"]]
-        clipped_utts += clipped > 0
+        num_samples, clipped = made
+        if clipped:
+            report.note("clipped_samples", item["utt_id"])
+        report.keep()
         manifests[item["set"]][item["utt_id"]] = {
             "wav": "{data_root}/" + item["relpath"],
             "duration": round(num_samples / SAMPLE_RATE, 4),
@@ -476,26 +309,27 @@ def prepare_mini(data_folder, save_folder, split="official", seed=1234, voices=(
             "arousal": item["arousal"], "valence": item["valence"], "dominance": item["dominance"],
             "speaker": item["speaker"], "gender": item["gender"],
         }
+    # Not rellm.data.corpora.common.run_preparation: the manifests keep the plan order (sentence, voice,
+    # style) that existing recipes were made with, where run_preparation sorts them by utterance id.
     for name, manifest in manifests.items():
         atomic_write_json(save_folder / f"{name}.json", manifest)
-    atomic_write_text(save_folder / "data_root.txt", str(data_folder) + "\n")
-    report = {
+    write_data_root(save_folder, data_folder)
+    summary = {name: set_summary(m) for name, m in manifests.items()}
+    kept_total = sum(s["utterances"] for s in summary.values())
+    report_dict = {
         "corpus": "mini", "split": split, "data_root": str(data_folder),
-        "kept": {name: len(m) for name, m in manifests.items()},
-        "kept_by_emotion": {name: {e: sum(u["emotion"] == e for u in m.values()) for e in EMOTIONS}
-                            for name, m in manifests.items()},
-        "sentences": {name: len({u["transcript"] for u in m.values()}) for name, m in manifests.items()},
-        "hours": {name: round(sum(u["duration"] for u in m.values()) / 3600, 4) for name, m in manifests.items()},
-        "dropped": dropped, "dropped_examples": examples,
-        "utterances_with_clipping": int(clipped_utts),
         "options": {k: v for k, v in options.items() if k not in ("styles", "jitter")},
+        "sets": summary,
+        "sentences": {name: len({u["transcript"] for u in m.values()}) for name, m in manifests.items()},
+        "sample_rates": {str(SAMPLE_RATE): kept_total} if kept_total else {},
+        **report.to_dict(),
     }
-    atomic_write_json(save_folder / "prepare_report.json", report)
-    if dropped:
-        logger.warning("mini corpus: dropped %s (examples %s)", dropped, examples)
-    logger.info("mini corpus: kept %s utterances; report in %s", report["kept"], save_folder / "prepare_report.json")
+    atomic_write_json(save_folder / REPORT_FILE, report_dict)
+    if report.dropped:
+        logger.warning("mini corpus: dropped %s", {k: v["count"] for k, v in report.dropped.items()})
     manifest_marker.mark_done({**options, "data_root": str(data_folder)})
-    return report
+    log_summary(report_dict, save_folder)
+    return report_dict
 
 
 def say(text, style, out, voice="en-us", seed=0):
@@ -550,21 +384,9 @@ def _say_main(argv):
           f"arousal {result['arousal']:.2f}, valence {result['valence']:.2f}, dominance {result['dominance']:.2f})")
 
 
-def _worker_main(argv):
-    """``python -m rellm.data.corpora.mini JOBS.json RESULT.json``: the synthesis process."""
-    if len(argv) != 2:
-        raise SystemExit("usage: python -m rellm.data.corpora.mini say \"TEXT\" --style STYLE --out FILE.wav\n"
-                         "       python -m rellm.data.corpora.mini JOBS.json RESULT.json   (internal synthesis worker)")
-    request, result = argv
-    spec = json.loads(Path(request).read_text(encoding="utf-8"))
-    info, version = _synthesise_all([tuple(j) for j in spec["jobs"]], spec["data_folder"])
-    atomic_write_json(result, {"info": info, "version": version})
-
-
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:2] == ["say"]:
-        _say_main(sys.argv[2:])
-    else:
-        _worker_main(sys.argv[1:])
+    if sys.argv[1:2] != ["say"]:
+        raise SystemExit("usage: python -m rellm.data.corpora.mini say \"TEXT\" --style STYLE --out FILE.wav")
+    _say_main(sys.argv[2:])

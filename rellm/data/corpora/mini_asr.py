@@ -13,7 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rellm.utils.io import atomic_write_json, atomic_write_text
+from rellm.data.corpora.common import REPORT_FILE, PrepReport
+from rellm.data.corpora.espeak_synthesis import SAMPLE_RATE, synthesise_corpus
+from rellm.data.manifest import write_data_root
+from rellm.utils.io import atomic_write_json
 from rellm.utils.stage import DoneMarker
 
 logger = logging.getLogger(__name__)
@@ -92,32 +95,29 @@ def prepare_mini_asr(data_folder, save_folder, split="asr", seed=4321, voices=("
     marker.clear()
     logger.info("synthesising %d neutral step-1 utterances (%d sentences x %d voices) into %s", len(plan),
                 num_sentences, len(voices), data_folder)
-    info = mini.synthesise_corpus(plan, data_folder, options, overwrite=overwrite)
-    manifests, dropped, examples = {"train": {}, "valid": {}}, {}, {}
+    info = synthesise_corpus(plan, data_folder, options, overwrite=overwrite)
+    manifests, drops = {"train": {}, "valid": {}}, PrepReport(data_folder)
     for item in plan:
         got = info[item["utt_id"]]
         if got is None or got[0] == 0:
-            reason = "missing_wav" if got is None else "empty_synthesis"
-            dropped[reason] = dropped.get(reason, 0) + 1
-            examples.setdefault(reason, [])
-            if len(examples[reason]) < 5:
-                examples[reason].append(item["utt_id"])
+            drops.drop("missing_wav" if got is None else "empty_synthesis", item["utt_id"])
             continue
+        drops.keep()
         manifests[item["set"]][item["utt_id"]] = {
-            "wav": "{data_root}/" + item["relpath"], "duration": round(got[0] / mini.SAMPLE_RATE, 4),
+            "wav": "{data_root}/" + item["relpath"], "duration": round(got[0] / SAMPLE_RATE, 4),
             "transcript": item["transcript"], "emotion": None, "arousal": None, "valence": None, "dominance": None,
             "speaker": item["speaker"], "gender": item["gender"],
         }
     for name, manifest in manifests.items():
         atomic_write_json(save_folder / f"{name}.json", manifest)
-    atomic_write_text(save_folder / "data_root.txt", str(data_folder) + "\n")
+    write_data_root(save_folder, data_folder)
     report = {"corpus": "mini_asr", "split": split, "data_root": str(data_folder),
-              "kept": {name: len(m) for name, m in manifests.items()},
-              "hours": {name: round(sum(u["duration"] for u in m.values()) / 3600, 4) for name, m in manifests.items()},
-              "dropped": dropped, "dropped_examples": examples,
-              "options": {k: v for k, v in options.items() if k not in ("neutral_style", "jitter")}}
-    atomic_write_json(save_folder / "prepare_report.json", report)
-    if dropped:
-        logger.warning("mini_asr: dropped %s (examples %s)", dropped, examples)
+              "options": {k: v for k, v in options.items() if k not in ("neutral_style", "jitter")},
+              "sets": {name: {"utterances": len(m), "hours": round(sum(u["duration"] for u in m.values()) / 3600, 4)}
+                       for name, m in manifests.items()},
+              **drops.to_dict()}
+    atomic_write_json(save_folder / REPORT_FILE, report)
+    if drops.dropped:
+        logger.warning("mini_asr: dropped %s", drops.to_dict()["dropped"])
     marker.mark_done({**options, "data_root": str(data_folder)})
     return report

@@ -1,9 +1,8 @@
-"""Tiny random-weight stand-ins (LLM, tokenizer, stage 2/3 outputs) for tests, smoke runs and benchmarks.
+"""Tiny random-weight stand-ins (tokenizer, LLM, SpeechLLM) for tests, smoke runs and benchmarks.
 
 Nothing here is downloaded: a byte-level BPE tokenizer is trained in memory on a few
-sentences and given a ChatML chat template, the LLM is a 2-layer Llama with random
-weights, and ``write_toy_recipe_data`` writes manifests, a feature cache in the stage 2
-layout and stage 3 response files with random features and hand-written text.
+sentences and given a ChatML chat template, and the LLM is a 2-layer Llama with random
+weights. ``rellm.testing.toy_recipe`` writes stage 1-3 outputs to train them on.
 """
 from pathlib import Path
 
@@ -96,77 +95,3 @@ def save_toy_llm(folder, hidden_size=64, num_layers=2):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
-
-
-TOY_EMOTIONS = ["angry", "happy", "neutral", "sad", "surprise"]
-
-
-def write_toy_recipe_data(root, num_utts=8, speech_dim=24, emotion_dim=8, sets=("train", "valid"), seed=0):
-    """Stage 1-3 outputs for ``num_utts`` utterances per set under ``root`` (random features).
-
-    Layout: ``data/<set>.json``, ``dump/<set>/`` (a ``rellm.training.toy.ToyFeatureCache``
-    folder: ``feats.pt``) and ``responses/<set>/{expected,continuation}.jsonl``.
-    """
-    from rellm.utils.io import atomic_write_json, write_jsonl
-
-    root = Path(root)
-    g = torch.Generator().manual_seed(seed)
-    for set_name in sets:
-        manifest, feats, expected, continuation = {}, {}, [], []
-        for i in range(num_utts):
-            utt = f"{set_name}_utt{i:03d}"
-            emotion = TOY_EMOTIONS[i % len(TOY_EMOTIONS)]
-            transcript = TOY_SENTENCES[i % 5]
-            duration = 1.0 + 0.25 * (i % 4)
-            frames = int(duration * 50)
-            avd = torch.rand(3, generator=g)
-            manifest[utt] = {
-                "wav": f"{{data_root}}/{utt}.wav", "duration": duration, "transcript": transcript,
-                "emotion": emotion, "arousal": float(avd[0]), "valence": float(avd[1]),
-                "dominance": float(avd[2]), "speaker": "spk1", "gender": "F",
-            }
-            feats[utt] = {
-                "whisper": torch.randn(frames, speech_dim, generator=g).half(),
-                "emotion_embedding": torch.randn(emotion_dim, generator=g),
-                "avd_annotation": avd,
-                "avd_prediction": torch.rand(3, generator=g),
-            }
-            expected.append({
-                "utt_id": utt, "emotion": emotion, "transcript": transcript,
-                "instruction": f"Continue the following sentence that reflects a '{emotion}' emotion tone in a coherent style: ",
-                "output": TOY_SENTENCES[8 + i % 3], "early_stop": i % 4 == 3,
-            })
-            continuation.append({
-                "utt_id": utt, "emotion": emotion, "transcript": transcript,
-                "instruction": "Continue the following text in a coherent style: ",
-                "output": TOY_SENTENCES[(i + 1) % 5], "early_stop": False,
-            })
-        atomic_write_json(root / "data" / f"{set_name}.json", manifest)
-        (root / "dump" / set_name).mkdir(parents=True, exist_ok=True)
-        torch.save(feats, root / "dump" / set_name / "toy_feats.pt")
-        write_jsonl(root / "responses" / set_name / "expected.jsonl", expected)
-        write_jsonl(root / "responses" / set_name / "continuation.jsonl", continuation)
-    return root
-
-
-class ToyFeatureCache:
-    """The ``rellm.features.cache.FeatureCache`` interface over ``toy_feats.pt`` (tests only)."""
-
-    def __init__(self, folder):
-        self.folder = Path(folder)
-        self._feats = torch.load(self.folder / "toy_feats.pt", weights_only=True)
-
-    def keys(self):
-        return sorted(self._feats)
-
-    def whisper(self, utt_id):
-        return self._feats[utt_id]["whisper"]
-
-    def emotion_embedding(self, utt_id):
-        return self._feats[utt_id]["emotion_embedding"]
-
-    def avd_annotation(self, utt_id):
-        return self._feats[utt_id]["avd_annotation"]
-
-    def avd_prediction(self, utt_id):
-        return self._feats[utt_id]["avd_prediction"]

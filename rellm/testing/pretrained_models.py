@@ -2,7 +2,7 @@
 
 Any test package can use them; import the fixtures into its ``conftest.py``::
 
-    from rellm.pretrained.testing import minilm_dir, smollm2_dir, whisper_tiny_dir  # noqa: F401
+    from rellm.testing.pretrained_models import minilm_dir, smollm2_dir, whisper_tiny_dir  # noqa: F401
 
     def test_something(whisper_tiny_dir):          # a pathlib.Path to the converted HF folder
         model, processor = load_whisper(whisper_tiny_dir)
