@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rellm.data.emotions import AVD
 from rellm.training.experiment_dir import ExperimentDir
 
 SAMPLE_RATE = 16000
@@ -130,9 +131,6 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-AVD_NAMES = ("arousal", "valence", "dominance")
-
-
 def run_model(args):
     """Everything the responder says about one file, as a dict (see the module docstring for the keys)."""
     import torch
@@ -141,7 +139,8 @@ def run_model(args):
     from rellm.generation.decoding import GreedyDecoder
     from rellm.generation.inference import lora_prefill_context
     from rellm.generation.prompts import SYSTEM_EMPATHETIC
-    from rellm.generation.runtime import pick_device, pick_dtype, set_threads, stop_ids_for
+    from rellm.generation.runtime import set_threads, stop_ids_for
+    from rellm.utils.torch_device import pick_device, pick_dtype
 
     audio, notes = load_checked_audio(args.wav)
     meta = _final_meta(args.exp)
@@ -181,9 +180,9 @@ def run_model(args):
         # BLSP-Emo trains no dimensional loss: its A/V/D head holds its initial weights, so avd is None
         result = {"emotion": EMOTIONS[int(probs.argmax())],
                   "probabilities": {e: float(p) for e, p in zip(EMOTIONS, probs)},
-                  "avd": None if avd is None else {n: float(v) for n, v in zip(AVD_NAMES, avd)},
+                  "avd": None if avd is None else {n: float(v) for n, v in zip(AVD, avd)},
                   "avd_emotion_encoder": None if avd_prediction is None else {
-                      n: float(v) for n, v in zip(AVD_NAMES, avd_prediction)},
+                      n: float(v) for n, v in zip(AVD, avd_prediction)},
                   "notes": notes}
 
         stops = stop_ids_for(model.tokenizer, model.layout)
@@ -220,12 +219,12 @@ def format_lines(result):
                  + ", ".join(f"{e} {p:.2f}" for e, p in probs.items()) + ")")
     if result["avd"] is not None:
         lines.append("arousal / valence / dominance (model head): "
-                     + " / ".join(f"{result['avd'][n]:.2f}" for n in AVD_NAMES))
+                     + " / ".join(f"{result['avd'][n]:.2f}" for n in AVD))
     else:
         lines.append("arousal / valence / dominance: not predicted (this model trains no A/V/D head, lambda_dim = 0)")
     if result["avd_emotion_encoder"] is not None:
         lines.append("arousal / valence / dominance (emotion encoder): "
-                     + " / ".join(f"{result['avd_emotion_encoder'][n]:.2f}" for n in AVD_NAMES))
+                     + " / ".join(f"{result['avd_emotion_encoder'][n]:.2f}" for n in AVD))
     lines.append(f"response: {result['response']}")
     if "text_response" in result:
         lines += [f"transcript: {result['transcript']}", f"text-only response: {result['text_response']}"]

@@ -211,7 +211,8 @@ def load_features(hp):
 
 def build_system(hp, device):
     """The system ``hp["system"]`` of the stage-5 config, ready to answer on ``device``."""
-    from rellm.generation.runtime import build_decoder, load_llm, pick_dtype, set_threads
+    from rellm.generation.runtime import build_decoder, load_llm, set_threads
+    from rellm.utils.torch_device import pick_dtype
 
     if hp["system"] == "text_only":
         llm, tokenizer, layout = load_llm(hp["text_llm"], hp["dtype"], device, hp["num_threads"])
@@ -230,8 +231,8 @@ def answer_shard(stage, shard, manifest, hp, prompts):
 
     Batches are planned over the whole test set before sharding (identical output for any number of jobs).
     """
-    from rellm.generation.runtime import pick_device
     from rellm.generation.teacher import plan_batches
+    from rellm.utils.torch_device import pick_device
 
     system = build_system(hp, pick_device(hp["device"]))
     entries, selection = select_utterances(manifest, hp["system"], getattr(system, "features", None))

@@ -185,7 +185,8 @@ def generate_shard(stage, shard, tasks, manifest, hp):
     ``stage``: the :class:`~rellm.utils.sharded_stage.ShardedStage`; ``hp``: the stage-3 config (teacher LLM,
     device, decoding and batching keys). Returns the done marker's extra fields.
     """
-    from rellm.generation.runtime import build_decoder, load_llm, pick_device
+    from rellm.generation.runtime import build_decoder, load_llm
+    from rellm.utils.torch_device import pick_device
 
     llm, tokenizer, layout = load_llm(hp["teacher_llm"], hp["dtype"], pick_device(hp["device"]), hp["num_threads"])
     decoder = build_decoder(llm, tokenizer, layout, hp)

@@ -26,10 +26,11 @@ from rellm.models.adapter import SpeechAdapter
 from rellm.models.chat_layout import ChatLayout
 from rellm.models.final_state import load_final_state, save_final_state
 from rellm.models.heads import AVDRegressionHead, EmotionClassifierHead, masked_mean
-from rellm.models.llm_loading import load_causal_lm, resolve_dtype
+from rellm.models.llm_loading import load_causal_lm
 from rellm.models.packing import pack_sequences, segment_batch
 from rellm.models.plora import ALL_POSITIONS, PartialLoRA, add_lora
 from rellm.models.prompt_prefix_cache import PromptPrefixCache
+from rellm.utils.torch_device import pick_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -61,19 +62,22 @@ class SpeechLLM(nn.Module):
         Compute the keys/values of the prompt shared by every row (system turn + instruction) once
         and reuse them: with partial LoRA they do not depend on any trainable parameter, so
         recomputing them every step (forward and backward) is pure waste.
+    plora_impl : str
+        How the partial-LoRA branch runs (``rellm.models.plora.IMPLS``: gather | masked | grouped); the
+        same outputs and gradients, different speed (bench/run_gpu_benchmarks.sh decides on a GPU).
     """
 
     def __init__(self, llm, speech_dim, emotion_dim=0, tokenizer=None, llm_dtype="auto", lora_r=16, lora_alpha=16,
                  lora_dropout=0.05, lora_target_modules=("q_proj", "k_proj", "v_proj", "o_proj"), lora_scope="speech",
                  adapter_bottleneck_dim=512, gradient_checkpointing=False, attn_implementation="sdpa",
-                 cache_prompt_prefix=True):
+                 cache_prompt_prefix=True, plora_impl="gather"):
         super().__init__()
         if lora_scope not in ("speech", "all"):
             raise ValueError(f"lora_scope must be 'speech' or 'all', got {lora_scope!r}")
         if isinstance(llm, (str, Path)):
             self.llm_name = str(llm)
             hint = "cuda" if torch.cuda.is_available() else "cpu"  # stage 4 resolves "auto" with --ngpu first
-            model, loaded_tok = load_causal_lm(self.llm_name, dtype=resolve_dtype(llm_dtype, hint))
+            model, loaded_tok = load_causal_lm(self.llm_name, dtype=pick_dtype(llm_dtype, hint))
             tokenizer = tokenizer or loaded_tok
         else:
             model = llm
@@ -102,7 +106,8 @@ class SpeechLLM(nn.Module):
             p.requires_grad_(False)
         if lora_r > 0:
             self.llm = add_lora(model, lora_r, lora_alpha, lora_dropout, lora_target_modules)
-            self.plora = PartialLoRA(self.llm)
+            # plora_impl, like gradient_checkpointing, changes speed, not the model: not in self.config
+            self.plora = PartialLoRA(self.llm, impl=plora_impl)
         else:
             self.llm, self.plora = model, None
         if gradient_checkpointing:
@@ -308,7 +313,7 @@ class SpeechLLM(nn.Module):
         """
         state, meta = load_final_state(model_dir)
         config = dict(meta["model"])
-        config["llm_dtype"] = str(resolve_dtype(dtype, device)).replace("torch.", "")
+        config["llm_dtype"] = str(pick_dtype(dtype, device)).replace("torch.", "")
         model = cls(llm=config.pop("llm"), **config)
         model.load_own_state_dict(state)
         model.prompts = meta.get("prompts", {})

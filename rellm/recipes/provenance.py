@@ -16,6 +16,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from rellm.training.experiment_dir import ExperimentDir
 from rellm.utils.config import split_overrides
 
 # (stage, globs of the folders holding a command.txt, under the recipe folder given the roots)
@@ -139,7 +140,7 @@ def models(exp, dump, split, seed, train_set="train"):
         out.append(("stage 2 Whisper", identify(info.get("whisper"))))
         out.append(("stage 2 emotion encoder", identify(info.get("emotion_encoder"))))
     for system in ("blsp_emo", "rellm"):
-        path = Path(exp) / system / split / f"seed{seed}" / "final" / "model.json"
+        path = ExperimentDir(Path(exp) / system / split / f"seed{seed}").final_config
         if path.is_file():
             meta = json.loads(path.read_text(encoding="utf-8"))
             base = meta.get("base_models", {})

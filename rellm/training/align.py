@@ -233,6 +233,10 @@ def run_step(model, step, hp, run_opts, output_folder, base_models, layout):
 def train_two_steps(hp, run_opts):
     """Run both steps and write ``final/``. ``hp`` is the loaded config (a dict)."""
     model = hp["model"]
+    if hp.get("compile_decoder_layers"):  # GPU speed option (bench/run_gpu_benchmarks.sh); off in every recipe
+        from rellm.models.compile_layers import compile_decoder_layers
+
+        logger.info("torch.compile: %d decoder layers", compile_decoder_layers(model))
     exp = ExperimentDir(hp["output_folder"])
     base_models = {"llm": model.llm_name, "speech_encoder": hp["speech_encoder"],
                    "emotion_encoder": hp["emotion_encoder"] if hp["emotion_dim"] > 0 else None}

@@ -17,13 +17,15 @@ def pick_device(name="auto"):
 
 
 def pick_dtype(name, device):
-    """``auto`` -> bf16 on CUDA (the paper's LLM precision), fp32 on CPU (bf16 matmuls are slow there);
-    a name of ``DTYPES`` -> its dtype; a ``torch.dtype`` is returned as it is."""
+    """``auto`` (or None) -> bf16 on a bf16-capable GPU (the paper's LLM precision), else fp32 (bf16 matmuls
+    are slow on CPU, and emulated or missing on pre-Ampere GPUs); a name of ``DTYPES`` -> its dtype; a
+    ``torch.dtype`` is returned as it is."""
     if isinstance(name, torch.dtype):
         return name
     name = str(name or "auto")
     if name == "auto":
-        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+        on_gpu = torch.device(device).type == "cuda" and torch.cuda.is_available()
+        return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
     if name not in DTYPES:
         raise ValueError(f"dtype must be auto or one of {', '.join(sorted(DTYPES))}, got {name!r}")
     return DTYPES[name]

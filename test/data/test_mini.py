@@ -40,7 +40,8 @@ def test_layout_counts_and_fields(corpus):
     sets = load_sets(save)
     # the empty data_folder puts the audio in egs/mini/downloads/mini
     assert (save / "data_root.txt").read_text().strip() == str(save.parent.parent / "downloads" / "mini")
-    assert report["kept"] == {"train": 140, "valid": 60, "test": 40} and report["kept_total"] == 240
+    assert {s: v["utterances"] for s, v in report["sets"].items()} == {"train": 140, "valid": 60, "test": 40}
+    assert report["kept"] == 240 and report["total_dropped"] == 0
     assert report["sets"]["valid"]["emotions"] == {e: 12 for e in sorted(EMOTIONS)}
     assert report["sets"]["valid"]["speakers"] == 2 and report["sample_rates"] == {"16000": 240}
     assert report["dropped"] == {} and report["notes"] == {}  # nothing lost, no utterance clipped
@@ -133,7 +134,7 @@ def test_rerun_skips_and_changed_options_stop(tmp_path):
     with pytest.raises(OptionsChangedError, match="overwrite"):
         mini.prepare_mini(audio, save, seed=2, **opts)
     report = mini.prepare_mini(audio, save, seed=2, overwrite=True, **opts)
-    assert report["kept"] == {"train": 40, "valid": 10, "test": 10}
+    assert {s: v["utterances"] for s, v in report["sets"].items()} == {"train": 40, "valid": 10, "test": 10}
 
 
 def test_a_deleted_wav_is_reported_not_lost(tmp_path):
@@ -144,7 +145,7 @@ def test_a_deleted_wav_is_reported_not_lost(tmp_path):
     wav_path(victim, save).unlink()
     (save / ".done.prepare").unlink()  # force the manifests to be re-made over the existing audio
     report = mini.prepare_mini(audio, save, **opts)
-    assert report["dropped"] == {"missing_wav": {"count": 1, "examples": [victim_id]}} and report["dropped_total"] == 1
+    assert report["dropped"] == {"missing_wav": {"count": 1, "examples": [victim_id]}} and report["total_dropped"] == 1
     assert report["sets"]["valid"]["utterances"] == 9 and report["kept"] == sum(s["utterances"] for s in report["sets"].values())
 
 

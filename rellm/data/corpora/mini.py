@@ -325,8 +325,7 @@ def prepare_mini(data_folder, save_folder, split="official", seed=1234, voices=(
         **report.to_dict(),
     }
     atomic_write_json(save_folder / REPORT_FILE, report_dict)
-    if report.dropped:
-        logger.warning("mini corpus: dropped %s", {k: v["count"] for k, v in report.dropped.items()})
+    report.log(logger, "mini corpus")
     manifest_marker.mark_done({**options, "data_root": str(data_folder)})
     log_summary(report_dict, save_folder)
     return report_dict

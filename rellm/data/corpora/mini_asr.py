@@ -117,7 +117,6 @@ def prepare_mini_asr(data_folder, save_folder, split="asr", seed=4321, voices=("
                        for name, m in manifests.items()},
               **drops.to_dict()}
     atomic_write_json(save_folder / REPORT_FILE, report)
-    if drops.dropped:
-        logger.warning("mini_asr: dropped %s", drops.to_dict()["dropped"])
+    drops.log(logger, "mini_asr")
     marker.mark_done({**options, "data_root": str(data_folder)})
     return report
