@@ -2,8 +2,8 @@
 
 Marked ``slow``, not ``e2e``: ``make test`` (and so CI) runs it after the unit tests, so a stage that breaks
 or a model that stops learning cannot land. The recipe runs from a folder of links to egs/mini (run.sh,
-cmd.sh, path.sh, db.sh, utils, conf) under tmp, so every relative output (data_fast/, dump_fast/, exp_fast/,
-downloads_fast/) lands there and nothing is written into the checkout. Offline, with a private $RELLM_CACHE
+stages.sh, cmd.sh, path.sh, db.sh, utils, conf) under tmp, so every relative output (data_fast/, dump_fast/,
+exp_fast/, downloads_fast/) lands there and nothing is written into the checkout. Offline, with a private $RELLM_CACHE
 that links the real small models (the EPITOME classifiers train there, on synthetic annotations).
 
 The thresholds leave a margin below what the fast run reaches (measured values in each assertion's comment)
@@ -26,7 +26,7 @@ from rellm.recipes.fast_run import run_sh_args
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "test" / "scoring"))
 RECIPE = REPO / "egs" / "mini"
-LINKED = ("run.sh", "cmd.sh", "path.sh", "db.sh", "utils", "conf")
+LINKED = ("run.sh", "stages.sh", "cmd.sh", "path.sh", "db.sh", "utils", "conf")
 SPLIT, SEED = "official", 1
 SYSTEMS = ("text_only", "blsp_emo", "rellm")
 # conf/fast.yaml: 20 sentences, 12/4/4 by sentence, x 5 styles x 2 voices; mini_asr 20 sentences (2 valid) x 2 voices
