@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The six stages every recipe runs, shared: each recipe's run.sh sets its recipe settings, then sources this
-# file (". ./stages.sh "$@""; egs/<recipe>/stages.sh is a link to egs/TEMPLATE/stages.sh, like path.sh).
-# Change the stage logic here, once, for every recipe. Read top to bottom: the defaults of every flag (run.sh's
-# settings win), path.sh, cmd.sh, db.sh and the command-line flags (utils/parse_options.sh: each assignment
-# above it is a flag), then stages 1-6.
+# The six stages every recipe runs. A recipe's run.sh sets its settings, then sources this file with its
+# arguments; egs/<recipe>/stages.sh is a link to egs/TEMPLATE/stages.sh (like path.sh), so the stage logic is
+# changed here, once, for every recipe. Top to bottom: the default of every flag (run.sh's settings win),
+# path.sh, cmd.sh, db.sh, the command line (utils/parse_options.sh: each assignment above it is a flag),
+# then stages 1-6.
 set -euo pipefail
 
 # Flags come from run.sh and the defaults below, never from the environment: a flag that run.sh does not set
@@ -18,7 +18,8 @@ unset_flags_run_sh_does_not_set() {  # RUN_SH STAGES_SH
 unset_flags_run_sh_does_not_set "${BASH_SOURCE[1]}" "${BASH_SOURCE[0]}"
 unset -f unset_flags_run_sh_does_not_set
 
-# ---- recipe settings (run.sh sets them: egs/TEMPLATE/run.sh documents each) ----
+# Every flag with its default, for what a run.sh leaves out (egs/TEMPLATE/run.sh lists what each recipe sets).
+# ---- recipe settings -----------------------------------------------------------
 corpus=${corpus?run.sh must set corpus}   # preparer name: iemocap | esd | msp_podcast | mini
 split=${split-official}                   # protocol: official, or fold1..fold5 (IEMOCAP leave-one-session-out)
 train_set=${train_set-train}
