@@ -168,7 +168,8 @@ def test_rellm_learned_from_the_audio(fast_run):
 def test_fast_config_is_run_sh_flags_with_its_own_roots():
     args = run_sh_args(RECIPE / "conf" / "fast.yaml", overrides={"nj": 3}, more_args={"epitome_args": "--x=1"})
     flags = dict(zip(args[::2], args[1::2]))
-    settings = RECIPE.joinpath("run.sh").read_text().split(". ./path.sh")[0]
+    # the flags of run.sh: the assignments of stages.sh above the line sourcing utils/parse_options.sh
+    settings = RECIPE.joinpath("stages.sh").read_text().split(". utils/parse_options.sh")[0]
     assert all(re.search(rf"^{f[2:]}=", settings, re.MULTILINE) for f in flags), flags  # every key is a run.sh flag
     assert (flags["--datadir"], flags["--dumpdir"], flags["--expdir"]) == ("data_fast", "dump_fast", "exp_fast")
     assert flags["--results"].startswith("exp_fast/") and flags["--nj"] == "3"
