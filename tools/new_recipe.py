@@ -148,8 +148,7 @@ def next_steps(recipe, corpus, corpus_recipe, kept, root=ROOT):
         lines += [f"  - write rellm/data/corpora/{corpus}.py with prepare_{corpus}(data_folder, save_folder, split, ...)"
                   " (see rellm/data/corpora/esd.py), add it to PREPARERS in rellm/data/corpora/__init__.py,",
                   f"    and its root variable to egs/TEMPLATE/db.sh (rellm_db_root {corpus})"]
-    elif corpus_root_variable(corpus, root):
-        var = corpus_root_variable(corpus, root)
+    elif var := corpus_root_variable(corpus, root):
         lines.append(f"  - say where the corpus is: {var}=/path/to/it ./run.sh ..., or {var}=... in the recipe's db.local.sh")
     lines += [
         "  - run.sh: the recipe settings (split, sets, step1_data, blsp_emo_source, nj, ngpu)",
