@@ -9,6 +9,9 @@
 # without a value or a positional argument is an error naming it. --help (-h) prints the
 # script's header comment and every flag with its current default and its line's trailing comment.
 # The script's "$@" is left untouched, so it can still log or record its own command line.
+# A recipe's run.sh sources egs/TEMPLATE/stages.sh, which holds the flags and sources this file: the
+# flags are read from the file that sources this one; the help's header and the name in messages come
+# from the script the user ran ($0: run.sh).
 
 _po_script=${BASH_SOURCE[1]:-}
 if [ -z "${_po_script}" ] || [ ! -f "${_po_script}" ]; then
@@ -16,19 +19,22 @@ if [ -z "${_po_script}" ] || [ ! -f "${_po_script}" ]; then
     return 2 2>/dev/null || exit 2
 fi
 
+# The help text: the header comment of the script the user ran.
+_po_command=$0
+[ -f "${_po_command}" ] || _po_command=${_po_script}
+_po_header=()
+while IFS= read -r _po_line || [ -n "${_po_line}" ]; do
+    case "${_po_line}" in
+        '#!'*) continue ;;
+        '#'*) _po_header+=("${_po_line#\#}") ;;
+        *) break ;;
+    esac
+done < "${_po_command}"
+
 # The flags: top-level assignments above the line that sources this file, with their comments.
 _po_names=()
 _po_comments=()
-_po_header=()
-_po_in_header=true
 while IFS= read -r _po_line || [ -n "${_po_line}" ]; do
-    if "${_po_in_header}"; then
-        case "${_po_line}" in
-            '#!'*) continue ;;
-            '#'*) _po_header+=("${_po_line#\#}"); continue ;;
-            *) _po_in_header=false ;;
-        esac
-    fi
     case "${_po_line}" in
         *parse_options.sh*) [[ "${_po_line}" =~ ^[[:space:]]*(\.|source)[[:space:]] ]] && break ;;
     esac
@@ -51,7 +57,7 @@ _po_index() {  # index of flag $1 in _po_names, or return 1
 }
 
 _po_fail() {
-    echo "ERROR: ${_po_script##*/}: $* (see ${_po_script##*/} --help)" >&2
+    echo "ERROR: ${_po_command##*/}: $* (see ${_po_command##*/} --help)" >&2
     return 1
 }
 
@@ -61,7 +67,7 @@ while [ ${_po_i} -lt ${#_po_args[@]} ]; do
     _po_arg=${_po_args[${_po_i}]}
     case "${_po_arg}" in
         -h|--help)
-            echo "Usage: ${_po_script} [--flag value ...]"
+            echo "Usage: ${_po_command} [--flag value ...]"
             for _po_line in "${_po_header[@]}"; do echo "${_po_line# }"; done
             echo
             echo "Flags (default in brackets):"
@@ -108,6 +114,6 @@ while [ ${_po_i} -lt ${#_po_args[@]} ]; do
 done
 
 unset -f _po_index _po_fail
-unset _po_script _po_names _po_comments _po_header _po_in_header _po_line _po_args _po_i _po_arg \
+unset _po_script _po_command _po_names _po_comments _po_header _po_line _po_args _po_i _po_arg \
     _po_name _po_value _po_has_value _po_j
 true

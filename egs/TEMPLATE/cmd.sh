@@ -3,7 +3,7 @@
 # Pick the backend with RELLM_CMD_BACKEND=local|slurm (default local), or put site settings in an
 # ignored cmd.local.sh next to run.sh (sourced last, so it may redefine any of the three).
 # Slurm options: conf/slurm.conf, plus an ignored conf/slurm.local.conf for partitions and accounts.
-# This file is identical in every recipe (test/consistency checks it): change egs/TEMPLATE/cmd.sh.
+# Every recipe's cmd.sh is a link to egs/TEMPLATE/cmd.sh (test/consistency checks it).
 
 cmd_backend=${RELLM_CMD_BACKEND:-local}
 case "${cmd_backend}" in

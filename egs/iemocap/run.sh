@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # RE-LLM recipe: speech-LLM + emotion nuance module, from data prep to RESULTS.md.
-# Everything above parse_options.sh is a flag: ./run.sh --stage 3 --stop_stage 5 --nj 8
+# Every setting is a flag, the recipe's below and the pipeline's in stages.sh: ./run.sh --stage 3 --stop_stage 5 --nj 8
 # New cluster? First: ./run.sh --dry_run true (small offline models, CPU, data_dry/ dump_dry/ exp_dry/).
 # Stages: 1 data prep | 2 features | 3 expected responses | 4 alignment training
 #         5 inference (responses + SER) | 6 scoring and RESULTS.md
-set -euo pipefail
 
-# ---- recipe settings (the lines a new recipe changes) ----------------------
-corpus=iemocap           # preparer name: iemocap | esd | msp_podcast | mini
+# ---- recipe settings (the lines a new recipe changes; tools/new_recipe.sh NAME corpus=C VAR=VALUE sets them) ----
+corpus=iemocap           # preparer name (rellm/data/corpora/<corpus>.py): iemocap | esd | msp_podcast | mini
 split=fold5              # protocol: official, or fold1..fold5 (IEMOCAP leave-one-session-out)
 train_set=train
 valid_set=valid
@@ -15,230 +14,11 @@ test_sets="test"         # space-separated
 train_emotion_encoder=false  # true: train a small dimensional emotion encoder first (no pretrained one offline)
 blsp_emo_source=released     # released: stage 4 imports the released BLSP-Emo (db.sh: BLSP_EMO) | trained: train it here
 step1_data=librispeech   # ASR data for training step 1 (conf/prepare_step1.yaml): librispeech | mini_asr; "" = SER train set
-emotion_encoder_conf=conf/emotion_encoder.yaml  # stage 2a config (train_emotion_encoder=true)
-
-# ---- pipeline settings ---------------------------------------------------------
-dry_run=false            # true: check the whole recipe first: small offline models, CPU, tiny subsets, *_dry roots
-stage=1
-stop_stage=6
 nj=4                     # parallel jobs for feature extraction
 gen_nj=4                 # parallel jobs for expected-response generation
 infer_nj=4               # parallel jobs for inference
 ngpu=1                   # GPUs for training (torchrun); 0 = CPU
-seed=1
-models="blsp_emo rellm"  # trained systems (conf/train_<model>.yaml)
-systems="text_only blsp_emo rellm"  # scored systems
-datadir=data
-dumpdir=dump
-expdir=exp
-prepare_args=""          # extra --key=value overrides, e.g. "--iemocap_classes=5"
-step1_prepare_args=""    # overrides of conf/prepare_step1.yaml (step-1 ASR data), e.g. "--num_sentences=20"
-emotion_encoder_args=""  # overrides of the stage-2a config (--emotion_encoder_conf), e.g. "--epochs=30"
-extract_args=""
-respond_args=""
-train_args=""
-infer_args=""
-score_args=""
-blsp_emo_args=""         # stage-4 overrides for one model only (after --train_args)
-rellm_args=""
-import_args=""           # stage 4 with blsp_emo_source=released (conf/import_blsp_emo.yaml)
-epitome_args=""          # EPITOME training (conf/epitome.yaml), e.g. "--device=cuda --num_jobs=3"
-overwrite=false          # true: redo every stage's outputs even when made with other options
 results=RESULTS.md       # written by stage 6
-python=python3
 
-. ./path.sh
-. ./cmd.sh
-. ./db.sh
-. utils/parse_options.sh
-
-log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
-start_time=$(date +%s)
-# time per stage (WeNet style): stage_begin at the top of a stage, stage_end at its bottom, table at the end
-stage_times=()
-stage_begin() { stage_start_time=$(date +%s); }
-stage_end() { stage_times+=("$1 $(( $(date +%s) - stage_start_time ))"); }
-log "$0 $*"
-run_command=$(printf '%q ' "$0" "$@")  # quoted: RESULTS.md records it so that it can be pasted back
-if "${dry_run}"; then
-    # the variables of a dry run (rellm/recipes/dry_run.yaml); the user's --*_args come after its own
-    dry_settings=$(${python} -m rellm.bin.dry_run settings --split="${split}" --blsp_emo_source="${blsp_emo_source}" \
-        --blsp_emo="${BLSP_EMO:-}" --prepare_args="${prepare_args}" --extract_args="${extract_args}" \
-        --respond_args="${respond_args}" --train_args="${train_args}" --blsp_emo_args="${blsp_emo_args}" \
-        --rellm_args="${rellm_args}" --import_args="${import_args}" --infer_args="${infer_args}" \
-        --epitome_args="${epitome_args}" --score_args="${score_args}")
-    eval "${dry_settings}"
-fi
-if "${overwrite}"; then
-    for _v in prepare_args step1_prepare_args emotion_encoder_args extract_args respond_args train_args import_args infer_args epitome_args score_args; do
-        printf -v "${_v}" '%s' "${!_v} --overwrite=true"
-    done
-fi
-data=${datadir}/${split}
-dump=${dumpdir}/${split}
-gpu_per_job=$(( ngpu > 0 ? 1 : 0 ))  # array jobs (extract, generate, infer) use one GPU each, or none
-# Step 1 (semantic alignment on ASR data) runs only when BLSP-Emo is trained here: the released one went through it.
-step1=${step1_data}
-if [ "${blsp_emo_source}" = released ] && [ -n "${step1}" ]; then
-    log "blsp_emo_source=released: no step-1 data needed (${step1_data} is used with --blsp_emo_source trained)"
-    step1=""
-elif "${dry_run}" && [ -n "${step1}" ]; then
-    log "dry run: step 1 trains on the SER subset's continuations, not on ${step1_data}"
-    step1=""
-fi
-
-if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
-    stage_begin
-    log "Stage 1: data preparation (${corpus}, ${split}) -> ${data}"
-    # from db.sh: the corpus root, or empty when the recipe makes its own data; stops saying how to get a
-    # missing corpus. Called here, not above, so that stages 2-6 run without the corpus.
-    db_root=$(rellm_db_root "${corpus}")
-    ${python} -m rellm.bin.prepare conf/prepare.yaml --corpus "${corpus}" --data_folder "${db_root}" \
-        --save_folder "${data}" --split "${split}" ${prepare_args}
-    if "${dry_run}"; then
-        ${python} -m rellm.bin.dry_run subset --data_dir "${data}" --max_per_set "${dry_run_max_per_set}" \
-            --sets "${train_set} ${valid_set} ${test_sets}"
-    fi
-    if [ -n "${step1}" ]; then
-        log "Stage 1: speech + transcripts for training step 1 (${step1}) -> ${datadir}/${step1}"
-        step1_root=$(rellm_db_root "${step1}")
-        ${python} -m rellm.bin.prepare conf/prepare_step1.yaml --corpus "${step1}" \
-            --data_folder "${step1_root}" --save_folder "${datadir}/${step1}" ${step1_prepare_args}
-    fi
-    stage_end 1
-fi
-
-# step 1's ASR sets (train and valid of data/<step1_data>): features (stage 2) and continuations (stage 3)
-step1_sets=""
-[ -n "${step1}" ] && step1_sets="${step1}/train ${step1}/valid"
-
-if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
-    if "${train_emotion_encoder}"; then
-        stage_begin
-        if [ ! -f "${emotion_encoder_conf}" ]; then
-            echo "ERROR: train_emotion_encoder=true needs ${emotion_encoder_conf}: copy egs/mini/conf/emotion_encoder.yaml" \
-                "there (or pass --emotion_encoder_conf PATH), or run ./run.sh --dry_run true, which brings its own" >&2
-            exit 1
-        fi
-        log "Stage 2a: training the dimensional emotion encoder on ${train_set} -> ${expdir}/emotion_encoder/${split}"
-        ${cuda_cmd} --gpu "${ngpu}" "${expdir}/emotion_encoder/${split}/train.log" \
-            ${python} -m rellm.bin.train_emotion_encoder "${emotion_encoder_conf}" \
-            --train_manifest "${data}/${train_set}.json" --valid_manifest "${data}/${valid_set}.json" \
-            --output_folder "${expdir}/emotion_encoder/${split}" ${emotion_encoder_args}
-        stage_end 2a
-    fi
-    stage_begin
-    extract_sets=""
-    for dset in ${train_set} ${valid_set} ${test_sets}; do extract_sets="${extract_sets} ${split}/${dset}"; done
-    for dset in ${extract_sets} ${step1_sets}; do  # <data name>/<set>: the SER sets, then step 1's ASR sets
-        log "Stage 2: frozen Whisper + emotion encoder features for ${dset} (${nj} jobs) -> ${dumpdir}/${dset}"
-        ${cuda_cmd} --gpu ${gpu_per_job} JOB=1:${nj} "${dumpdir}/${dset}/log/extract.JOB.log" \
-            ${python} -m rellm.bin.extract conf/extract.yaml --manifest "${datadir}/${dset}.json" \
-            --output_dir "${dumpdir}/${dset}" --emotion_encoder_dir "${expdir}/emotion_encoder/${split}" \
-            --shard JOB --num_shards ${nj} ${extract_args}
-        ${python} -m rellm.bin.extract conf/extract.yaml --manifest "${datadir}/${dset}.json" \
-            --output_dir "${dumpdir}/${dset}" --emotion_encoder_dir "${expdir}/emotion_encoder/${split}" \
-            --merge true --num_shards ${nj} ${extract_args}
-    done
-    stage_end 2
-fi
-
-if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-    stage_begin
-    # SER train/valid: expected responses (step 2), plus continuations when step 1 trains on them (BLSP-Emo
-    # trained here without step-1 data).
-    # SER test sets: the teacher's expected responses only, never used for training: stage 6 scores them as the
-    # reference row of the response-emotion UA. Step 1's ASR sets: continuations only.
-    ser_tasks="--tasks=[expected]"
-    [ -z "${step1}" ] && [ "${blsp_emo_source}" = trained ] && ser_tasks=""
-    respond_sets=""
-    for dset in ${train_set} ${valid_set} ${test_sets}; do respond_sets="${respond_sets} ${split}/${dset}"; done
-    for dset in ${respond_sets} ${step1_sets}; do
-        tasks=${ser_tasks}
-        case " ${test_sets} " in *" ${dset#"${split}/"} "*) tasks="--tasks=[expected]" ;; esac
-        [ "${dset#"${split}/"}" = "${dset}" ] && tasks="--tasks=[continuation]"
-        log "Stage 3: teacher responses for ${dset} (${gen_nj} jobs) -> ${expdir}/responses/${dset}"
-        ${cuda_cmd} --gpu ${gpu_per_job} JOB=1:${gen_nj} "${expdir}/responses/${dset}/log/respond.JOB.log" \
-            ${python} -m rellm.bin.respond conf/respond.yaml --manifest "${datadir}/${dset}.json" \
-            --output_dir "${expdir}/responses/${dset}" --shard JOB --num_shards ${gen_nj} ${tasks} ${respond_args}
-        ${python} -m rellm.bin.respond conf/respond.yaml --manifest "${datadir}/${dset}.json" \
-            --output_dir "${expdir}/responses/${dset}" --merge true --num_shards ${gen_nj} ${tasks} ${respond_args}
-    done
-    stage_end 3
-fi
-
-if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-    stage_begin
-    step1_args=""
-    [ -n "${step1}" ] && step1_args="--step1_data_dir ${datadir}/${step1} --step1_feats_dir ${dumpdir}/${step1} --step1_responses_dir ${expdir}/responses/${step1}"
-    for model in ${models}; do
-        model_dir=${expdir}/${model}/${split}/seed${seed}
-        if [ "${model}" = blsp_emo ] && [ "${blsp_emo_source}" = released ]; then
-            # The paper's baseline and RE-LLM's starting point: the released checkpoint, not one trained here.
-            blsp_emo_root=$(rellm_checkpoint BLSP_EMO)
-            log "Stage 4: importing the released BLSP-Emo ${blsp_emo_root} -> ${model_dir}"
-            ${python} -m rellm.bin.import_blsp_emo conf/import_blsp_emo.yaml --src "${blsp_emo_root}" \
-                --output_folder "${model_dir}" ${import_args}
-            continue
-        elif [ "${blsp_emo_source}" != released ] && [ "${blsp_emo_source}" != trained ]; then
-            echo "ERROR: --blsp_emo_source must be 'released' or 'trained', got '${blsp_emo_source}'" >&2
-            exit 1
-        fi
-        model_args_var=${model}_args
-        log "Stage 4: two-step alignment training of ${model} -> ${model_dir}"
-        ${cuda_cmd} --gpu "${ngpu}" "${model_dir}/train.log" \
-            ${python} -m rellm.bin.train conf/train_${model}.yaml --ngpu "${ngpu}" --seed "${seed}" \
-            --data_dir "${data}" --feats_dir "${dump}" --responses_dir "${expdir}/responses/${split}" \
-            --train_set "${train_set}" --valid_set "${valid_set}" --exp_root "${expdir}" --split "${split}" \
-            --output_folder "${model_dir}" ${step1_args} ${train_args} ${!model_args_var:-}
-    done
-    stage_end 4
-fi
-
-if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
-    stage_begin
-    for system in ${systems}; do
-        model_dir=${expdir}/${system}/${split}/seed${seed}
-        for dset in ${test_sets}; do
-            log "Stage 5: ${system} responses and SER answers on ${dset} (${infer_nj} jobs) -> ${model_dir}/infer/${dset}"
-            ${cuda_cmd} --gpu ${gpu_per_job} JOB=1:${infer_nj} "${model_dir}/infer/${dset}/log/infer.JOB.log" \
-                ${python} -m rellm.bin.infer conf/infer.yaml --system "${system}" --model_dir "${model_dir}" \
-                --manifest "${data}/${dset}.json" --feats_dir "${dump}/${dset}" \
-                --output_dir "${model_dir}/infer/${dset}" --shard JOB --num_shards ${infer_nj} ${infer_args}
-            ${python} -m rellm.bin.infer conf/infer.yaml --system "${system}" --model_dir "${model_dir}" \
-                --manifest "${data}/${dset}.json" --feats_dir "${dump}/${dset}" \
-                --output_dir "${model_dir}/infer/${dset}" --merge true --num_shards ${infer_nj} ${infer_args}
-        done
-    done
-    stage_end 5
-fi
-
-if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
-    stage_begin
-    log "Stage 6: EPITOME classifiers (trained once, cached; log: ${expdir}/scores/log/epitome_train.log), scoring and RESULTS.md"
-    # 2 threads: the three classifiers train in parallel processes (num_jobs in conf/epitome.yaml)
-    # --save_config: the effective config (conf/epitome.yaml + --epitome_args), which names the classifiers scored with
-    ${train_cmd} --num_threads 2 "${expdir}/scores/log/epitome_train.log" \
-        ${python} -m rellm.bin.epitome train conf/epitome.yaml --save_config "${expdir}/scores/epitome.yaml" ${epitome_args}
-    for dset in ${test_sets}; do
-        ${python} -m rellm.bin.score conf/score.yaml --systems "${systems}" --exp_root "${expdir}" \
-            --split "${split}" --seed "${seed}" --test_set "${dset}" --train_set "${train_set}" \
-            --valid_set "${valid_set}" --data_dir "${data}" \
-            --output_dir "${expdir}/scores/${split}/seed${seed}/${dset}" \
-            --epitome_config "${expdir}/scores/epitome.yaml" ${score_args}
-    done
-    ${python} -m rellm.bin.results conf/score.yaml --corpus "${corpus}" --split "${split}" --seed "${seed}" \
-        --test_sets "${test_sets}" --scores_dir "${expdir}/scores/${split}/seed${seed}" \
-        --output "${results}" --command "${run_command% }" --dry_run "${dry_run}" \
-        --exp_root "${expdir}" --dump_dir "${dump}"
-    stage_end 6
-fi
-
-if [ ${#stage_times[@]} -gt 0 ]; then
-    log "Time per stage:"
-    printf '  %-6s %10s\n' stage seconds
-    for entry in "${stage_times[@]}"; do
-        printf '  %-6s %10s\n' ${entry}
-    done
-fi
-log "Successfully finished. [elapsed=$(( $(date +%s) - start_time ))s]"
+# Stages 1-6, the same in every recipe (egs/TEMPLATE/stages.sh; ./run.sh --help lists all its flags)
+. ./stages.sh "$@"

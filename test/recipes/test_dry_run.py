@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from recipe_env import private_cache_and_epitome
+from recipe_env import checkout_for_new_recipes, private_cache_and_epitome
 
 from rellm.recipes.dry_run import settings, subset_manifests
 
@@ -96,14 +96,19 @@ def dry_env(tmp_path_factory):
 
 
 def run_recipe(root, env, recipe, *args, **extra_env):
-    """A copy of egs/<recipe> (links to this checkout) run with --dry_run true; returns (folder, seconds)."""
+    """A copy of egs/<recipe> (links to this checkout) run with --dry_run true; returns (folder, seconds, log)."""
     folder = root / recipe
     folder.mkdir()
     for item in (REPO / "egs" / recipe).iterdir():
         if item.is_symlink():
             (folder / item.name).symlink_to(item.resolve())
-        elif item.name in ("run.sh", "cmd.sh", "conf"):
-            subprocess.run(["cp", "-r", str(item), str(folder / item.name)], check=True)
+        elif item.name in ("run.sh", "conf"):  # -L: conf/ holds links to egs/TEMPLATE/conf (slurm.conf, epitome.yaml)
+            subprocess.run(["cp", "-rL", str(item), str(folder / item.name)], check=True)
+    return dry_run(folder, env, *args, **extra_env)
+
+
+def dry_run(folder, env, *args, **extra_env):
+    """``./run.sh --dry_run true`` in ``folder``; returns (folder, seconds, log)."""
     start = time.monotonic()
     result = subprocess.run(["./run.sh", "--dry_run", "true", "--epitome_args", "--verify_checksums=false", *args],
                             cwd=folder, env={**env, **extra_env}, capture_output=True, text=True, timeout=1200,
@@ -196,3 +201,16 @@ def test_dry_run_trains_a_small_blsp_emo_without_the_checkpoint(dry_env, recipe,
     with pytest.raises(ConfigError, match=r"speech_dim is 1280 but the Whisper states .* are 384 wide.*--speech_dim=auto"):
         resolve_auto_dims(folder / "conf" / "train_blsp_emo.yaml", feats)
     assert resolve_auto_dims(folder / "conf" / "train_blsp_emo.yaml", {**feats, "speech_dim": "auto"})["speech_dim"] == 384
+
+
+@pytest.mark.e2e
+def test_a_new_recipe_runs_its_dry_run_without_hand_edits(dry_env, tmp_path):
+    """tools/new_recipe.sh NAME corpus=esd makes a complete recipe: its dry run passes as made."""
+    _, env = dry_env
+    new_recipe_sh = checkout_for_new_recipes(tmp_path / "checkout")
+    made = subprocess.run([str(new_recipe_sh), "demo", "corpus=esd"], capture_output=True, text=True, check=False)
+    assert made.returncode == 0, made.stderr
+    folder, seconds, log = dry_run(tmp_path / "checkout" / "egs" / "demo", env)
+    print(f"new recipe (esd) dry run: {seconds:.0f} s")
+    assert "BLSP_EMO is not set" in log
+    check_outputs(folder, "official", ["test"])

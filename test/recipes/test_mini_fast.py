@@ -2,8 +2,8 @@
 
 Marked ``slow``, not ``e2e``: ``make test`` (and so CI) runs it after the unit tests, so a stage that breaks
 or a model that stops learning cannot land. The recipe runs from a folder of links to egs/mini (run.sh,
-cmd.sh, path.sh, db.sh, utils, conf) under tmp, so every relative output (data_fast/, dump_fast/, exp_fast/,
-downloads_fast/) lands there and nothing is written into the checkout. Offline, with a private $RELLM_CACHE
+stages.sh, cmd.sh, path.sh, db.sh, utils, conf) under tmp, so every relative output (data_fast/, dump_fast/,
+exp_fast/, downloads_fast/) lands there and nothing is written into the checkout. Offline, with a private $RELLM_CACHE
 that links the real small models (the EPITOME classifiers train there, on synthetic annotations).
 
 The thresholds leave a margin below what the fast run reaches (measured values in each assertion's comment)
@@ -26,7 +26,7 @@ from rellm.recipes.fast_run import run_sh_args
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "test" / "scoring"))
 RECIPE = REPO / "egs" / "mini"
-LINKED = ("run.sh", "cmd.sh", "path.sh", "db.sh", "utils", "conf")
+LINKED = ("run.sh", "stages.sh", "cmd.sh", "path.sh", "db.sh", "utils", "conf")
 SPLIT, SEED = "official", 1
 SYSTEMS = ("text_only", "blsp_emo", "rellm")
 # conf/fast.yaml: 20 sentences, 12/4/4 by sentence, x 5 styles x 2 voices; mini_asr 20 sentences (2 valid) x 2 voices
@@ -168,7 +168,8 @@ def test_rellm_learned_from_the_audio(fast_run):
 def test_fast_config_is_run_sh_flags_with_its_own_roots():
     args = run_sh_args(RECIPE / "conf" / "fast.yaml", overrides={"nj": 3}, more_args={"epitome_args": "--x=1"})
     flags = dict(zip(args[::2], args[1::2]))
-    settings = RECIPE.joinpath("run.sh").read_text().split(". ./path.sh")[0]
+    # the flags of run.sh: the assignments of stages.sh above the line sourcing utils/parse_options.sh
+    settings = RECIPE.joinpath("stages.sh").read_text().split(". utils/parse_options.sh")[0]
     assert all(re.search(rf"^{f[2:]}=", settings, re.MULTILINE) for f in flags), flags  # every key is a run.sh flag
     assert (flags["--datadir"], flags["--dumpdir"], flags["--expdir"]) == ("data_fast", "dump_fast", "exp_fast")
     assert flags["--results"].startswith("exp_fast/") and flags["--nj"] == "3"

@@ -75,3 +75,21 @@ def test_help_lists_flags_defaults_and_comments(script):
     assert flags == ["--stage", "--stop_stage", "--use_gpu", "--train_args", "--name"]
     assert "[1]  first stage to run" in result.stdout
     assert "[with space]" in result.stdout and "[false]  true or false only" in result.stdout
+
+
+def test_flags_of_a_sourced_file_with_the_help_and_name_of_the_script_run(tmp_path, repo_root):
+    """A recipe's run.sh sets its settings and sources stages.sh, which holds the flags and sources parse_options.sh."""
+    (tmp_path / "lib.sh").write_text(
+        "# lib header: not the help text\nstage=${stage-1}      # first stage\nnj=${nj-4}            # jobs\n"
+        f". {repo_root / 'tools' / 'parse_options.sh'}\nprintf '%s\\n' \"stage=${{stage}}\" \"nj=${{nj}}\"\n")
+    main = tmp_path / "main.sh"
+    main.write_text("#!/usr/bin/env bash\n# Main script: its header is the help.\nset -euo pipefail\nnj=2\n"
+                    f'. {tmp_path / "lib.sh"} "$@"\n')
+    main.chmod(0o755)
+    assert settings(run(main)) == {"stage": "1", "nj": "2"}
+    assert settings(run(main, "--stage", "3", "--nj=5")) == {"stage": "3", "nj": "5"}
+    result = run(main, "--help")
+    assert result.stdout.startswith(f"Usage: {main} [--flag value ...]\nMain script: its header is the help.\n")
+    assert "lib header" not in result.stdout and "  --nj                       [2]  jobs" in result.stdout
+    result = run(main, "--nope", "1")
+    assert result.returncode != 0 and "ERROR: main.sh: unknown option --nope (see main.sh --help)" in result.stderr

@@ -1,15 +1,19 @@
-"""egs/TEMPLATE/run.sh driven with a fake --python that records its arguments.
+"""egs/TEMPLATE/run.sh (its settings, then the shared egs/TEMPLATE/stages.sh) driven with a fake --python that
+records its arguments.
 
 This tests the stage logic (selection, logging, job logs, failures) without running the stages.
 """
 import os
 import re
+import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 
 FAKE_PYTHON = """#!/usr/bin/env bash
 printf '%s\\n' "$*" >> "${FAKE_PYTHON_RECORD}"
+printf '%s\\n' "${RELLM_RECIPE_COMMAND-unset}" >> "${FAKE_PYTHON_RECORD}.command"
 if [ -n "${FAKE_PYTHON_FAIL:-}" ] && [[ "$*" == *"${FAKE_PYTHON_FAIL}"* ]]; then
     echo "boom: failing on purpose in $2" >&2
     exit 3
@@ -53,14 +57,36 @@ def modules(record):
 def test_help_lists_flags(repo_root):
     result = subprocess.run(["./run.sh", "--help"], cwd=repo_root / "egs" / "TEMPLATE", capture_output=True, text=True, check=False)
     assert result.returncode == 0
+    # run.sh's usage and header comment; the flags of stages.sh, with run.sh's values as defaults
+    assert result.stdout.startswith("Usage: ./run.sh [--flag value ...]\nRE-LLM recipe: speech-LLM")
     for flag in ("--stage", "--stop_stage", "--corpus", "--nj", "--ngpu", "--train_args", "--python"):
         assert re.search(rf"^  {flag} +\[", result.stdout, re.MULTILINE), flag
+    assert re.search(r"^  --corpus +\[TEMPLATE\]  preparer name", result.stdout, re.MULTILINE)
 
 
 def test_unknown_flag_is_an_error(repo_root, tmp_path, fake):
     result = run_sh(repo_root, tmp_path, fake, "--stages", "2")
-    assert result.returncode != 0 and "unknown option --stages" in result.stderr
+    assert result.returncode != 0 and "ERROR: run.sh: unknown option --stages (see run.sh --help)" in result.stderr
     assert not fake[1].exists()
+
+
+def test_environment_variables_are_not_flags(repo_root, tmp_path, fake):
+    """As when run.sh held every flag: an exported variable named like one (stage, nj) changes nothing."""
+    result = run_sh(repo_root, tmp_path, fake, "--corpus", "mini", "--stop_stage", "1", stage="4", split="fold1",
+                    test_sets="other")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert modules(fake[1]) == ["prepare"] and "--split official" in fake[1].read_text()
+
+
+def test_python_stages_get_the_typed_command(repo_root, tmp_path, fake):
+    result = run_sh(repo_root, tmp_path, fake, "--stage", "4", "--stop_stage", "4", "--blsp_emo_source", "trained",
+                    "--models", "rellm", "--train_args", "--lr=1 --x='a b'")
+    assert result.returncode == 0, result.stderr
+    commands = set(Path(f"{fake[1]}.command").read_text().splitlines())
+    assert len(commands) == 1
+    (command,) = commands
+    assert command.startswith("./run.sh --python ") and command.endswith(r"--train_args --lr=1\ --x=\'a\ b\'")
+    assert shlex.split(command)[-1] == "--lr=1 --x='a b'"  # quoted so that it can be pasted back
 
 
 def test_all_stages_in_order_with_logs(repo_root, tmp_path, fake):
@@ -71,9 +97,9 @@ def test_all_stages_in_order_with_logs(repo_root, tmp_path, fake):
     assert modules(fake[1]) == ["prepare", "train_emotion_encoder", "extract", "respond", "train", "infer", "epitome",
                                 "score", "results"]
     out = result.stdout
-    assert re.search(rf"^{TIMESTAMP} \(run.sh:\d+\) ./run.sh --python .* --corpus mini", out, re.MULTILINE)
+    assert re.search(rf"^{TIMESTAMP} \(stages.sh:\d+\) ./run.sh --python .* --corpus mini", out, re.MULTILINE)
     for stage in range(1, 7):
-        assert re.search(rf"^{TIMESTAMP} \(run.sh:\d+\) Stage {stage}", out, re.MULTILINE), stage
+        assert re.search(rf"^{TIMESTAMP} \(stages.sh:\d+\) Stage {stage}", out, re.MULTILINE), stage
     assert f"log(s): {tmp_path}/dump/official/train/log/extract.1.log {tmp_path}/dump/official/train/log/extract.2.log" in out
     assert f"log(s): {tmp_path}/exp/rellm/official/seed1/train.log" in out
     assert re.search(r"Successfully finished\. \[elapsed=\d+s\]", out)

@@ -1,0 +1,1 @@
+../TEMPLATE/stages.sh
