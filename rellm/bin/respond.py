@@ -5,7 +5,7 @@
     python -m rellm.bin.respond conf/respond.yaml --manifest ... --output_dir ... --merge true --num_shards N
 
 Writes ``shards/{expected,continuation}.JofN.jsonl`` (raw generations) per job; the merge writes
-``raw/<task>.jsonl`` (everything generated), ``<task>.jsonl`` (cleaned, method.md 2.2) and
+``raw/<task>.jsonl`` (everything generated), ``<task>.jsonl`` (cleaned, docs/method.md#cleaning) and
 ``report.json`` (per task: utterances not prompted and replies dropped by the cleaning, by reason with
 examples: ``rellm.utils.drop_report``). The shard/marker/merge skeleton is ``rellm.utils.sharded_stage``.
 """

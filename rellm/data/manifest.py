@@ -57,7 +57,7 @@ def _unit_or_none(name, value):
 def make_entry(relpath, duration, transcript, emotion, arousal, valence, dominance, speaker, gender):
     """One manifest entry with every field checked; a wrong value is a programming error in a preparer.
 
-    ``emotion`` None: an unlabelled utterance (ASR data for training step 1, method.md 1.8)."""
+    ``emotion`` None: an unlabelled utterance (ASR data for training step 1, docs/method.md#data-records)."""
     if emotion is not None and emotion not in EMOTIONS:
         raise ValueError(f"emotion {emotion!r} is not one of {', '.join(EMOTIONS)}")
     if gender is not None and gender not in GENDERS:

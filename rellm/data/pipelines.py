@@ -102,7 +102,7 @@ def choose_avd_target(annotation, prediction, avd_source):
     ``annotation``: the corpus's annotation (0..1) only; ``encoder``: the frozen emotion encoder's
     prediction (the pseudo-label, clipped to [0, 1]) even where an annotation exists; ``auto``: the
     annotation when the utterance has one, else the encoder's prediction. The one place the target
-    is chosen (method.md 3.4).
+    is chosen (docs/method.md#auxiliary-heads).
     """
     if avd_source not in AVD_SOURCES:
         hint = " (renamed: use annotation)" if avd_source == "manifest" else ""

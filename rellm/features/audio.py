@@ -1,7 +1,7 @@
 """Audio loading for the frozen encoders: mono float32 at 16 kHz.
 
 Both Whisper and the wav2vec2 emotion encoder expect 16 kHz mono input
-(method.md 1.2). Multi-channel files are down-mixed by averaging; other rates
+(docs/method.md#audio-front-end). Multi-channel files are down-mixed by averaging; other rates
 are resampled with torchaudio's band-limited sinc resampler.
 """
 from pathlib import Path

@@ -4,7 +4,7 @@ HF's ``WhisperEncoder`` accepts exactly 30 s of log-mel input (3000 frames), so
 every utterance is padded to 30 s by the feature extractor; its frame-level
 attention mask gives the real mel length ``L_mel`` and the encoder output (two
 convolutions, the second with stride 2) is trimmed to
-``L_enc = floor((L_mel - 1) / 2) + 1`` frames at 50 Hz (method.md 1.2). Longer
+``L_enc = floor((L_mel - 1) / 2) + 1`` frames at 50 Hz (docs/method.md#audio-front-end). Longer
 utterances are truncated to 30 s (the caller counts them).
 """
 import torch

@@ -1,4 +1,4 @@
-"""Dropping unusable teacher outputs (method.md 2.2), with the reason for every drop.
+"""Dropping unusable teacher outputs (docs/method.md#cleaning), with the reason for every drop.
 
 The five rules are BLSP-Emo's ``clean_noise_examples.py`` (refusals and "as an AI language model"
 boilerplate); an empty output is dropped too (it would teach the student to say nothing). Cleaning

@@ -4,7 +4,7 @@ Why not just ``llm.generate``: at 7B on one H100, plain ``generate()`` runs a de
 weight-streaming bound at batch 1, and 9x with unmerged LoRA layers (shared/bench/README.md). Two
 things cost that time, and both are removed here:
 
-* **LoRA in every step.** Partial LoRA (method.md 1.4) is 1 only at speech positions, which all sit
+* **LoRA in every step.** Partial LoRA (docs/method.md#partial-lora) is 1 only at speech positions, which all sit
   in the prompt. So LoRA matters in the prefill only; every decode step runs the frozen base weights.
   The static decoder reads the *base* weight of every projection (``.base_layer`` of a PEFT/PLoRA
   wrapper, or the ``nn.Linear`` itself through ``F.linear``), so no LoRA branch can run after the
@@ -71,8 +71,8 @@ def _base_linear(module):
     return module.weight, module.bias
 
 
-# Released decoding (method.md 2.1, 3.9): greedy, nothing else. Every logits processor HF would build from a
-# checkpoint's generation_config (Qwen2.5: repetition_penalty 1.05, top_k/top_p/temperature) is off.
+# Released decoding (docs/method.md#expected-responses, #inference): greedy, nothing else. Every logits
+# processor HF would build from a checkpoint's generation_config (Qwen2.5: repetition_penalty 1.05, top_k/top_p/temperature) is off.
 GREEDY_SETTINGS = {"do_sample": False, "num_beams": 1, "repetition_penalty": 1.0}
 
 

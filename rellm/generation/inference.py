@@ -4,7 +4,7 @@
 * ``blsp_emo`` / ``rellm``: a trained :class:`rellm.models.speech_llm.SpeechLLM` given the speech
   (cached Whisper states, plus the emotion embedding for RE-LLM's emotion nuance module).
 
-Two passes per utterance (method.md 2.3, 3.9):
+Two passes per utterance (docs/method.md#prompts, #inference):
 
 * response: empathetic system prompt, empty instruction, the speech (transcript) as the user turn;
 * SER: the five-option instruction followed by the speech (transcript), plain system prompt;
@@ -70,7 +70,7 @@ class TextOnlySystem:
         self.llm, self.tokenizer, self.layout, self.decoder = llm, tokenizer, layout, decoder
 
     def prompt_ids(self, system_prompt, instruction, transcript):
-        # Segments tokenised separately, as the speech model's prompt is (method.md 1.5); the
+        # Segments tokenised separately, as the speech model's prompt is (docs/method.md#sequence-layout); the
         # transcript sits where the speech vectors would.
         return (
             self.layout.prompt_ids(system_prompt, instruction)

@@ -1,8 +1,8 @@
 """Prompt strings, prompt templates and the ChatML stop tokens shared by stage 3 (teacher) and stage 5 (inference).
 
-The constants are the exact strings of BLSP-Emo / RE-LLM (method.md 1.5, 2.1, 2.3); recipes pick
+The constants are the exact strings of BLSP-Emo / RE-LLM (docs/method.md#prompts); recipes pick
 them through config keys, so a recipe may swap in another template (the mini recipe's small
-teacher cannot follow the paper's wording, see offline_models.md section 6) without code changes.
+teacher cannot follow the paper's wording, see docs/pretrained_models.md#small-teacher-prompts) without code changes.
 
 Templates are ``str.format`` strings with two named fields:
 ``{emotion}`` (a word from the recipe's ``emotion_words`` map, by default the canonical label) and
@@ -13,13 +13,13 @@ import string
 
 from rellm.data.emotions import EMOTIONS
 
-# ---- system prompts (method.md 1.5) -----------------------------------------------------------
+# ---- system prompts (docs/method.md#sequence-layout) -----------------------------------------------------------
 SYSTEM_PLAIN = "You are a helpful assistant."
 SYSTEM_EMPATHETIC = (
     "You are a helpful assistant. Your response should fulfill requests with empathy toward user's emotion tone."
 )
 
-# ---- instructions (method.md 2.1, 2.3) --------------------------------------------------------
+# ---- instructions (docs/method.md#prompts) --------------------------------------------------------
 # Stage 3 teacher, emotion-conditioned (RE-LLM's "expected response"); the label is the ground truth.
 TEACHER_EMOTION_INSTRUCTION = "Continue the following sentence that reflects a '{emotion}' emotion tone in a coherent style: "
 # Stage 3 teacher, plain continuation for training step 1 (the wording of the shipped example data).
@@ -34,7 +34,7 @@ SER_INSTRUCTION = (
 # Stage 5 empathetic response: the speech itself is the user turn.
 RESPONSE_INSTRUCTION = ""
 
-# The small-model teacher template of the mini recipe, measured in offline_models.md 6
+# The small-model teacher template of the mini recipe, measured in docs/pretrained_models.md#small-teacher-prompts
 # and re-measured for this module: SmolLM2-135M follows a first-person feeling statement, whereas it
 # parrots or refuses the paper's "Continue the following sentence ..." wording.
 MINI_TEACHER_EMOTION_TEMPLATE = "I feel {emotion}. {transcript}"
@@ -81,7 +81,7 @@ def render_user_turn(template, transcript, emotion=None, emotion_words=None):
 def instruction_prefix(template, emotion=None, emotion_words=None):
     """The part of the user turn before the transcript (stored as ``instruction`` in stage 3 records).
 
-    For the paper's templates this is the exact instruction string (method.md 1.8). For a template
+    For the paper's templates this is the exact instruction string (docs/method.md#data-records). For a template
     that places ``{transcript}`` in the middle, the whole template with ``{transcript}`` kept literal.
     """
     fields = template_fields(template)

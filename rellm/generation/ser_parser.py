@@ -1,6 +1,6 @@
 """Map a free-text SER answer to one of the five labels, or ``"unknown"``.
 
-No parser ships with BLSP-Emo or RE-LLM (method.md 2.3, 4.6); answers look like
+No parser ships with BLSP-Emo or RE-LLM (docs/evaluation.md#parsing-ser-answers); answers look like
 "The emotion tone of the speech provided is neutral." but also "I think the speaker is not angry
 but sad", "Happy!", "joyful", or an echo of the option list. The rules, in order:
 

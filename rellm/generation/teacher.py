@@ -1,4 +1,4 @@
-"""Stage 3: a frozen text LLM writes the training targets ("expected responses", method.md 2).
+"""Stage 3: a frozen text LLM writes the training targets ("expected responses", docs/method.md#expected-responses).
 
 Two tasks per utterance, each a ChatML chat with the tokenizer's own template (``ChatLayout``):
 

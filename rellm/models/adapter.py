@@ -3,9 +3,9 @@
 Three Conv1d(kernel 5, stride 2, padding 2) + GLU layers reduce the 50 Hz encoder
 frames 8x in time (160 ms per LLM token), a residual bottleneck (d -> 512 -> d,
 no bias, GELU) and a LayerNorm follow; the output width is the LLM hidden size
-(method.md 1.3). With ``emotion_dim > 0`` this is RE-LLM's fusion adapter: the
+(docs/method.md#modality-adapter). With ``emotion_dim > 0`` this is RE-LLM's fusion adapter: the
 utterance-level emotion embedding is broadcast over time and concatenated to every
-speech frame before the first convolution (method.md 3.3). BLSP-Emo is the same
+speech frame before the first convolution (docs/method.md#fusion-adapter). BLSP-Emo is the same
 class with ``emotion_dim=0``; the two systems differ by config only.
 """
 import torch
@@ -59,7 +59,7 @@ class SpeechAdapter(nn.Module):
         self.fc1 = nn.Linear(self.output_dim, bottleneck_dim, bias=False)
         self.fc2 = nn.Linear(bottleneck_dim, self.output_dim, bias=False)
         self.norm = nn.LayerNorm(self.output_dim, eps=1e-5)
-        # The bottleneck starts Xavier-uniform as in the released RE-LLM fusion adapter (method.md 3.3).
+        # The bottleneck starts Xavier-uniform as in the released RE-LLM fusion adapter (docs/method.md#fusion-adapter).
         nn.init.xavier_uniform_(self.fc1.weight)
         nn.init.xavier_uniform_(self.fc2.weight)
 

@@ -1,4 +1,4 @@
-"""The chat-template layout of a speech-LLM prompt, derived from the tokenizer (method.md 1.5).
+"""The chat-template layout of a speech-LLM prompt, derived from the tokenizer (docs/method.md#sequence-layout).
 
 Training sequence, segment by segment (each tokenised separately, as BLSP-Emo does):
 

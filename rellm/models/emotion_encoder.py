@@ -5,7 +5,7 @@ Large-Robust backbone (stable layer norm, pruned to 12 layers) whose last-layer
 states are mean-pooled to a 1024-d utterance embedding and fed to a regression
 head (dropout -> Linear -> tanh -> dropout -> Linear(3)) predicting arousal,
 dominance, valence (in that order, roughly 0..1). RE-LLM concatenates that
-pooled embedding to the Whisper states (method.md 3.2, 3.3).
+pooled embedding to the Whisper states (docs/method.md#emotion-encoder, #fusion-adapter).
 
 :class:`EmotionEncoder` keeps that checkpoint's parameter names
 (``wav2vec2.*``, ``classifier.dense.*``, ``classifier.out_proj.*``), so a user

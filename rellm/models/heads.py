@@ -1,4 +1,4 @@
-"""Auxiliary heads on the pooled adapter output (method.md 1.6 ``input_er``, 3.4 ``input_er_avd``).
+"""Auxiliary heads on the pooled adapter output (docs/method.md#losses ``input_er``, #auxiliary-heads ``input_er_avd``).
 
 Both read ``p = sum_t M_t E_t / sum_t M_t``, the masked mean of the adapter output
 (before the LLM): a bias-free 5-way emotion classifier (CE) and a bias-free

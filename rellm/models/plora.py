@@ -1,4 +1,4 @@
-"""Partial LoRA (PLoRA): LoRA through peft, active only at chosen sequence positions (method.md 1.4).
+"""Partial LoRA (PLoRA): LoRA through peft, active only at chosen sequence positions (docs/method.md#partial-lora).
 
 ``y = W x + m_t * s * B A dropout(x)`` with ``m_t`` = 1 only at speech positions. Each peft
 LoRA layer gets a forward of one of these implementations (``PartialLoRA(impl=...)``), all
@@ -280,7 +280,7 @@ class PartialLoRA:
     def prefill_only(self, mask, module):
         """Apply ``mask`` to the next forward of ``module`` only; LoRA is off for all later forwards.
 
-        This is the generation rule of method.md 1.4: LoRA on the prompt (prefill),
+        This is the generation rule of docs/method.md#partial-lora: LoRA on the prompt (prefill),
         never on the incremental text-token steps. Call ``clear_prefill()`` after generating.
         """
         self._pending_prefill = mask

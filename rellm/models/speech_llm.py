@@ -53,7 +53,7 @@ class SpeechLLM(nn.Module):
     lora_r, lora_alpha, lora_dropout, lora_target_modules :
         peft LoRA settings (``lora_r=0``: no LoRA).
     lora_scope : str
-        ``speech`` (partial LoRA, method.md 1.4) or ``all`` (plain LoRA at every position).
+        ``speech`` (partial LoRA, docs/method.md#partial-lora) or ``all`` (plain LoRA at every position).
     adapter_bottleneck_dim : int
         Inner width of the adapter bottleneck (512).
     gradient_checkpointing : bool

@@ -4,7 +4,7 @@ transformers dequantises GGUF weights to float tensors while loading, but the
 loaded model keeps a ``GgufHfQuantizer`` that refuses ``save_pretrained`` and
 ``Trainer`` ("quantized with gguf and is not serializable"). The weights are
 already plain floats at that point, so detaching the quantizer is safe
-(``shared/reference/offline_models.md`` section 2.3). The saved folder loads in
+(``docs/pretrained_models.md#smollm2-from-gguf``). The saved folder loads in
 0.2 s instead of ~17 s and needs no ``gguf`` package.
 """
 import logging

@@ -7,7 +7,7 @@ Output: ``WhisperForConditionalGeneration`` weights in fp32 safetensors, its
 config and generation config, and a ``WhisperProcessor`` (feature extractor +
 tokenizer with the 107 special and 1501 timestamp tokens).
 
-The name mapping is in ``shared/reference/offline_models.md`` section 1.2; the
+The name mapping is in ``docs/pretrained_models.md#whisper-name-mapping``; the
 pitfalls it guards against are noted where they are handled.
 """
 import json

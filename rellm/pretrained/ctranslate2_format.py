@@ -11,7 +11,7 @@ reference engine in the tests. Layout (little-endian), from
     u32 num_aliases, then per alias: str alias; str target
     str = u16 length (including the NUL), utf-8 bytes, NUL
 
-See ``shared/reference/offline_models.md`` section 1.1.
+See ``docs/pretrained_models.md#ctranslate2-file-format``.
 """
 import struct
 from dataclasses import dataclass, field

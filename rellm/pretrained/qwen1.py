@@ -2,7 +2,7 @@
 
 Qwen(1) ships its own modelling and tokenizer code (``trust_remote_code``), which we never run. Its
 computation is the Qwen2 architecture of transformers for every sequence inside its ``seq_length``
-(2048 for Qwen-7B-Chat), so the weights are renamed (``/work/shared/reference/qwen1.md``):
+(2048 for Qwen-7B-Chat), so the weights are renamed (``docs/pretrained_models.md#importing-qwen-7b-chat``):
 
     transformer.wte                  -> model.embed_tokens
     transformer.h.N.ln_1 / ln_2      -> model.layers.N.input_layernorm / post_attention_layernorm

@@ -1,7 +1,8 @@
 """Does the response follow the heard emotion? A text classifier reads the emotion back from a response.
 
-Our addition, not the paper's metric (the paper scores empathy with EPITOME, method.md 4.4, and
-emotion perception with SER UA, 4.6). On the mini corpus the emotion lives only in the prosody: every
+Our addition, not the paper's metric (the paper scores empathy with EPITOME,
+docs/evaluation.md#scoring-a-system, and emotion perception with SER UA,
+docs/evaluation.md#ser-unweighted-accuracy). On the mini corpus the emotion lives only in the prosody: every
 sentence is spoken in all five styles with the same words. EPITOME reads the words of a response, not
 whether they fit the speaker's emotion, and SER UA shows that the model hears the emotion, not that its
 response uses it. The claim the paper rests on is that the response changes with the heard emotion;

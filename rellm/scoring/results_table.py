@@ -20,7 +20,7 @@ SYSTEM_ROWS = (("text_only", "text-only LLM"), ("blsp_emo", "BLSP-Emo baseline")
 SHORT_NAMES = {"text_only": "text-only", "blsp_emo": "BLSP-Emo"}
 PACKAGES = ("torch", "torchaudio", "transformers", "speechbrain", "peft", "numpy", "scipy", "scikit-learn")
 
-# method.md section 5: [ABS] relative gains from the abstract, [SUM] absolute RE-LLM numbers (leaderboard).
+# docs/paper_results.md: [ABS] relative gains from the abstract, [SUM] absolute RE-LLM numbers (leaderboard).
 PAPER_FIGURES = {
     "iemocap": {
         "absolute": {"ER": 1.856, "UA": 76.6},
@@ -211,12 +211,12 @@ def _label(system):
 
 
 def paper_lines(corpus):
-    """The paper's published figures for a real corpus (method.md section 5), or nothing."""
+    """The paper's published figures for a real corpus (docs/paper_results.md), or nothing."""
     paper = PAPER_FIGURES.get(corpus)
     if not paper:
         return []
     absolute = paper["absolute"]
-    lines = [("Published RE-LLM figures for this corpus (method.md section 5; the paper's tables were not "
+    lines = [("Published RE-LLM figures for this corpus (docs/paper_results.md; the paper's tables were not "
              "available, so these come from the abstract [ABS] and a leaderboard summary [SUM]):"), "",
              "| source | ER (RE-LLM) | UA (RE-LLM, %) | vs text-only | vs BLSP-Emo |", "|---|---|---|---|---|"]
     rel = paper["relative"]

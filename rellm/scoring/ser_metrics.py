@@ -5,7 +5,7 @@ The answers are parsed upstream into ``ser_pred`` (an EMOTIONS label or
 the confusion matrix, never dropped, so UA/WA are over every reference utterance.
 
 - UA (unweighted accuracy) = mean recall over the classes *present in the
-  reference* (method.md 4.6), i.e. scikit-learn's balanced accuracy.
+  reference* (docs/evaluation.md#ser-unweighted-accuracy), i.e. scikit-learn's balanced accuracy.
 - WA (weighted accuracy) = plain accuracy.
 - macro-F1 over the reference classes present.
 """

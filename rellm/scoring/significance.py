@@ -1,7 +1,7 @@
 """Paired significance tests, RE-LLM against a baseline on the same test utterances.
 
 The paper claims "statistically significant gains" without naming a test
-(method.md 4.8). We report, per metric:
+(docs/evaluation.md#significance). We report, per metric:
 - Wilcoxon signed-rank on the per-utterance EPITOME levels (with 0/1/2 levels
   most differences are 0 or tied: zeros are discarded and scipy then uses the
   normal approximation with its tie correction),

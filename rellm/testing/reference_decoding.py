@@ -17,7 +17,7 @@ def reference_generate(model, inputs, max_new_tokens=256, **generate_kwargs):
     the greedy settings here and ``generate_kwargs`` apply.
 
     LoRA is applied to the prompt forward (prefill) only, at the speech positions; every
-    incremental step runs the frozen LLM without LoRA matmuls (method.md 1.4). Returns
+    incremental step runs the frozen LLM without LoRA matmuls (docs/method.md#partial-lora). Returns
     the new token ids ``[B, T_new]`` (decode with ``model.tokenizer.batch_decode``).
     """
     lora_mask = inputs.get("lora_mask")

@@ -118,7 +118,7 @@ def loader_options(dataset, hp, seed, train, batch_size):
 
 
 def configure_step(model, step, hp):
-    """What trains in each step (method.md 1.7, 3.7)."""
+    """What trains in each step (docs/method.md#training-steps, #trainable-modules)."""
     if step == "semantic":
         model.set_trainable(adapter=True, lora=False, emotion_head=False, avd_head=False)
     else:
@@ -134,7 +134,7 @@ def init_from_experiment(model, folder, fusion_init="fresh"):
 
     LoRA and heads are copied. An adapter of the same shape is copied too (e.g. BLSP-Emo
     trained further as a control). When this model fuses an emotion embedding and the
-    source adapter is speech-only, ``fusion_init`` decides (method.md 3.3):
+    source adapter is speech-only, ``fusion_init`` decides (docs/method.md#fusion-adapter):
 
     - ``fresh`` (the released RE-LLM): a newly initialised fusion adapter; the source adapter is unused;
     - ``expand``: a function-preserving warm start from the source adapter in which every

@@ -1,4 +1,4 @@
-"""Alignment losses (method.md 1.6, 3.5)."""
+"""Alignment losses (docs/method.md#losses, #response-loss-cross-entropy-or-kl)."""
 import torch.nn.functional as F
 
 

@@ -1,6 +1,6 @@
 """The learning-rate shape of stage 4 and of the EPITOME classifiers: linear warm-up, then linear decay to 0.
 
-(DeepSpeed's WarmupDecayLR shape with a linear warm-up; method.md 6.) One function, so both trainers
+(DeepSpeed's WarmupDecayLR shape with a linear warm-up; docs/method.md#hyperparameters.) One function, so both trainers
 follow the same numbers: ``rellm.training.checkpointing.WarmupDecayLR`` (stage 4, resumable) multiplies
 the peak learning rate in, EPITOME's ``LambdaLR`` takes the factor (``peak`` 1).
 """

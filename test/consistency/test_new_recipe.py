@@ -9,7 +9,7 @@ from test_recipes import LINKED, confs_read_by_stages, settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "test" / "recipes"))
-from recipe_env import checkout_for_new_recipes  # noqa: E402
+from recipe_env import checkout_for_new_recipes
 
 
 @pytest.fixture

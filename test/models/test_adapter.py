@@ -6,7 +6,7 @@ from rellm.models.adapter import SpeechAdapter, conv_output_lengths, lengths_to_
 
 @pytest.mark.parametrize("frames, tokens", [(50, 7), (250, 32), (500, 63), (1500, 188), (1, 1), (8, 1), (9, 2)])
 def test_output_lengths_follow_the_conv_formula(frames, tokens):
-    # method.md 1.3: 1 s -> 7 speech tokens, 5 s -> 32, 10 s -> 63, 30 s -> 188.
+    # docs/method.md#modality-adapter: 1 s -> 7 speech tokens, 5 s -> 32, 10 s -> 63, 30 s -> 188.
     assert int(conv_output_lengths(torch.tensor([frames]))[0]) == tokens
 
 
@@ -31,10 +31,11 @@ def test_bottleneck_has_no_bias_and_parameter_count_matches_blsp_emo():
     adapter = SpeechAdapter(input_dim=1280, output_dim=4096)
     assert adapter.fc1.bias is None and adapter.fc2.bias is None
     n = sum(p.numel() for p in adapter.parameters())
-    assert abs(n - 89.4e6) / 89.4e6 < 0.01  # method.md 1.3: about 89.4 M
+    assert abs(n - 89.4e6) / 89.4e6 < 0.01  # docs/method.md#modality-adapter: about 89.4 M
     fused = SpeechAdapter(input_dim=1280, output_dim=4096, emotion_dim=1024)
     assert fused.convs[0].in_channels == 2304
-    assert abs(sum(p.numel() for p in fused.parameters()) - 205e6) / 205e6 < 0.02  # method.md 3.3: about 205 M
+    # docs/method.md#fusion-adapter: about 205 M
+    assert abs(sum(p.numel() for p in fused.parameters()) - 205e6) / 205e6 < 0.02
 
 
 def test_emotion_embedding_is_broadcast_and_changes_the_output():

@@ -38,7 +38,8 @@ def test_two_spans_and_a_span_not_found_are_reported(tiny_text_encoder):
 
 
 def test_no_rationale_marks_every_response_token(tiny_text_encoder):
-    """Upstream convention (method.md 4.3): without a rationale the whole response is labelled 1."""
+    """Upstream convention (docs/evaluation.md#epitome-classifiers): without a rationale the whole response is
+    labelled 1."""
     _, tok = tiny_text_encoder
     _, labels, _ = D.encode_responses_with_rationales(tok, ["thanks for sharing"], [[]], max_len=32)
     assert labels[0] == [0, 1, 1, 1, 0]

@@ -27,7 +27,7 @@ def test_response_ce_is_token_mean():
 
 
 def test_kl_on_a_hand_computed_case():
-    """Teacher logits [ln 3, 0] and [0, 0], student [0, 0] twice, tau = 2 (method.md 1.6).
+    """Teacher logits [ln 3, 0] and [0, 0], student [0, 0] twice, tau = 2 (docs/method.md#losses).
 
     Row 1: p_t = softmax([ln 3 / 2, 0]) = [sqrt3, 1] / (1 + sqrt3), p_s = [1/2, 1/2],
     KL(p_t || p_s) = sum p_t log(2 p_t). Row 2: identical distributions, KL 0. Per-token mean, no tau^2.

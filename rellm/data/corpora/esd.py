@@ -57,7 +57,7 @@ LANGUAGE_SPEAKERS = {
     "zh": tuple(f"{n:04d}" for n in range(1, 11)),
     "en": tuple(f"{n:04d}" for n in range(11, 21)),
 }
-# ReadMe.txt of the release (datasets.md 2.5).
+# ReadMe.txt of the release (docs/datasets.md#esd).
 SPEAKER_GENDER = {
     "0001": "F", "0002": "F", "0003": "F", "0004": "M", "0005": "M",
     "0006": "M", "0007": "F", "0008": "M", "0009": "F", "0010": "M",

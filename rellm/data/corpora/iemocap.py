@@ -52,7 +52,7 @@ CLASS_MAPS = {
     4: {"neu": "neutral", "hap": "happy", "exc": "happy", "ang": "angry", "sad": "sad"},
     5: {"neu": "neutral", "hap": "happy", "exc": "happy", "ang": "angry", "sad": "sad", "sur": "surprise"},
 }
-# Published counts of the full release (datasets.md 1.6): every labelled turn, and the
+# Published counts of the full release (docs/datasets.md#iemocap): every labelled turn, and the
 # turns in the 4 (5) classes. A full run that deviates means a damaged or partial copy.
 EXPECTED_LABELLED = 10039
 EXPECTED_IN_CLASSES = {4: 5531, 5: 5531 + 107}

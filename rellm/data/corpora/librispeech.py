@@ -1,4 +1,4 @@
-"""LibriSpeech (ASR, read English) for training step 1, the semantic alignment (method.md 1.7).
+"""LibriSpeech (ASR, read English) for training step 1, the semantic alignment (docs/method.md#training-steps).
 
 BLSP-Emo's step 1 runs on a large ASR corpus (the released example: GigaSpeech), not on the SER
 corpus. Any corpus in LibriSpeech's public layout works::

@@ -126,8 +126,8 @@ SENTENCES = (
 
 # eSpeak parameters per style: rate (words/min), pitch (0-100), pitch range
 # (0-100), volume (0-200), word gap (x10 ms). Measured acoustics of these
-# settings (at 5/3 of these volumes) are in shared/reference/offline_models.md
-# section 3.2. eSpeak clips internally from a volume of about 100 on (angry at
+# settings (at 5/3 of these volumes) are in docs/pretrained_models.md#espeak-ng-speech-styles.
+# eSpeak clips internally from a volume of about 100 on (angry at
 # 160 clipped in most utterances), so all volumes are scaled by 0.6 (angry from
 # 160): loudness ratios between the styles are kept and no utterance clips.
 STYLES = {

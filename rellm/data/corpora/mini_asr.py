@@ -1,6 +1,6 @@
 """Neutral synthetic speech for the mini recipe's training step 1 (the semantic alignment on "ASR" data).
 
-BLSP-Emo's step 1 runs on a large ASR corpus, not on the SER corpus (method.md 1.7). The mini
+BLSP-Emo's step 1 runs on a large ASR corpus, not on the SER corpus (docs/method.md#training-steps). The mini
 recipe's stand-in: sentences generated here from small word lists (none of them a sentence of the
 mini SER corpus, ``rellm.data.corpora.mini.SENTENCES``), spoken by eSpeak NG through the mini
 corpus's own synthesiser in its neutral style (jittered like the corpus) by both voices. The

@@ -227,7 +227,7 @@ def rationale_token_labels(response, spans, offsets, special_mask):
     ``offsets`` are the tokenizer's character offsets, ``special_mask`` marks
     [CLS]/[SEP]-like tokens (always label 0). A token is in the rationale when
     any of its characters lies inside a matched span. Upstream convention
-    (method.md 4.3): a response without rationale has every (non-special) token
+    (docs/evaluation.md#epitome-classifiers): a response without rationale has every (non-special) token
     labelled 1. Returns ``(labels, spans_not_found)``.
     """
     if not spans:

@@ -1,4 +1,4 @@
-"""The EPITOME bi-encoder with rationale extraction (Sharma et al. 2020; method.md 4.2).
+"""The EPITOME bi-encoder with rationale extraction (Sharma et al. 2020; docs/evaluation.md#epitome-classifiers).
 
 A frozen *seeker* encoder reads the support-seeking post, a trained *responder*
 encoder reads the response. One head of scaled dot-product cross-attention lets
