@@ -13,13 +13,9 @@ skeleton is ``rellm.utils.sharded_stage``, the work ``rellm.features.extraction`
 """
 from pathlib import Path
 
-import torch
-
 from rellm.data.manifest import read_data_root, read_manifest
 from rellm.features.cache import FORMAT_VERSION
-from rellm.features.emotion import EmotionEmbedder, resolve_emotion_encoder
-from rellm.features.extraction import extract_shard, merge_shards
-from rellm.features.whisper_states import WhisperStateExtractor
+from rellm.features.extraction import extract_shard, merge_shards, resolve_emotion_encoder
 from rellm.utils.config import ConfigError, load_config, parse_stage_args, run_main
 from rellm.utils.logging import setup_logging
 from rellm.utils.torch_device import DTYPES, pick_device, pick_dtype
@@ -43,7 +39,6 @@ def main(argv=None):
     hp = load_config(config_path, overrides)
     setup_logging()
     check_options(hp)
-    torch.set_num_threads(int(hp["num_threads"]))
     manifest = Path(hp["manifest"])
     data_root = hp["data_root"] or read_data_root(manifest.parent)
     entries = read_manifest(manifest, data_root)
@@ -55,16 +50,28 @@ def main(argv=None):
     if hp["merge"]:
         return merge_shards(entries, hp["output_dir"], int(hp["num_shards"]), options,
                             meta={**options, "manifest": str(manifest)}, overwrite=bool(hp["overwrite"]))
-    device = pick_device(hp["device"])
-    return extract_shard(
-        entries, hp["output_dir"], int(hp["shard"]), int(hp["num_shards"]), options,
-        make_whisper=lambda: WhisperStateExtractor.from_pretrained(hp["whisper"], device=device,
-                                                                   dtype=pick_dtype(hp["whisper_dtype"], device)),
-        make_emotion=lambda: EmotionEmbedder.from_folder(emotion_folder, device=device,
-                                                         max_seconds=float(hp["emotion_max_seconds"]),
-                                                         dtype=pick_dtype(hp["emotion_dtype"], device)),
-        batch_size=int(hp["batch_size"]), overwrite=bool(hp["overwrite"]),
-    )
+    # The encoders (torch, transformers) are imported only when a shard has work: a finished shard exits in
+    # a second, so re-running a finished recipe costs little.
+    def make_whisper():
+        import torch
+
+        from rellm.features.whisper_states import WhisperStateExtractor
+
+        torch.set_num_threads(int(hp["num_threads"]))
+        device = pick_device(hp["device"])
+        return WhisperStateExtractor.from_pretrained(hp["whisper"], device=device,
+                                                     dtype=pick_dtype(hp["whisper_dtype"], device))
+
+    def make_emotion():
+        from rellm.features.emotion import EmotionEmbedder
+
+        device = pick_device(hp["device"])
+        return EmotionEmbedder.from_folder(emotion_folder, device=device, max_seconds=float(hp["emotion_max_seconds"]),
+                                           dtype=pick_dtype(hp["emotion_dtype"], device))
+
+    return extract_shard(entries, hp["output_dir"], int(hp["shard"]), int(hp["num_shards"]), options,
+                         make_whisper=make_whisper, make_emotion=make_emotion, batch_size=int(hp["batch_size"]),
+                         overwrite=bool(hp["overwrite"]))
 
 
 if __name__ == "__main__":

@@ -74,10 +74,8 @@ def load_epitome_config(path):
 
 
 def main(argv=None):
-    from rellm.scoring import plots
     from rellm.scoring.epitome.data import sha256_file
     from rellm.scoring.epitome.model_cache import load_metrics, model_root
-    from rellm.scoring.epitome.scorer import EpitomeScorer
     from rellm.scoring.response_emotion import classifier_from_config, example_responses, expected_path, score_responses
     from rellm.scoring.system_scores import (
         load_system_outputs,
@@ -131,6 +129,10 @@ def main(argv=None):
     if marker.is_done(options, overwrite=bool(hp["overwrite"])):
         logger.info("%s already scored from the same inputs; nothing to do", output_dir)
         return output_dir
+    # the classifiers' and plots' libraries (torch, transformers, matplotlib) only now: a finished scoring is
+    # skipped in a second
+    from rellm.scoring import plots
+    from rellm.scoring.epitome.scorer import EpitomeScorer
 
     # 3. EPITOME levels per utterance, then per-system figures and paired tests
     scorer = EpitomeScorer(root, mechanisms, num_threads=hp["num_threads"], batch_size=hp["batch_size"])

@@ -48,13 +48,13 @@ def resolve_auto_dims(config_path, overrides):
     folder = Path(values["feats_dir"]) / values["train_set"]
     if not auto and not (folder / "index.jsonl").is_file():
         return overrides
-    from rellm.training.align import open_feature_cache
+    from rellm.features.cache import open_feature_cache
 
     cache = open_feature_cache(folder)
-    keys = list(cache.keys())
-    if not keys:
+    if not len(cache):
         raise ConfigError(f"the feature cache {values['feats_dir']}/{values['train_set']} is empty; re-run stage 2")
-    dims = {"speech_dim": int(cache.whisper(keys[0]).shape[-1]), "emotion_dim": int(cache.emotion_embedding(keys[0]).shape[-1])}
+    # from the cache's index and shapes, without torch: a finished experiment is skipped in a second
+    dims = {"speech_dim": int(cache.whisper_dim), "emotion_dim": int(cache.emotion_dim)}
     for key in keys_dims:
         value = values[key]
         if key in auto or value in (None, 0) or int(value) == dims[key]:
@@ -153,14 +153,14 @@ def main(argv=None):
     if int(values.get("ngpu", 0)) > 1 and os.environ.get("RANK") is None:
         return sys.exit(relaunch_with_torchrun(int(values["ngpu"]), argv))
 
-    import speechbrain as sb
-
     overrides = resolve_auto_dims(config_path, overrides)
     check_init_from(values)
     if values.get("llm_dtype") == "auto":  # bf16 frozen LLM weights when training on bf16-capable GPUs
-        import torch
+        gpu_bf16 = False
+        if int(values.get("ngpu", 0)) > 0:  # torch only then: a CPU run checks its done marker without it
+            import torch
 
-        gpu_bf16 = int(values.get("ngpu", 0)) > 0 and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+            gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         overrides = {**overrides, "llm_dtype": "bfloat16" if gpu_bf16 else "float32"}
     output_folder = Path(values["output_folder"])
     main_process = os.environ.get("RANK", "0") == "0"
@@ -172,12 +172,12 @@ def main(argv=None):
     if main_process:
         lock.acquire()
     try:
-        return _train(config_path, overrides, output_folder, main_process, sb, overwrite)
+        return _train(config_path, overrides, output_folder, main_process, overwrite)
     finally:
         lock.release()
 
 
-def _train(config_path, overrides, output_folder, main_process, sb, overwrite=False):
+def _train(config_path, overrides, output_folder, main_process, overwrite=False):
     done = DoneMarker(output_folder, "train", hint="re-run with ./run.sh --overwrite true (or --overwrite=true "
                       "here), or use another --output_folder")
     # Placement options (device count, loader workers) do not change the result: not in the fingerprint.
@@ -186,6 +186,8 @@ def _train(config_path, overrides, output_folder, main_process, sb, overwrite=Fa
     if done.is_done(options, overwrite=overwrite) and ExperimentDir(output_folder).has_final():
         logger.info("%s is already trained with these options; nothing to do", output_folder)
         return 0
+    import speechbrain as sb
+
     hp = load_config(config_path, overrides)  # seeds, then builds the model (loads the LLM)
     run_opts = run_options(hp)
     sb.utils.distributed.ddp_init_group(run_opts)

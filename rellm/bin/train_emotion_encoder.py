@@ -11,10 +11,7 @@ frozen, as ``config.json`` + ``model.safetensors`` (the audeering checkpoint for
 """
 from pathlib import Path
 
-import torch
-
 from rellm.data.manifest import read_data_root, read_manifest
-from rellm.features.emotion_encoder_training import config_from_options, train_emotion_encoder
 from rellm.utils.config import ConfigError, load_config, parse_stage_args, resolved_yaml, run_main
 from rellm.utils.io import atomic_write_text
 from rellm.utils.logging import setup_logging
@@ -35,7 +32,6 @@ def main(argv=None):
         raise ConfigError("--output_folder is required (exp/emotion_encoder/<split>)")
     out = Path(hp["output_folder"])
     logger = setup_logging(out / "log.txt")
-    torch.set_num_threads(int(hp["num_threads"]))
     train_entries, valid_entries = load_entries(hp["train_manifest"]), load_entries(hp["valid_manifest"])
     model_keys = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "conv_dim", "num_categories",
                   "dropout")
@@ -50,6 +46,12 @@ def main(argv=None):
         logger.info("emotion encoder in %s is trained with these options; skipping", out)
         return None
     marker.clear()
+    # torch and the model code only now: a trained encoder is skipped in a second
+    import torch
+
+    from rellm.features.emotion_encoder_training import config_from_options, train_emotion_encoder
+
+    torch.set_num_threads(int(hp["num_threads"]))
     atomic_write_text(out / "hyperparams.yaml", resolved_yaml(config_path, overrides))
     summary = train_emotion_encoder(
         train_entries, valid_entries, out,

@@ -20,12 +20,14 @@ An index record::
 The A/V/D annotation (the manifest's, when it has all three values) and the
 emotion encoder's raw A/V/D prediction are stored side by side; which one a
 model trains on is decided by stage 4 (``rellm.data.pipelines.choose_avd_target``).
+
+torch is imported where tensors are made, not at import: stage 2 checks its done markers (``FORMAT_VERSION``)
+without it.
 """
 import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from rellm.utils.io import atomic_path, read_jsonl, write_jsonl
 from rellm.utils.sharding import shard_path
@@ -66,6 +68,8 @@ class ShardWriter:
             whisper_truncated=False):
         """``whisper_states`` [T, D] (stored fp16), ``emotion_embedding`` [E], ``avd_prediction`` length 3,
         ``avd_annotation`` length 3 or None."""
+        import torch
+
         states = whisper_states.detach().to("cpu", torch.float16).contiguous().numpy()
         self._blob.write(states.tobytes(order="C"))
         self.records.append({
@@ -180,6 +184,8 @@ class FeatureCache:
                          "--overwrite=true (or ./run.sh --stage 2 --stop_stage 2 --overwrite true)")
 
     def whisper(self, utt_id):
+        import torch
+
         r = self.record(utt_id)
         start = r["whisper_offset"] // 2  # bytes -> fp16 elements
         flat = self._map(r["whisper_file"])[start: start + r["frames"] * r["dim"]]
@@ -190,6 +196,8 @@ class FeatureCache:
 
     def emotion_embedding(self, utt_id):
         """The pooled emotion-encoder embedding ``[E]`` fp32: what the fusion adapter reads."""
+        import torch
+
         r = self.record(utt_id)
         matrix = self._map(r["emotion_embedding_file"], npy=True)
         if r["emotion_embedding_row"] >= matrix.shape[0]:
@@ -199,12 +207,24 @@ class FeatureCache:
 
     def avd_annotation(self, utt_id):
         """The corpus's A/V/D annotation ``[3]`` (0..1), or None when the utterance has none."""
+        import torch
+
         value = self.record(utt_id)["avd_annotation"]
         return None if value is None else torch.tensor(value, dtype=torch.float32)
 
     def avd_prediction(self, utt_id):
         """The frozen emotion encoder's raw A/V/D prediction ``[3]`` (not clipped)."""
+        import torch
+
         return torch.tensor(self.record(utt_id)["avd_prediction"], dtype=torch.float32)
+
+
+def open_feature_cache(folder):
+    """The stage 2 feature cache of one set, or a message saying which stage to run."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"feature folder {folder} does not exist; run stage 2 (rellm.bin.extract) first")
+    return FeatureCache(folder)
 
 
 def feature_cache_pipeline(cache):

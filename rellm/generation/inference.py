@@ -22,12 +22,12 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from rellm.generation.ser_parser import parse_ser_answer
 from rellm.generation.teacher import left_pad
 from rellm.utils.drop_report import DropReport
+from rellm.utils.torch_device import no_grad
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class TextOnlySystem:
     def length(self, utt_id, entry):
         return len(self.layout.encode_content(entry["transcript"]))
 
-    @torch.no_grad()
+    @no_grad
     def generate(self, utt_ids, entries, system_prompt, instruction, max_new_tokens):
         device = self.llm.get_input_embeddings().weight.device
         ids = [self.prompt_ids(system_prompt, instruction, entries[u]["transcript"].strip()) for u in utt_ids]
@@ -106,6 +106,8 @@ class SpeechSystem:
 
     def speech_batch(self, utt_ids):
         """``(states [B, T, D], lengths [B], emotion_embedding [B, E] | None)`` from the feature cache."""
+        import torch
+
         device = self.model.base_llm.get_input_embeddings().weight.device
         states = [self.features.whisper(u) for u in utt_ids]
         lengths = torch.tensor([s.shape[0] for s in states], dtype=torch.long)
@@ -117,14 +119,14 @@ class SpeechSystem:
             emotion_embedding = torch.stack([self.features.emotion_embedding(u) for u in utt_ids]).to(device)
         return padded.to(device), lengths.to(device), emotion_embedding
 
-    @torch.no_grad()
+    @no_grad
     def encode(self, utt_ids):
         key = tuple(utt_ids)
         if key not in self._speech_cache:  # the response and SER passes share one adapter run
             self._speech_cache = {key: self.model.encode_speech(*self.speech_batch(utt_ids))}
         return self._speech_cache[key]
 
-    @torch.no_grad()
+    @no_grad
     def generate(self, utt_ids, entries, system_prompt, instruction, max_new_tokens):
         speech = self.encode(utt_ids)
         inputs = self.model.build_generation_inputs(system_prompt, [instruction] * len(utt_ids), speech=speech)

@@ -1,9 +1,6 @@
 """Model set-up shared by stage 3, stage 5 and the responder (device and dtype: ``rellm.utils.torch_device``)."""
 import logging
 
-import torch
-
-from rellm.generation.decoding import GreedyDecoder
 from rellm.generation.prompts import CHATML_START
 from rellm.utils.torch_device import pick_device, pick_dtype
 
@@ -13,6 +10,8 @@ logger = logging.getLogger(__name__)
 def set_threads(num_threads):
     """Cap intra-op threads (shared CPU machines; DEVELOPING.md says at most 2 here). 0 keeps torch's default."""
     if num_threads and int(num_threads) > 0:
+        import torch
+
         torch.set_num_threads(int(num_threads))
 
 
@@ -45,6 +44,8 @@ def stop_ids_for(tokenizer, layout):
 
 def build_decoder(llm, tokenizer, layout, hp):
     """A :class:`GreedyDecoder` configured from the stage config's decoding keys."""
+    from rellm.generation.decoding import GreedyDecoder
+
     stops = stop_ids_for(tokenizer, layout)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     return GreedyDecoder(

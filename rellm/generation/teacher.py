@@ -21,12 +21,12 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-import torch
 from tqdm import tqdm
 
 from rellm.data.emotions import EMOTIONS
 from rellm.generation.prompts import check_template, instruction_prefix, render_user_turn
 from rellm.utils.drop_report import DropReport
+from rellm.utils.torch_device import no_grad
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +131,8 @@ def plan_batches(lengths, batch_size, seed=0):
 
 def left_pad(id_lists, pad_id, device=None):
     """``(ids [B, T], mask [B, T])`` left-padded (generation continues from the right edge)."""
+    import torch
+
     width = max(len(x) for x in id_lists)
     ids = torch.full((len(id_lists), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(id_lists), width), dtype=torch.long)
@@ -141,7 +143,7 @@ def left_pad(id_lists, pad_id, device=None):
     return ids.to(device), mask.to(device)
 
 
-@torch.no_grad()
+@no_grad
 def generate_for_prompts(llm, tokenizer, decoder, id_lists, max_new_tokens):
     """Greedy replies for a batch of token-id prompts: ``[(text, hit_limit), ...]``."""
     device = llm.get_input_embeddings().weight.device

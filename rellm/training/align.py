@@ -20,6 +20,7 @@ from speechbrain.utils.epoch_loop import EpochCounter
 from speechbrain.utils.train_logger import FileTrainLogger
 
 from rellm.data.pipelines import build_alignment_dataset
+from rellm.features.cache import open_feature_cache
 from rellm.models.final_state import load_final_state
 from rellm.training.brain import AlignBrain
 from rellm.training.checkpointing import AtomicCheckpointer, RNGState, TrainableParameters, WarmupDecayLR
@@ -30,16 +31,6 @@ logger = logging.getLogger(__name__)
 
 STEPS = ("semantic", "behaviour")
 STEP_DIRS = {"semantic": "step1_semantic", "behaviour": "step2_behaviour"}
-
-
-def open_feature_cache(folder):
-    """The stage 2 feature cache of one set (``rellm.features.cache.FeatureCache``)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"feature folder {folder} does not exist; run stage 2 (rellm.bin.extract) first")
-    from rellm.features.cache import FeatureCache
-
-    return FeatureCache(folder)
 
 
 def step_data(hp, step):

@@ -92,3 +92,21 @@ def test_data_root_file(tmp_path):
 
 def test_wav_template_uses_forward_slashes():
     assert wav_template("Session1/sentences/wav/x.wav") == "{data_root}/Session1/sentences/wav/x.wav"
+
+
+def test_read_manifest_formats_like_speechbrain_load_data_json(tmp_path):
+    """Our reader replaces what SpeechBrain's would, at every level, and leaves the rest as it is."""
+    from speechbrain.dataio.dataio import load_data_json
+
+    from rellm.data.manifest import format_strings
+
+    raw = {"u1": {"wav": "{data_root}/{{x}}.wav", "duration": 1.5, "transcript": "Say {{hi}}.", "emotion": "sad",
+                  "extra": ["{data_root}/a.wav", {"b": "{data_root}/b.wav", "n": None}, 3, ["{{y}}"]]},
+           "u2": {"wav": "plain.wav", "duration": 2, "transcript": "", "emotion": "happy", "speaker": None}}
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(raw))
+    for root in ("/corpus root", "{data_root}"):
+        expected = load_data_json(str(path), {"data_root": root})
+        assert format_strings(json.loads(path.read_text()), {"data_root": root}) == expected
+        assert read_manifest(path, data_root=None if root == "{data_root}" else root) == expected
+    assert expected["u1"]["extra"][1]["b"] == "{data_root}/b.wav" and expected["u1"]["transcript"] == "Say {hi}."

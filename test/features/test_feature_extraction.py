@@ -8,8 +8,8 @@ import torch
 
 from rellm.features.audio import AudioError, load_audio
 from rellm.features.cache import FeatureCache, feature_cache_pipeline
-from rellm.features.emotion import EmotionEmbedder, resolve_emotion_encoder
-from rellm.features.extraction import extract_shard, merge_shards
+from rellm.features.emotion import EmotionEmbedder
+from rellm.features.extraction import extract_shard, merge_shards, resolve_emotion_encoder
 from rellm.features.whisper_states import WhisperStateExtractor, encoder_length
 from rellm.models.emotion_encoder import EmotionEncoder, save_emotion_encoder, small_emotion_config
 from rellm.utils.stage import OptionsChangedError

@@ -1,5 +1,4 @@
 """The EPITOME training options: which of them make a model (the cache fingerprint), and their resolution."""
-import torch
 
 # Options that change a trained model; they make up the cache fingerprint.
 TRAIN_OPTION_KEYS = (
@@ -28,6 +27,8 @@ def train_options(conf, mechanism=None):
 
 def training_device(conf):
     """``conf['device']`` (cpu, cuda, cuda:1, ...; absent: cpu), checked before any work starts."""
+    import torch  # here, not at import: stage 6 finds cached classifiers without it
+
     device = torch.device(conf.get("device") or "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {device} asked for, but torch sees no CUDA GPU; use --device=cpu")

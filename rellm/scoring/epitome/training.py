@@ -16,10 +16,8 @@ import time
 from pathlib import Path
 
 from rellm.scoring.epitome.data import CSV_FILES, MECHANISMS, sha256_file
-from rellm.scoring.epitome.group_training import train_group
 from rellm.scoring.epitome.model_cache import MODEL_FILE, epitome_cache_dir, load_metrics
 from rellm.scoring.epitome.options import train_options, training_device
-from rellm.scoring.epitome.process_pool import parallel_jobs, plan_groups, train_groups_in_processes, training_cost
 from rellm.utils.io import atomic_write_json
 from rellm.utils.lock import OutputLock
 from rellm.utils.stage import DoneMarker
@@ -39,7 +37,8 @@ def train_all(conf, data_dir, cache_root, overwrite=False, progress=True, encode
     if isinstance(conf["encoder"], dict) or isinstance(conf["max_len"], dict):
         raise TypeError("encoder and max_len are shared by the three classifiers; give one value")
     root = epitome_cache_dir(cache_root, conf["encoder"], conf.get("encoder_tag"))
-    training_device(conf)  # a GPU asked for but absent fails here, not in a worker process
+    if str(conf.get("device") or "cpu").startswith("cuda"):  # (torch is imported only then, or to train)
+        training_device(conf)  # a GPU asked for but absent fails here, not in a worker process
     with OutputLock(root, "train", wait=True, what=f"the EPITOME cache {root}"):
         return _train_all_locked(conf, data_dir, root, overwrite, progress, encoders)
 
@@ -62,6 +61,10 @@ def _train_all_locked(conf, data_dir, root, overwrite, progress, encoders):
             todo.append(mech)
     if not todo:
         return load_metrics(root, conf["mechanisms"])
+    # the training code (torch, transformers) only now: cached classifiers are found in a second
+    from rellm.scoring.epitome.group_training import train_group
+    from rellm.scoring.epitome.process_pool import parallel_jobs, plan_groups, train_groups_in_processes, training_cost
+
     t0, cpu0 = time.time(), time.process_time()
     groups = plan_groups({m: training_cost(train_options(conf, m)) for m in todo},
                          parallel_jobs(conf.get("num_jobs"), len(todo), conf["num_threads"]))
