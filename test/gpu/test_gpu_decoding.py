@@ -3,34 +3,13 @@ import pytest
 import torch
 
 from rellm.generation.decoding import GreedyDecoder
+from rellm.testing.reference_decoding import hf_greedy_tokens as _generate_reference
+from rellm.testing.reference_decoding import left_padded_batch as _left_padded_batch
+from rellm.testing.reference_decoding import tiny_causal_lm
 
 
 def _model(arch, seed=0):
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
-
-    cfg_cls, model_cls = (LlamaConfig, LlamaForCausalLM) if arch == "llama" else (Qwen2Config, Qwen2ForCausalLM)
-    cfg = cfg_cls(vocab_size=211, hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=8,
-                  num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.1)
-    cfg._attn_implementation = "sdpa"
-    torch.manual_seed(seed)
-    return model_cls(cfg).eval().cuda()
-
-
-def _left_padded_batch(model, lengths, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    width = max(lengths)
-    ids = torch.randint(3, model.config.vocab_size, (len(lengths), width), generator=g).cuda()
-    mask = torch.zeros(len(lengths), width, dtype=torch.long, device="cuda")
-    for i, n in enumerate(lengths):
-        mask[i, width - n:] = 1
-    with torch.no_grad():
-        return model.get_input_embeddings()(ids), mask
-
-
-def _generate_reference(model, embeds, mask, new, stops):
-    out = model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=new, min_new_tokens=1,
-                         do_sample=False, num_beams=1, eos_token_id=stops, pad_token_id=stops[0])
-    return [row[: next((i for i, t in enumerate(row) if t in stops), len(row))] for row in out.tolist()]
+    return tiny_causal_lm(arch, seed, vocab_size=211, hidden_size=128, num_layers=3, num_heads=8).cuda()
 
 
 @pytest.fixture(autouse=True)
