@@ -14,10 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from rellm.training.experiment_dir import ExperimentDir
-from rellm.utils.config import ConfigError, load_config, parse_stage_args, resolved_yaml, run_main
+from rellm.utils.config import ConfigError, load_config, parse_stage_args, plain_yaml, resolved_yaml, run_main
 from rellm.utils.io import atomic_write_text
 from rellm.utils.logging import setup_logging
 from rellm.utils.stage import DoneMarker
@@ -25,18 +23,11 @@ from rellm.utils.stage import DoneMarker
 logger = logging.getLogger("rellm.bin.train")
 
 
-class _TagTolerantLoader(yaml.SafeLoader):
-    """Reads a resolved hyperpyyaml text without building its objects (tags become None)."""
-
-
-_TagTolerantLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
-
-
 PLACEMENT_KEYS = ("ngpu", "num_workers", "noprogressbar", "ckpt_interval_minutes", "ckpt_interval_steps")
 
 
 def plain_values(config_path, overrides):
-    return yaml.load(resolved_yaml(config_path, overrides), Loader=_TagTolerantLoader)
+    return plain_yaml(resolved_yaml(config_path, overrides))
 
 
 def resolve_auto_dims(config_path, overrides):
@@ -124,8 +115,7 @@ def write_experiment_files(output_folder, config_path, overrides):
     text = f"# resolved from {Path(config_path).resolve()}\n" + resolved_yaml(config_path, overrides)
     saved = exp.hyperparams
     if saved.exists() and saved.read_text(encoding="utf-8").split("\n", 1)[-1] != text.split("\n", 1)[-1]:
-        old = yaml.load(saved.read_text(encoding="utf-8"), Loader=_TagTolerantLoader) or {}
-        new = yaml.load(text, Loader=_TagTolerantLoader) or {}
+        old, new = plain_yaml(saved.read_text(encoding="utf-8")), plain_yaml(text)
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         logger.warning("the config differs from the one this experiment started with (keys: %s); "
                        "resuming with the new values, previous config kept in hyperparams.prev.yaml", changed)

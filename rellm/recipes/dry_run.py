@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from rellm.utils.config import ConfigError, split_overrides
+from rellm.utils.config import ConfigError, config_value, split_overrides
 from rellm.utils.io import atomic_write_json, atomic_write_text
 
 TABLE = Path(__file__).with_name("dry_run.yaml")
@@ -42,12 +42,9 @@ def load_table(path=TABLE):
 
 def _conf_value(conf, key):
     """A top-level plain value of a recipe config (read without building hyperpyyaml objects)."""
-    from rellm.bin.train import _TagTolerantLoader
-
-    path = Path(conf)
-    if not path.is_file():
-        raise ConfigError(f"{path} does not exist; run ./run.sh from the recipe folder")
-    return (yaml.load(path.read_text(encoding="utf-8"), Loader=_TagTolerantLoader) or {}).get(key)
+    if not Path(conf).is_file():
+        raise ConfigError(f"{conf} does not exist; run ./run.sh from the recipe folder")
+    return config_value(conf, key)
 
 
 def settings(recipe_dir=".", split="official", blsp_emo_source="released", blsp_emo="", user_args=None,

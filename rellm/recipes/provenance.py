@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from rellm.training.experiment_dir import ExperimentDir
-from rellm.utils.config import split_overrides
+from rellm.utils.config import config_value, split_overrides
 
 # (stage, globs of the folders holding a command.txt, under the recipe folder given the roots)
 COMMAND_FOLDERS = (
@@ -154,7 +154,7 @@ def models(exp, dump, split, seed, train_set="train"):
     if infer_log and _first_line(infer_log[0]):
         args = _first_line(infer_log[0]).split()
         overrides = split_overrides([a for a in args[4:] if a.startswith("--") and "=" in a])
-        text_llm = overrides.get("text_llm") or _conf_value(args[3] if len(args) > 3 else "", "text_llm")
+        text_llm = overrides.get("text_llm") or config_value(args[3] if len(args) > 3 else "", "text_llm")
         if text_llm:
             out.append(("text-only LLM", identify(text_llm)))
     metrics = sorted(Path(exp).glob(f"scores/{split}/seed{seed}/*/metrics.json"))
@@ -165,15 +165,6 @@ def models(exp, dump, split, seed, train_set="train"):
     return out
 
 
-def _conf_value(conf, key):
-    import yaml
-
-    path = Path(conf)
-    if not path.is_file():
-        return None
-    from rellm.bin.train import _TagTolerantLoader
-
-    return (yaml.load(path.read_text(encoding="utf-8"), Loader=_TagTolerantLoader) or {}).get(key)
 
 
 def markdown(exp, dump, split, seed, train_set="train", data=None, final=()):

@@ -38,6 +38,24 @@ def split_overrides(argv):
     return out
 
 
+class TagTolerantLoader(yaml.SafeLoader):
+    """Reads a (resolved) hyperpyyaml text without building its objects: ``!new:``/``!ref`` tags become None."""
+
+
+TagTolerantLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def plain_yaml(text):
+    """The plain values of a hyperpyyaml text (``{}`` for an empty one), nothing built."""
+    return yaml.load(text, Loader=TagTolerantLoader) or {}
+
+
+def config_value(path, key, default=None):
+    """A top-level plain value of a config file; ``default`` when the file or the key is absent."""
+    path = Path(path)
+    return plain_yaml(path.read_text(encoding="utf-8")).get(key, default) if path.is_file() else default
+
+
 def _yaml_value(text):
     """Parse an override as YAML when it is a plain scalar/list, else keep the string."""
     try:
