@@ -26,7 +26,7 @@ from speechbrain.utils.checkpoints import (
     mark_as_saver,
     register_checkpoint_hooks,
 )
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import if_main_process, main_process_only
 
 from rellm.training.lr_schedule import warmup_decay
 from rellm.utils.faults import fault_point
@@ -50,7 +50,7 @@ class AtomicCheckpointer(Checkpointer):
     def add_recoverable(self, name, obj, custom_load_hook=None, custom_save_hook=None, optional_load=False):
         # Optimizer and grad scaler: SpeechBrain's default hooks torch.save/torch.load them; use safetensors.
         if custom_save_hook is None and isinstance(obj, (torch.optim.Optimizer, torch.amp.GradScaler)):
-            custom_save_hook, custom_load_hook = save_state_dict_hook, load_state_dict_hook
+            custom_save_hook, custom_load_hook = main_process_only(save_state_dict_hook), load_state_dict_hook
         super().add_recoverable(name, obj, custom_load_hook=custom_load_hook, custom_save_hook=custom_save_hook,
                                 optional_load=optional_load)
 
@@ -93,6 +93,7 @@ class TrainableParameters:
         self.base_models = dict(base_models or {})
 
     @mark_as_saver
+    @main_process_only  # every rank runs the save hooks (SpeechBrain): one writer, or rank 0 races rank 1
     def save(self, path):
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.own_state_dict().items()}
         save_state({"parameters": state, "base_models": self.base_models,
@@ -118,6 +119,7 @@ class RNGState:
     """
 
     @mark_as_saver
+    @main_process_only  # every rank runs the save hooks (SpeechBrain): one writer, or rank 0 races rank 1
     def save(self, path):
         state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
         if torch.cuda.is_available():
@@ -158,6 +160,7 @@ class WarmupDecayLR:
         self.step_count += 1
 
     @mark_as_saver
+    @main_process_only  # every rank runs the save hooks (SpeechBrain): one writer, or rank 0 races rank 1
     def save(self, path):
         from rellm.utils.io import atomic_write_json
 
