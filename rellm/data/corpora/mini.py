@@ -315,13 +315,12 @@ def prepare_mini(data_folder, save_folder, split="official", seed=1234, voices=(
         atomic_write_json(save_folder / f"{name}.json", manifest)
     write_data_root(save_folder, data_folder)
     summary = {name: set_summary(m) for name, m in manifests.items()}
-    kept_total = sum(s["utterances"] for s in summary.values())
     report_dict = {
         "corpus": "mini", "split": split, "data_root": str(data_folder),
         "options": {k: v for k, v in options.items() if k not in ("styles", "jitter")},
         "sets": summary,
         "sentences": {name: len({u["transcript"] for u in m.values()}) for name, m in manifests.items()},
-        "sample_rates": {str(SAMPLE_RATE): kept_total} if kept_total else {},
+        "sample_rates": {str(SAMPLE_RATE): report.kept} if report.kept else {},
         **report.to_dict(),
     }
     atomic_write_json(save_folder / REPORT_FILE, report_dict)
