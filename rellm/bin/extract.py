@@ -27,6 +27,8 @@ def check_options(hp):
                                 "(it writes data/<split>/<set>.json)")
     if not hp["output_dir"]:
         raise ConfigError("--output_dir is required (dump/<split>/<set>)")
+    if not 0 < float(hp["whisper_window_seconds"]) <= 30.0:
+        raise ConfigError(f"--whisper_window_seconds must be in (0, 30], got {hp['whisper_window_seconds']}")
     for key in ("whisper_dtype", "emotion_dtype"):
         if hp[key] not in DTYPES:
             raise ConfigError(f"--{key} must be one of {', '.join(DTYPES)}, got {hp[key]!r}")
@@ -47,6 +49,9 @@ def main(argv=None):
     options = {"format_version": FORMAT_VERSION, "whisper": str(hp["whisper"]), "whisper_dtype": hp["whisper_dtype"],
                "emotion_encoder": str(Path(emotion_folder).resolve()), "emotion_dtype": hp["emotion_dtype"],
                "emotion_max_seconds": float(hp["emotion_max_seconds"]), "data_root": str(data_root)}
+    window = float(hp["whisper_window_seconds"])
+    if window < 30.0:  # recorded only when shortened: caches made with the full window keep their fingerprint
+        options["whisper_window_seconds"] = window
     if hp["merge"]:
         return merge_shards(entries, hp["output_dir"], int(hp["num_shards"]), options,
                             meta={**options, "manifest": str(manifest)}, overwrite=bool(hp["overwrite"]))
@@ -60,7 +65,8 @@ def main(argv=None):
         torch.set_num_threads(int(hp["num_threads"]))
         device = pick_device(hp["device"])
         return WhisperStateExtractor.from_pretrained(hp["whisper"], device=device,
-                                                     dtype=pick_dtype(hp["whisper_dtype"], device))
+                                                     dtype=pick_dtype(hp["whisper_dtype"], device),
+                                                     window_seconds=window if window < 30.0 else None)
 
     def make_emotion():
         from rellm.features.emotion import EmotionEmbedder

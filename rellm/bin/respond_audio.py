@@ -155,7 +155,12 @@ def run_model(args):
     whisper_name = args.whisper or base.get("speech_encoder")
     if not whisper_name:
         raise ResponderError("the experiment does not record its speech encoder; pass --whisper NAME_OR_FOLDER")
-    whisper = WhisperStateExtractor.from_pretrained(whisper_name, device=device)
+    # the window the model was trained on (stage 2's features.json, recorded by stage 4); 30 s if not recorded
+    window = meta.get("speech_features", {}).get("whisper_window_seconds")
+    whisper = WhisperStateExtractor.from_pretrained(whisper_name, device=device, window_seconds=window)
+    if len(audio) > whisper.max_samples:
+        notes.append(f"only the first {whisper.window_seconds:g} s were heard by Whisper (the window this model "
+                     "was trained with)")
     states = whisper([audio])[0]
     model = SpeechLLM.from_pretrained_dir(args.exp, device=device, dtype=dtype)
 

@@ -183,7 +183,7 @@ def encode_utterances(entries, keys, output_dir, shard, num_shards, make_whisper
             for i, k in enumerate(ids):
                 truncated = len(waves[i]) > whisper.max_samples
                 if truncated:
-                    report.notes.add("whisper_truncated_to_30s", k)
+                    report.notes.add("whisper_truncated_to_window", k)
                 if emotion.max_samples and len(waves[i]) > emotion.max_samples:
                     report.notes.add("emotion_encoder_input_truncated", k)
                 annotation = avd_annotation(entries[k], predictions[i], report, k)

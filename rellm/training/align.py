@@ -221,6 +221,13 @@ def run_step(model, step, hp, run_opts, output_folder, base_models, layout):
     return brain
 
 
+def speech_feature_options(cache_folder):
+    """What made the training features, from the cache's ``features.json``: the Whisper model and window."""
+    meta_path = Path(cache_folder) / "features.json"
+    meta = read_json(meta_path) if meta_path.is_file() else {}
+    return {"whisper": meta.get("whisper"), "whisper_window_seconds": meta.get("whisper_window_seconds", 30.0)}
+
+
 def train_two_steps(hp, run_opts):
     """Run both steps and write ``final/``. ``hp`` is the loaded config (a dict)."""
     model = hp["model"]
@@ -248,6 +255,8 @@ def train_two_steps(hp, run_opts):
             "prompts": {"system_prompt": hp["system_prompt"], "system_prompt_empathetic": hp["system_prompt_empathetic"],
                         "behaviour_instruction": hp["behaviour_instruction"]},
             "steps": steps,
+            # how stage 2 made the speech features (encoder, window): a reader of raw audio must do the same
+            "speech_features": speech_feature_options(Path(hp["feats_dir"]) / hp["train_set"]),
             # what configure_step trained: readers need not re-derive it from the config
             "avd_head_trained": bool(hp["lambda_dim"] > 0),
         })

@@ -1,4 +1,5 @@
 """Stage 2: trimmed Whisper states, emotion embeddings, A/V/D sources, the cache, shards and the CLI."""
+import copy
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ from rellm.features.audio import AudioError, load_audio
 from rellm.features.cache import FeatureCache, feature_cache_pipeline
 from rellm.features.emotion import EmotionEmbedder
 from rellm.features.extraction import extract_shard, merge_shards, resolve_emotion_encoder
-from rellm.features.whisper_states import WhisperStateExtractor, encoder_length
+from rellm.features.whisper_states import WhisperStateExtractor, encoder_length, shorten_window
 from rellm.models.emotion_encoder import EmotionEncoder, save_emotion_encoder, small_emotion_config
 from rellm.utils.stage import OptionsChangedError
 
@@ -97,6 +98,36 @@ def test_whisper_states_are_trimmed_to_the_real_length(encoders):
     model_out = whisper.encoder(whisper.feature_extractor([tone(2.5)], sampling_rate=16000, padding="max_length",
                                                           return_tensors="pt")["input_features"])
     assert torch.allclose(states[1].float(), model_out.last_hidden_state[0, :125], atol=1e-2)
+
+
+def test_a_shorter_whisper_window_equals_an_encoder_built_with_fewer_positions():
+    """``window_seconds=4``: the same weights on 400 log-mel frames, as a WhisperEncoder made for 200 positions."""
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    model, fe = tiny_whisper_parts()
+    full = model.get_encoder()
+    short = WhisperStateExtractor(copy.deepcopy(full), fe, window_seconds=4.0)
+    assert short.max_samples == 64000 and short.window_seconds == 4.0
+    assert short.encoder.config.max_source_positions == 200 and full.config.max_source_positions == 1500
+    config = copy.deepcopy(full.config)
+    config.max_source_positions = 200
+    reference = WhisperEncoder(config).eval()
+    weights = full.state_dict()
+    weights["embed_positions.weight"] = weights["embed_positions.weight"][:200]
+    reference.load_state_dict(weights)
+    waves = [tone(1.0), tone(2.5, freq=300), tone(5.0)]
+    states = short(waves)
+    assert [s.shape for s in states] == [(50, 16), (125, 16), (200, 16)]  # 5 s is cut to the 4 s window
+    mel = fe([waves[1]], sampling_rate=16000, padding="max_length", max_length=64000,
+             return_tensors="pt")["input_features"]
+    assert mel.shape[-1] == 400
+    with torch.no_grad():
+        expected = reference(mel).last_hidden_state[0, :125]
+    assert torch.allclose(states[1].float(), expected, atol=1e-2)
+    # and it differs from the 30 s window's states (Whisper attends to its padding): the option is not a no-op
+    assert not torch.allclose(states[1].float(), WhisperStateExtractor(full, fe)([waves[1]])[0].float(), atol=1e-3)
+    with pytest.raises(ValueError, match="at most the encoder's 30 s"):
+        shorten_window(copy.deepcopy(full), 31.0)
 
 
 def test_cache_holds_annotation_and_prediction_separately(tmp_path, corpus, encoders):
@@ -221,3 +252,5 @@ def test_command_line_shards_merge_and_rerun(tmp_path, corpus, repo_root):
                                                                                     "missing_audio": 1}
     assert main(args + ["--shard", "1"]) is None  # done: skipped
     assert FeatureCache(tmp_path / "dump").whisper("utt_a").shape == (50, 16)
+    # the mini config's shortened Whisper window is part of what made the cache (stage 4 records it)
+    assert json.loads((tmp_path / "dump" / "features.json").read_text())["whisper_window_seconds"] == 8.0

@@ -150,7 +150,8 @@ def test_answers_through_the_emotion_encoder_and_fusion_adapter_of_an_rellm_expe
     exp = tmp_path / "exp" / "rellm" / "official" / "seed1"
     model.save_final(exp / "final", extra={"base_models": {"llm": str(toy_llm_dir), "speech_encoder": str(whisper_dir),
                                                           "emotion_encoder": str(encoders[0])},
-                                           "avd_head_trained": True})
+                                           "avd_head_trained": True,
+                                           "speech_features": {"whisper_window_seconds": 2.0}})
     sf.write(tmp_path / "hi.wav", _tone(1.0, 16000), 16000)
     respond_audio.cli([str(tmp_path / "hi.wav"), "--exp", str(exp), "--max_new_tokens", "4", "--text",
                        "--transcript", "Hello there."])
@@ -167,3 +168,9 @@ def test_answers_through_the_emotion_encoder_and_fusion_adapter_of_an_rellm_expe
                        "--emotion_encoder", str(encoders[1])])
     other = capsys.readouterr().out.splitlines()
     assert other[0] != out[0]  # the SER head reads the fused (speech + emotion) adapter output
+
+    # the model was trained on 2 s Whisper windows (its final/ says so): a 3 s file is heard through the same window
+    sf.write(tmp_path / "long.wav", _tone(3.0, 16000), 16000)
+    respond_audio.cli([str(tmp_path / "long.wav"), "--exp", str(exp), "--max_new_tokens", "2", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert "only the first 2 s were heard by Whisper (the window this model was trained with)" in result["notes"]

@@ -139,7 +139,10 @@ def test_step1_on_asr_data_and_avd_loss_without_the_emotion_embedding(toy_recipe
     assert step1["train"]["kept"] == 6 and step2["train_set"] == "train" and step2["train"]["kept"] == 8
     assert step2["train"]["avd_target"] == {"avd_source": "auto", "annotation": 8, "encoder": 0}
     assert "avd_mse" in (out / "train_log.txt").read_text()
-    assert json.loads((out / "final" / "model.json").read_text())["avd_head_trained"] is True
+    final = json.loads((out / "final" / "model.json").read_text())
+    assert final["avd_head_trained"] is True
+    # the toy cache records no shortened window: the model says it was trained on Whisper's full 30 s
+    assert final["speech_features"]["whisper_window_seconds"] == 30.0
 
 
 @pytest.mark.slow
