@@ -34,7 +34,7 @@ def main(argv=None):
     logger = setup_logging(out / "log.txt")
     train_entries, valid_entries = load_entries(hp["train_manifest"]), load_entries(hp["valid_manifest"])
     model_keys = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "conv_dim", "num_categories",
-                  "dropout")
+                  "dropout", "normalize_waveform")
     train_keys = ("epochs", "batch_size", "lr", "weight_decay", "category_weight", "max_seconds", "seed",
                   "train_feature_encoder")
     options = {k: hp[k] for k in model_keys + train_keys}

@@ -263,7 +263,9 @@ def train_emotion_encoder(train_entries, valid_entries, output_folder, *, model_
     return summary
 
 
-def config_from_options(hidden_size, num_layers, num_heads, intermediate_size, conv_dim, num_categories, dropout):
+def config_from_options(hidden_size, num_layers, num_heads, intermediate_size, conv_dim, num_categories, dropout,
+                        normalize_waveform=True):
     return small_emotion_config(hidden_size=hidden_size, num_hidden_layers=num_layers, num_attention_heads=num_heads,
                                 intermediate_size=intermediate_size, conv_dim=conv_dim,
-                                num_categories=num_categories, final_dropout=dropout, hidden_dropout=dropout)
+                                num_categories=num_categories, final_dropout=dropout, hidden_dropout=dropout,
+                                normalize_waveform=bool(normalize_waveform))

@@ -14,6 +14,11 @@ loads it strictly. The same class with a small config is what the mini recipe
 trains itself (no pretrained SER model is available offline); that one adds an
 optional 5-way categorical head (``category_head.*``), absent for audeering.
 
+Input normalisation: audeering's preprocessor normalises every waveform to zero mean and unit
+variance (``do_normalize``), so absolute loudness never reaches the model. ``config.normalize_waveform``
+(absent = true, as audeering) lets a small encoder keep it: the mini corpus sets every style's
+loudness by design, while real recordings' gain says little about the speaker.
+
 Callers always get A/V/D in the toolkit's order ``[arousal, valence, dominance]``
 (:meth:`EmotionEncoder.avd_from_logits`); the head's own order comes from
 ``config.id2label``.
@@ -82,12 +87,13 @@ class EmotionEncoder(Wav2Vec2PreTrainedModel):
                                                nn.Linear(config.hidden_size, self.num_categories))
         self.post_init()
         self._avd_index = avd_head_index(config)
+        self.normalize_input = bool(getattr(config, "normalize_waveform", True))
 
     def frame_lengths(self, lengths):
         """Backbone frames that come from real samples, per utterance."""
         return self.wav2vec2._get_feat_extract_output_lengths(lengths).to(torch.long)
 
-    def conv_features(self, waveforms, lengths=None, normalize=True):
+    def conv_features(self, waveforms, lengths=None, normalize=None):
         """The convolutional feature encoder's output ``[B, T, C]`` and the real frame counts ``[B]``.
 
         Split from :meth:`forward` so that a trainer with a frozen feature encoder
@@ -96,7 +102,7 @@ class EmotionEncoder(Wav2Vec2PreTrainedModel):
         if lengths is None:
             lengths = torch.full((waveforms.shape[0],), waveforms.shape[1], dtype=torch.long,
                                  device=waveforms.device)
-        if normalize:
+        if self.normalize_input if normalize is None else normalize:
             waveforms = normalize_waveform(waveforms, lengths)
         return self.wav2vec2.feature_extractor(waveforms).transpose(1, 2), self.frame_lengths(lengths)
 
@@ -115,13 +121,14 @@ class EmotionEncoder(Wav2Vec2PreTrainedModel):
             out["category_logits"] = self.category_head(embedding)
         return out
 
-    def forward(self, waveforms, lengths=None, normalize=True):
+    def forward(self, waveforms, lengths=None, normalize=None):
         """``waveforms`` [B, S] raw 16 kHz audio (zero-padded), ``lengths`` [B] samples.
 
         Returns a dict: ``embedding`` [B, H] (mean of the last layer over real
         frames), ``head_logits`` [B, 3] in the head's own order, ``avd`` [B, 3]
         in [arousal, valence, dominance] order, and ``category_logits`` [B, C]
-        when the model has a category head. (wav2vec2's SpecAugment masking is
+        when the model has a category head. ``normalize`` (None: the config's
+        ``normalize_waveform``) normalises each waveform first. (wav2vec2's SpecAugment masking is
         not applied: the toolkit only infers with, or trains small encoders
         without, it.)
         """

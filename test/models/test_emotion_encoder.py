@@ -144,6 +144,25 @@ def test_input_is_normalised_per_utterance():
         assert torch.allclose(model(x)["embedding"], model(5 * x + 0.1)["embedding"], atol=1e-4)
 
 
+def test_an_encoder_saved_without_waveform_normalisation_hears_loudness(tmp_path):
+    """``normalize_waveform: false`` (the mini encoder) is kept in config.json and used by every caller."""
+    from rellm.features.emotion import EmotionEmbedder
+
+    torch.manual_seed(0)
+    save_emotion_encoder(EmotionEncoder(small_emotion_config(normalize_waveform=False)).eval(), tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["normalize_waveform"] is False
+    loaded = load_emotion_encoder(tmp_path)
+    x = torch.randn(1, 16000)
+    with torch.no_grad():
+        quiet, loud = loaded(0.1 * x)["embedding"], loaded(0.5 * x)["embedding"]
+        assert (quiet - loud).abs().max() > 1e-2  # loudness reaches the model
+        assert torch.allclose(loaded(0.1 * x, normalize=True)["embedding"], loaded(0.5 * x, normalize=True)["embedding"],
+                              atol=1e-4)
+    embedder = EmotionEmbedder(loaded)  # stage 2 and the responder go through this
+    emb_quiet, _ = embedder([0.1 * x[0].numpy()])
+    assert torch.allclose(torch.from_numpy(emb_quiet), quiet, atol=1e-5)
+
+
 def test_self_trained_format_round_trips_with_category_head(tmp_path):
     torch.manual_seed(0)
     model = EmotionEncoder(small_emotion_config()).eval()
