@@ -38,6 +38,7 @@ nj=${nj-4}                                # parallel jobs for feature extraction
 gen_nj=${gen_nj-4}                        # parallel jobs for expected-response generation
 infer_nj=${infer_nj-4}                    # parallel jobs for inference
 ngpu=${ngpu-1}                            # GPUs for training (torchrun); 0 = CPU
+cpu_train_threads=${cpu_train_threads-2}  # with ngpu=0: CPU threads of the one-job training stages (2a, 4), which run alone
 seed=${seed-1}
 models=${models-"blsp_emo rellm"}         # trained systems (conf/train_<model>.yaml)
 systems=${systems-"text_only blsp_emo rellm"}  # scored systems
@@ -92,6 +93,8 @@ fi
 data=${datadir}/${split}
 dump=${dumpdir}/${split}
 gpu_per_job=$(( ngpu > 0 ? 1 : 0 ))  # array jobs (extract, generate, infer) use one GPU each, or none
+train_threads=""  # the sharded stages use one thread per job; a training job alone on the CPU may use more
+[ "${ngpu}" -eq 0 ] && train_threads="--num_threads ${cpu_train_threads}"
 # Step 1 (semantic alignment on ASR data) runs only when BLSP-Emo is trained here: the released one went through it.
 step1=${step1_data}
 if [ "${blsp_emo_source}" = released ] && [ -n "${step1}" ]; then
@@ -136,7 +139,7 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
             exit 1
         fi
         log "Stage 2a: training the dimensional emotion encoder on ${train_set} -> ${expdir}/emotion_encoder/${split}"
-        ${cuda_cmd} --gpu "${ngpu}" "${expdir}/emotion_encoder/${split}/train.log" \
+        ${cuda_cmd} --gpu "${ngpu}" ${train_threads} "${expdir}/emotion_encoder/${split}/train.log" \
             ${python} -m rellm.bin.train_emotion_encoder "${emotion_encoder_conf}" \
             --train_manifest "${data}/${train_set}.json" --valid_manifest "${data}/${valid_set}.json" \
             --output_folder "${expdir}/emotion_encoder/${split}" ${emotion_encoder_args}
@@ -201,7 +204,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         fi
         model_args_var=${model}_args
         log "Stage 4: two-step alignment training of ${model} -> ${model_dir}"
-        ${cuda_cmd} --gpu "${ngpu}" "${model_dir}/train.log" \
+        ${cuda_cmd} --gpu "${ngpu}" ${train_threads} "${model_dir}/train.log" \
             ${python} -m rellm.bin.train conf/train_${model}.yaml --ngpu "${ngpu}" --seed "${seed}" \
             --data_dir "${data}" --feats_dir "${dump}" --responses_dir "${expdir}/responses/${split}" \
             --train_set "${train_set}" --valid_set "${valid_set}" --exp_root "${expdir}" --split "${split}" \

@@ -51,7 +51,8 @@ def main(argv=None):
 
     from rellm.features.emotion_encoder_training import config_from_options, train_emotion_encoder
 
-    torch.set_num_threads(int(hp["num_threads"]))
+    if int(hp["num_threads"]) > 0:  # 0: as the environment says (the job runner's --num_threads)
+        torch.set_num_threads(int(hp["num_threads"]))
     atomic_write_text(out / "hyperparams.yaml", resolved_yaml(config_path, overrides))
     summary = train_emotion_encoder(
         train_entries, valid_entries, out,

@@ -16,8 +16,9 @@ optional 5-way categorical head (``category_head.*``), absent for audeering.
 
 Input normalisation: audeering's preprocessor normalises every waveform to zero mean and unit
 variance (``do_normalize``), so absolute loudness never reaches the model. ``config.normalize_waveform``
-(absent = true, as audeering) lets a small encoder keep it: the mini corpus sets every style's
-loudness by design, while real recordings' gain says little about the speaker.
+(absent = true, as audeering) lets a small encoder keep it, for a corpus whose loudness is part of its
+design (the mini corpus's styles are; real recordings' gain says little about the speaker). The mini
+recipe keeps audeering's normalisation (``egs/mini/conf/emotion_encoder.yaml`` gives both figures).
 
 Callers always get A/V/D in the toolkit's order ``[arousal, valence, dominance]``
 (:meth:`EmotionEncoder.avd_from_logits`); the head's own order comes from
