@@ -127,6 +127,14 @@ class SpeechSystem:
         return self._speech_cache[key]
 
     @no_grad
+    def classify(self, utt_ids):
+        """The emotion head's label per utterance (the pooled adapter output, as trained by the emotion CE)."""
+        from rellm.data.emotions import EMOTIONS
+
+        logits = self.model.classify_emotion(*self.encode(utt_ids))
+        return [EMOTIONS[int(i)] for i in logits.argmax(-1).tolist()]
+
+    @no_grad
     def generate(self, utt_ids, entries, system_prompt, instruction, max_new_tokens):
         speech = self.encode(utt_ids)
         inputs = self.model.build_generation_inputs(system_prompt, [instruction] * len(utt_ids), speech=speech)
@@ -159,18 +167,21 @@ def run_inference(system, entries, batches, prompts, desc=None):
                 utt_ids, entries, prompts["ser_system_prompt"], prompts["ser_instruction"],
                 prompts["ser_max_new_tokens"],
             )
-            for utt_id, response, ser in zip(utt_ids, responses, ser_outputs):
+            # speech systems also have an emotion head: its label is a second SER figure, beside the generated answer
+            heads = system.classify(utt_ids) if hasattr(system, "classify") else [None] * len(utt_ids)
+            for utt_id, response, ser, head in zip(utt_ids, responses, ser_outputs, heads):
                 entry = entries[utt_id]
-                records.append(
-                    {
-                        "utt_id": utt_id,
-                        "transcript": (entry.get("transcript") or "").strip(),
-                        "emotion": entry.get("emotion"),
-                        "response": response,
-                        "ser_output": ser,
-                        "ser_pred": parse_ser_answer(ser),
-                    }
-                )
+                record = {
+                    "utt_id": utt_id,
+                    "transcript": (entry.get("transcript") or "").strip(),
+                    "emotion": entry.get("emotion"),
+                    "response": response,
+                    "ser_output": ser,
+                    "ser_pred": parse_ser_answer(ser),
+                }
+                if head is not None:
+                    record["ser_head_pred"] = head
+                records.append(record)
             bar.update(len(utt_ids))
     records.sort(key=lambda r: r["utt_id"])
     return records

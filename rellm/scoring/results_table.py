@@ -97,8 +97,9 @@ def results_table(metrics, mechanisms, repeated_max_share=None):
     for the teacher's
     own expected responses when stage 3 produced them for this test set.
     """
-    header = "| system | " + " | ".join(mechanisms) + " | UA (%) | WA (%) | resp. emotion UA (%) | same response (%) | n |"
-    lines = [header, "|" + "---|" * (len(mechanisms) + 6)]
+    header = ("| system | " + " | ".join(mechanisms)
+              + " | UA (%) | WA (%) | SER head UA (%) | resp. emotion UA (%) | same response (%) | n |")
+    lines = [header, "|" + "---|" * (len(mechanisms) + 7)]
     comparisons = metrics.get("comparisons", {})
     reference = metrics.get("reference_system", "rellm")
     marks_against = {}
@@ -115,7 +116,7 @@ def results_table(metrics, mechanisms, repeated_max_share=None):
         m = metrics["systems"].get(system)
         if m is None:
             why = metrics.get("missing_systems", {}).get(system, "not scored")
-            lines.append(f"| {label} | " + " | ".join(["missing"] * (len(mechanisms) + 4)) + " | – |")
+            lines.append(f"| {label} | " + " | ".join(["missing"] * (len(mechanisms) + 5)) + " | – |")
             lines[-1] += f" <!-- {why} -->"
             continue
         cells = []
@@ -132,12 +133,13 @@ def results_table(metrics, mechanisms, repeated_max_share=None):
         resp_ua = _fmt(resp["ua"], 100, 1) if resp else "–"
         if resp and system == reference:
             resp_ua += _mark_suffix(marks_against.get("RE", []))
-        cells += [ua, _fmt(ser["wa"], 100, 1) if ser else "–", resp_ua,
+        head = m.get("ser_head")
+        cells += [ua, _fmt(ser["wa"], 100, 1) if ser else "–", _fmt(head["ua"], 100, 1) if head else "–", resp_ua,
                   _repeated_cell(m.get("distinct_responses"), repeated_max_share), str(m["n"])]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     teacher = (metrics.get("response_emotion") or {}).get("teacher")
     if teacher:
-        cells = ["–"] * (len(mechanisms) + 2) + [_fmt(teacher["response_emotion"]["ua"], 100, 1),
+        cells = ["–"] * (len(mechanisms) + 3) + [_fmt(teacher["response_emotion"]["ua"], 100, 1),
                                                  _repeated_cell(teacher["distinct_responses"], repeated_max_share),
                                                  str(teacher["n"])]
         lines.append(f"| {TEACHER_LABEL} | " + " | ".join(cells) + " |")
@@ -285,6 +287,9 @@ def render_results(corpus, split, seed, test_sets, scores_dir, output, command, 
               f"- test set(s): {', '.join(f'{t} ({n_test.get(t, 0)} utterances)' for t in test_sets)}",
               (f"- emotion classes present in the reference: {', '.join(e for e in EMOTIONS if e in classes) or 'none'}"
               " (UA averages recall over these; an unparsed SER answer counts as wrong)"),
+              ("- UA / WA: SER read from each system's generated answer to the SER question, as in the paper; "
+              "SER head UA: the speech systems' 5-way emotion head on the pooled adapter output (trained by step 2's "
+              "emotion cross-entropy; stage 5 records its label), a second figure that needs no text generation"),
               ("- empathy: mean EPITOME level (0..2) with seeker post = transcript, response = system response; "
               "classifiers re-trained here on the encoder "
               f"{next((m['epitome']['encoder'] for m in all_metrics.values() if 'encoder' in m.get('epitome', {})), 'unknown')}"

@@ -93,7 +93,7 @@ def system_metrics(records, mechanisms):
     refs = [records[i]["emotion"] for i in ids]
     preds = [records[i]["ser_pred"] or UNKNOWN for i in ids]
     correct = np.array([r == p for r, p in zip(refs, preds)])
-    out = {"n": len(ids), "empathy": {}, "ser": None, "empathy_by_ser": {}, "per_emotion": {},
+    out = {"n": len(ids), "empathy": {}, "ser": None, "ser_head": None, "empathy_by_ser": {}, "per_emotion": {},
            "response_emotion": response_emotion_metrics(records) if has_predictions(records) else None,
            "distinct_responses": distinct_responses(records)}
     levels = {m: np.array([records[i]["levels"][m] for i in ids]) for m in mechanisms}
@@ -101,6 +101,9 @@ def system_metrics(records, mechanisms):
         counts = [int(np.sum(levels[m] == lv)) for lv in LEVELS]
         out["empathy"][m] = {"mean": _mean(levels[m]), "counts": counts,
                              "distribution": [c / len(ids) for c in counts]}
+    # the speech systems' emotion head (stage 5 records its label when the system has one)
+    if records and all(records[i].get("ser_head_pred") in EMOTIONS for i in ids) and all(r in EMOTIONS for r in refs):
+        out["ser_head"] = ser_metrics(refs, [records[i]["ser_head_pred"] for i in ids])
     if _ser_available(records):
         out["ser"] = ser_metrics(refs, preds)
         for m in mechanisms:

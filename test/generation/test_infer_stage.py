@@ -87,6 +87,11 @@ def test_speech_system_matches_the_reference_generate_path(tmp_path, toy_data, t
     stops = set(model.layout.stop_token_ids) | {model.tokenizer.convert_tokens_to_ids("<|im_start|>")}
     ids = ids[: next((i for i, t in enumerate(ids) if t in stops), len(ids))]
     assert records[utt]["response"] == model.tokenizer.decode(ids, skip_special_tokens=True).strip()
+    # the emotion head's label is recorded too: the argmax of the model's head on the same adapter output
+    with torch.no_grad():
+        head = EMOTIONS[int(model.classify_emotion(E, M).argmax(-1))]
+    assert records[utt]["ser_head_pred"] == head
+    assert all(r["ser_head_pred"] in EMOTIONS for r in records.values())
 
 
 def test_missing_features_are_counted_not_dropped(tmp_path, toy_data, trained_dir, monkeypatch):

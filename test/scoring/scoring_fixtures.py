@@ -96,5 +96,7 @@ def synthetic_system_outputs(n=60, seed=0):
         systems["blsp_emo"].append({**base, "response": rng.choice(plain + empathic[:1]),
                                     "ser_pred": emotion if rng.random() < 0.6 else wrong})
         systems["rellm"].append({**base, "response": rng.choice(empathic),
-                                 "ser_pred": emotion if rng.random() < 0.85 else rng.choice([wrong, "unknown"])})
+                                 "ser_pred": emotion if rng.random() < 0.85 else rng.choice([wrong, "unknown"]),
+                                 # the emotion head: right on every utterance but those of every 4th index
+                                 "ser_head_pred": wrong if k % 4 == 0 else emotion})
     return systems

@@ -58,6 +58,9 @@ def test_score_and_results_end_to_end(recipe):
     ser = metrics["comparisons"]["blsp_emo"]["ser"]
     assert ser["mcnemar"]["p_value"] <= 1.0 and ser["ua_reference"] > ser["ua_baseline"]
     assert rellm["ser"]["classes_present"] == ["neutral", "happy", "angry", "sad", "surprise"]
+    # the emotion head's labels (RE-LLM's records carry them): wrong on k % 4 == 0, i.e. 3 of the 12 of each class
+    assert rellm["ser_head"]["ua"] == pytest.approx(0.75)
+    assert metrics["systems"]["blsp_emo"]["ser_head"] is None and metrics["systems"]["text_only"]["ser_head"] is None
     assert set(rellm["per_emotion"]) == {"neutral", "happy", "angry", "sad", "surprise"}
     assert rellm["empathy_by_ser"]["ER"]["correct"]["n"] + rellm["empathy_by_ser"]["ER"]["wrong"]["n"] == 60
     boot = metrics["comparisons"]["text_only"]["empathy"]["EX"]["bootstrap"]
@@ -80,6 +83,8 @@ def test_score_and_results_end_to_end(recipe):
     assert "## Environment" in text and "git:" in text and "torch" in text
     assert "./run.sh --stage 6 --stop_stage 6" in text
     assert "| text-only LLM |" in text and "| BLSP-Emo baseline |" in text and "| RE-LLM |" in text
+    rellm_row = next(line for line in text.splitlines() if line.startswith("| RE-LLM |")).split(" | ")
+    assert rellm_row[6] == "75.0"  # the SER head UA column, after UA and WA
     assert "vs text-only" in text and "vs BLSP-Emo" in text and "Wilcoxon p=" in text and "McNemar p=" in text
     assert "trained on the mini corpus itself" in text
     assert "classifiers re-trained here on the encoder tiny-test-encoder" in text  # which encoder scored the table
@@ -191,12 +196,13 @@ def test_response_emotion_teacher_row_repeats_and_examples(recipe):
         "text_only", "blsp_emo", "rellm", "teacher"}
 
     text = Path(results_bin.main(RESULTS_ARGS)).read_text(encoding="utf-8")
-    assert "| system | ER | IP | EX | UA (%) | WA (%) | resp. emotion UA (%) | same response (%) | n |" in text
+    assert ("| system | ER | IP | EX | UA (%) | WA (%) | SER head UA (%) | resp. emotion UA (%) | same response (%) | n |"
+            in text)
     # the synthetic test set repeats (transcript, emotion) pairs, and the teacher answers a pair the same way
     repeated = section["teacher"]["distinct_responses"]
     assert repeated["share_identical"] > 0.1 and repeated["share_identical_other_sentence"] == 0.0
     assert repeated["most_common_share"] <= 0.1  # but no reply is given to more than 10 % of the utterances
-    assert (f"| teacher (expected responses) | – | – | – | – | – | 100.0 | {repeated['most_common_share'] * 100:.1f} "
+    assert (f"| teacher (expected responses) | – | – | – | – | – | – | 100.0 | {repeated['most_common_share'] * 100:.1f} "
             "| 60 |") in text
     top = metrics["systems"]["text_only"]["distinct_responses"]["most_common_share"]
     assert top > 0.1 and f" | {top * 100:.1f} ✗ | 60 |" in text  # one canned reply for over 10 %: marked
