@@ -39,12 +39,19 @@ PAPER_FIGURES = {
 }
 
 
+# What stage 6 itself rewrites in a checkout: committed results must not make the run look "dirty".
+RESULT_PATHS = ("egs/*/RESULTS*.md", "egs/*/results_figures/**")
+
+
 def git_revision(repo_dir):
-    """``(hash, dirty)`` of the code checkout, ``("unknown", None)`` outside git."""
+    """``(hash, dirty)`` of the code checkout, ``("unknown", None)`` outside git; ``dirty``: a tracked file other
+    than the recipes' own results (``RESULT_PATHS``) differs from the commit."""
     try:
         rev = subprocess.run(["git", "-C", str(repo_dir), "rev-parse", "HEAD"], capture_output=True,
                              text=True, check=True, timeout=20).stdout.strip()
-        status = subprocess.run(["git", "-C", str(repo_dir), "status", "--porcelain", "--untracked-files=no"],
+        excluded = [f":(exclude,glob){p}" for p in RESULT_PATHS]
+        status = subprocess.run(["git", "-C", str(repo_dir), "status", "--porcelain", "--untracked-files=no",
+                                 "--", ".", *excluded],
                                 capture_output=True, text=True, check=True, timeout=20).stdout
         return rev, bool(status.strip())
     except (OSError, subprocess.SubprocessError):

@@ -213,3 +213,29 @@ def test_response_emotion_teacher_row_repeats_and_examples(recipe):
     assert f"\"{first['transcript']}\"" in text
     row = first["rows"][3]
     assert f"| sad (`{row['utt_id']}`) | " in text and f"{teacher[row['utt_id']]} [sad]" in text
+
+
+def test_rewritten_results_do_not_make_the_checkout_dirty(tmp_path):
+    """A fresh clone's run rewrites its committed RESULTS.md and figures; only other changes count as uncommitted."""
+    import subprocess
+
+    from rellm.scoring.results_table import git_revision
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    recipe = tmp_path / "egs" / "mini"
+    (recipe / "results_figures" / "official_seed1").mkdir(parents=True)
+    files = {recipe / "RESULTS.md": "old", recipe / "results_figures" / "official_seed1" / "a.png": "old",
+             tmp_path / "code.py": "x = 1"}
+    for path, text in files.items():
+        path.write_text(text)
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    for path in list(files)[:2]:
+        path.write_text("new")
+    rev, dirty = git_revision(tmp_path)
+    assert len(rev) == 40 and dirty is False
+    (tmp_path / "code.py").write_text("x = 2")
+    assert git_revision(tmp_path)[1] is True
