@@ -99,6 +99,12 @@ class ShardWriter:
         return False
 
 
+def read_feature_meta(folder):
+    """A cache's ``features.json`` (what made it: encoders, dims, Whisper window), ``{}`` when absent."""
+    path = Path(folder) / "features.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
 class FeatureCache:
     """Read-only access to a stage-2 feature folder.
 
@@ -120,8 +126,7 @@ class FeatureCache:
                 "--merge true step, before reading its features"
             )
         self._records = {r["utt_id"]: r for r in read_jsonl(index)}
-        meta = self.folder / "features.json"
-        self.meta = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
+        self.meta = read_feature_meta(self.folder)
         version = self.meta.get("format_version")
         first = next(iter(self._records.values()), {})
         if check_version and (version != FORMAT_VERSION or (first and "avd_prediction" not in first)):

@@ -12,8 +12,9 @@ most 5.3 s): the encoder keeps only the first ``50 * window_seconds`` positions 
 table and reads ``window_seconds`` of padded log-mel instead of 30 s: on Whisper tiny (CPU) 4x
 faster at 10 s, 5.7x at 8 s (the mini setting), 8x at 6 s. The states are not those of the 30 s
 window (Whisper attends to its padding): on mini utterances their mean cosine similarity to the
-30 s states is 0.988 per frame at 10 s, 0.984 at 8 s, 0.980 at 6 s. Every reader of a feature cache must use the cache's window, so stage 2
-records it in ``features.json`` and stage 4 in the trained model's ``final/`` (``speech_features``).
+30 s states is 0.988 per frame at 10 s, 0.984 at 8 s, 0.980 at 6 s. Every reader of a feature
+cache must use the cache's window, so stage 2 records it in ``features.json`` and stage 4 in the
+trained model's ``final/`` (``speech_features``).
 """
 import torch
 
@@ -31,7 +32,7 @@ def shorten_window(encoder, window_seconds):
     """
     import copy
 
-    positions = int(round(float(window_seconds) * POSITIONS_PER_SECOND))
+    positions = round(float(window_seconds) * POSITIONS_PER_SECOND)
     full = encoder.embed_positions.num_embeddings
     if positions <= 0 or positions > full:
         raise ValueError(f"whisper window of {window_seconds} s must be > 0 and at most the encoder's "

@@ -16,6 +16,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from rellm.features.cache import read_feature_meta
 from rellm.training.experiment_dir import ExperimentDir
 from rellm.utils.config import config_value, split_overrides
 
@@ -86,11 +87,9 @@ def _unique(items):
 
 def data_folder(dump, split, train_set="train"):
     """Stage 1's folder: the one of the manifest stage 2 read (``features.json``), else ``data/<split>``."""
-    features = Path(dump) / train_set / "features.json"
-    if features.is_file():
-        manifest = json.loads(features.read_text(encoding="utf-8")).get("manifest")
-        if manifest:
-            return str(Path(manifest).parent)
+    manifest = read_feature_meta(Path(dump) / train_set).get("manifest")
+    if manifest:
+        return str(Path(manifest).parent)
     return f"data/{split}"
 
 
@@ -134,9 +133,8 @@ def stage_commands(exp, dump, split, seed, train_set="train", data=None, final=(
 def models(exp, dump, split, seed, train_set="train"):
     """``[(role, description)]``."""
     out = []
-    features = Path(dump) / train_set / "features.json"
-    if features.is_file():
-        info = json.loads(features.read_text(encoding="utf-8"))
+    info = read_feature_meta(Path(dump) / train_set)
+    if info:
         out.append(("stage 2 Whisper", identify(info.get("whisper"))))
         out.append(("stage 2 emotion encoder", identify(info.get("emotion_encoder"))))
     for system in ("blsp_emo", "rellm"):

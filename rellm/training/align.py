@@ -20,7 +20,7 @@ from speechbrain.utils.epoch_loop import EpochCounter
 from speechbrain.utils.train_logger import FileTrainLogger
 
 from rellm.data.pipelines import build_alignment_dataset
-from rellm.features.cache import open_feature_cache
+from rellm.features.cache import open_feature_cache, read_feature_meta
 from rellm.models.final_state import load_final_state
 from rellm.training.brain import AlignBrain
 from rellm.training.checkpointing import AtomicCheckpointer, RNGState, TrainableParameters, WarmupDecayLR
@@ -223,8 +223,7 @@ def run_step(model, step, hp, run_opts, output_folder, base_models, layout):
 
 def speech_feature_options(cache_folder):
     """What made the training features, from the cache's ``features.json``: the Whisper model and window."""
-    meta_path = Path(cache_folder) / "features.json"
-    meta = read_json(meta_path) if meta_path.is_file() else {}
+    meta = read_feature_meta(cache_folder)
     return {"whisper": meta.get("whisper"), "whisper_window_seconds": meta.get("whisper_window_seconds", 30.0)}
 
 
