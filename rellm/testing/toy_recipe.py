@@ -40,8 +40,10 @@ def read_feature_cache(folder):
             for utt_id in cache.keys()}  # noqa: SIM118 (FeatureCache is not iterable)
 
 
-def write_toy_recipe_data(root, num_utts=8, speech_dim=24, emotion_dim=8, sets=("train", "valid"), seed=0):
-    """Stage 1-3 outputs for ``num_utts`` utterances per set under ``root`` (random features).
+def write_toy_recipe_data(root, num_utts=8, speech_dim=24, emotion_dim=8, sets=("train", "valid"), seed=0,
+                          min_duration=1.0):
+    """Stage 1-3 outputs for ``num_utts`` utterances per set under ``root`` (random features), lasting
+    ``min_duration`` to ``min_duration + 0.75`` s.
 
     Layout: ``data/<set>.json``, ``dump/<set>/`` (a stage 2 feature cache) and
     ``responses/<set>/{expected,continuation}.jsonl``.
@@ -54,7 +56,7 @@ def write_toy_recipe_data(root, num_utts=8, speech_dim=24, emotion_dim=8, sets=(
             utt = f"{set_name}_utt{i:03d}"
             emotion = TOY_EMOTIONS[i % len(TOY_EMOTIONS)]
             transcript = TOY_SENTENCES[i % 5]
-            duration = 1.0 + 0.25 * (i % 4)
+            duration = min_duration + 0.25 * (i % 4)
             frames = int(duration * WHISPER_FRAMES_PER_SECOND)
             avd = torch.rand(3, generator=g)
             manifest[utt] = {

@@ -1,5 +1,7 @@
 """Stage 4 orchestration: the two alignment steps of BLSP-Emo / RE-LLM, resumable end to end.
 
+    step 0 ctc       (save/step0_ctc)        optional (step1_ctc_epochs > 0, not in the paper): adapter only,
+                                             CTC to the LLM's token embeddings (rellm.training.ctc_warmup)
     step 1 semantic  (save/step1_semantic)   adapter only, KL to the text LLM on continuation.jsonl
     step 2 behaviour (save/step2_behaviour)  adapter + PLoRA + heads on expected.jsonl
     final/                                   own parameters + model.json, for stage 5
@@ -24,6 +26,7 @@ from rellm.features.cache import open_feature_cache, read_feature_meta
 from rellm.models.final_state import load_final_state
 from rellm.training.brain import AlignBrain
 from rellm.training.checkpointing import AtomicCheckpointer, RNGState, TrainableParameters, WarmupDecayLR
+from rellm.training.ctc_warmup import run_ctc_warmup
 from rellm.training.experiment_dir import ExperimentDir
 from rellm.utils.io import atomic_write_json, read_json, read_jsonl
 
@@ -246,6 +249,11 @@ def train_two_steps(hp, run_opts):
         logger.info("init_from=%s: skipping the semantic step", hp["init_from"])
     elif hp["step1_epochs"] <= 0:
         steps = ["behaviour"]
+    if "semantic" in steps and hp.get("step1_ctc_epochs", 0) > 0:
+        data_dir, feats_dir, _, train_name, _ = step_data(hp, "semantic")
+        run_ctc_warmup(model, hp, exp, read_json(Path(data_dir) / f"{train_name}.json"),
+                       open_feature_cache(Path(feats_dir) / train_name), FileTrainLogger(exp.train_log),
+                       write=sb.utils.distributed.if_main_process())
     for step in steps:
         run_step(model, step, hp, run_opts, exp.root, base_models, model.layout)
     if sb.utils.distributed.if_main_process():

@@ -24,6 +24,7 @@ def _args(root, model, out, **extra):
         "llm_name": root / "llm", "lora_target_modules": "[q_proj, v_proj]", "noprogressbar": "true",
         "step1_epochs": 1, "step2_epochs": 2, "step1_batch_size": 2, "step2_batch_size": 2, "ckpt_interval_minutes": 0,
         "ser_turns": "false",  # the mini config's SER turns add items: the step counts below assume none
+        "step1_ctc_epochs": 0,  # the mini config's CTC warm-up: tested where asked for
     }
     args.update(extra)
     return [str(CONF / f"train_{model}.yaml")] + [f"--{k}={v}" for k, v in args.items()]
@@ -127,12 +128,18 @@ def test_torchrun_two_processes_on_cpu(toy_recipe, tmp_path):
 def test_step1_on_asr_data_and_avd_loss_without_the_emotion_embedding(toy_recipe, tmp_path):
     from rellm.testing.toy_recipe import write_toy_recipe_data
 
-    asr = write_toy_recipe_data(tmp_path / "asr", num_utts=6, sets=("asr_train", "asr_valid"), seed=7)
+    # 6 s or more: enough adapter frames for CTC to align the toy transcripts' tokens
+    asr = write_toy_recipe_data(tmp_path / "asr", num_utts=6, sets=("asr_train", "asr_valid"), seed=7, min_duration=6.0)
     out = tmp_path / "blsp_emo" / "toy" / "seed1"
     # BLSP-Emo with an A/V/D loss (emotion_dim 0, lambda_dim 1): the head trains on the pooled adapter output
     extra = {"step1_data_dir": asr / "data", "step1_feats_dir": asr / "dump", "step1_responses_dir": asr / "responses",
-             "step1_train_set": "asr_train", "step1_valid_set": "asr_valid", "lambda_dim": 1.0, "step2_epochs": 1}
+             "step1_train_set": "asr_train", "step1_valid_set": "asr_valid", "lambda_dim": 1.0, "step2_epochs": 1,
+             "step1_ctc_epochs": 2}
     assert train_stage.main(_args(toy_recipe, "blsp_emo", out, **extra)) == 0
+    # the CTC warm-up ran on step 1's data before step 1, and left its adapter and marker
+    log = (out / "train_log.txt").read_text()
+    assert "step: step0_ctc, epoch: 2" in log and log.index("step0_ctc") < log.index("step1_semantic")
+    assert (out / "save" / "step0_ctc" / "adapter.safetensors").is_file()
     step1 = json.loads((out / "save" / "step1_semantic" / "data_report.json").read_text())
     step2 = json.loads((out / "save" / "step2_behaviour" / "data_report.json").read_text())
     assert step1["train_set"] == "asr_train" and step1["data_dir"] == str(asr / "data")
