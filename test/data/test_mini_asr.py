@@ -6,7 +6,7 @@ import pytest
 
 from rellm.bin import prepare as prepare_stage
 from rellm.data.corpora import mini
-from rellm.data.corpora.mini_asr import sentence_pools, generate_sentences, plan_asr_set
+from rellm.data.corpora.mini_asr import generate_sentences, plan_asr_set, sentence_pools
 
 CONF = Path(__file__).resolve().parents[2] / "egs" / "mini" / "conf" / "prepare_step1.yaml"
 
