@@ -2,12 +2,13 @@
 
 Not in BLSP-Emo or RE-LLM (``step1_ctc_epochs: 0`` in the paper recipes). Why the mini recipe has it: BLSP-Emo's
 step 1 aligns a fresh adapter by the continuation KL over a large ASR corpus, thousands of optimizer steps. On
-2 CPU cores the mini recipe affords about a hundred; measured after them, the LLM continued unseen sentences as
-if it had not heard their words, and the trained speech-LLMs answered every utterance of an emotion with one
-reply. This warm-up needs no LLM forward pass: the adapter's output vectors ``E [N, H]`` are scored against
-the LLM's input-embedding matrix ``W [V, H]`` (logits ``E W^T``, plus one learned blank vector), and a CTC loss
-against the transcript's LLM tokens teaches the adapter to point, word by word, at the embeddings of the words
-it hears. A few epochs take about a minute on a CPU; step 1 then starts from an adapter that carries the words.
+2 CPU cores the mini recipe affords about a hundred; measured after them, the LLM continued held-out sentences
+as if it had not heard their words (all alike), and the trained speech-LLMs gave one reply to many utterances
+of an emotion. This warm-up needs no LLM forward pass: the adapter's output vectors ``E [N, H]`` are scored
+against the LLM's input-embedding matrix ``W [V, H]`` (logits ``E W^T``, plus one learned blank vector), and a
+CTC loss against the transcript's LLM tokens teaches the adapter to point, word by word, at the embeddings of
+the words it hears; step 1 then starts from an adapter that carries them. Cost: the product with ``W`` (49152
+tokens for SmolLM2), about 40 s an epoch over the 720 mini step-1 utterances on 2 CPU threads.
 
 Resumable like the steps: the warmed-up adapter is saved in ``save/step0_ctc`` with a done marker of its
 options; a rerun loads it, and once step 1 has a checkpoint the warm-up is not looked at again.
@@ -39,11 +40,11 @@ def ctc_log_probs(speech, token_embeddings, blank):
     return logits.log_softmax(dim=-1)
 
 
-def ctc_items(manifest, cache, tokenizer, output_lengths, emotion=False):
-    """``(items, skipped)``: per utterance ``(utt_id, whisper states, token ids, emotion embedding or None)``.
+def ctc_items(manifest, cache, tokenizer, output_lengths):
+    """``(items, skipped)``: per usable utterance ``(utt_id, LLM token ids of its transcript)``.
 
     Utterances without features or transcript, or with more tokens than adapter frames (CTC cannot align
-    them), are skipped and counted by reason.
+    them), are skipped and counted by reason. Features stay in the (memory-mapped) cache until a batch needs them.
     """
     items, skipped = [], Counter()
     for utt_id in sorted(manifest):
@@ -55,27 +56,29 @@ def ctc_items(manifest, cache, tokenizer, output_lengths, emotion=False):
             skipped["no_transcript"] += 1
             continue
         ids = tokenizer(" " + text, add_special_tokens=False)["input_ids"]
-        states = cache.whisper(utt_id)
-        if int(output_lengths(torch.tensor([states.shape[0]]))[0]) < len(ids):
+        frames = cache.whisper(utt_id).shape[0]
+        if int(output_lengths(torch.tensor([frames]))[0]) < len(ids):
             skipped["more_tokens_than_frames"] += 1
             continue
-        items.append((utt_id, states, ids, cache.emotion_embedding(utt_id) if emotion else None))
+        items.append((utt_id, ids))
     return items, dict(skipped)
 
 
-def _batch(items, device):
-    lengths = torch.tensor([it[1].shape[0] for it in items])
-    states = torch.zeros(len(items), int(lengths.max()), items[0][1].shape[1])
-    for k, it in enumerate(items):
-        states[k, : it[1].shape[0]] = it[1].float()
-    targets = torch.tensor([t for it in items for t in it[2]])
-    target_lengths = torch.tensor([len(it[2]) for it in items])
-    emotion = torch.stack([it[3] for it in items]).to(device) if items[0][3] is not None else None
-    return states.to(device), lengths.to(device), emotion, targets, target_lengths
+def _batch(items, cache, emotion, device):
+    states = [cache.whisper(utt_id) for utt_id, _ in items]
+    lengths = torch.tensor([x.shape[0] for x in states])
+    padded = torch.zeros(len(items), int(lengths.max()), states[0].shape[1])
+    for k, x in enumerate(states):
+        padded[k, : x.shape[0]] = x.float()
+    targets = torch.tensor([t for _, ids in items for t in ids])
+    target_lengths = torch.tensor([len(ids) for _, ids in items])
+    embedding = torch.stack([cache.emotion_embedding(utt_id) for utt_id, _ in items]).to(device) if emotion else None
+    return padded.to(device), lengths.to(device), embedding, targets, target_lengths
 
 
-def train_ctc_warmup(model, items, epochs, lr, batch_size, seed, on_epoch=None):
-    """Train ``model.adapter`` with CTC; returns ``(mean loss of each epoch, the learned blank [H + 1])``.
+def train_ctc_warmup(model, items, cache, epochs, lr, batch_size, seed, on_epoch=None):
+    """Train ``model.adapter`` with CTC on ``items`` (``ctc_items``) whose features ``cache`` holds; returns
+    ``(mean loss of each epoch, the learned blank [H + 1])``.
 
     The LLM is untouched (its input embeddings are read, never trained); stage 4 discards the blank.
     """
@@ -99,7 +102,8 @@ def train_ctc_warmup(model, items, epochs, lr, batch_size, seed, on_epoch=None):
             total = 0.0
             for start in range(0, len(items), batch_size):
                 batch = [items[i] for i in order[start: start + batch_size]]
-                states, lengths, emotion, targets, target_lengths = _batch(batch, device)
+                states, lengths, emotion, targets, target_lengths = _batch(batch, cache, model.emotion_dim > 0,
+                                                                            device)
                 speech, mask = model.encode_speech(states, lengths, emotion)
                 log_probs = ctc_log_probs(speech, embeddings, blank).transpose(0, 1)  # [N, B, C] for ctc_loss
                 loss = F.ctc_loss(log_probs, targets, mask.sum(1).cpu(), target_lengths, blank=blank_id,
@@ -153,8 +157,7 @@ def run_ctc_warmup(model, hp, exp, manifest, cache, train_logger=None, write=Tru
         model.adapter.load_state_dict(load_state(adapter_file))
         logger.info("step 0 (CTC warm-up): done before with these options; adapter loaded from %s", adapter_file)
         return []
-    items, skipped = ctc_items(manifest, cache, model.tokenizer, model.adapter.output_lengths,
-                               emotion=model.emotion_dim > 0)
+    items, skipped = ctc_items(manifest, cache, model.tokenizer, model.adapter.output_lengths)
     if not items:
         raise ValueError(f"step1_ctc_epochs={options['epochs']}: no usable utterance in the step-1 train set "
                          f"(skipped: {skipped})")
@@ -166,7 +169,7 @@ def run_ctc_warmup(model, hp, exp, manifest, cache, train_logger=None, write=Tru
         if train_logger is not None and write:
             train_logger.log_stats(stats_meta={"step": STEP_DIR, "epoch": epoch}, train_stats={"ctc": loss})
 
-    history, _ = train_ctc_warmup(model, items, options["epochs"], options["lr"], options["batch_size"],
+    history, _ = train_ctc_warmup(model, items, cache, options["epochs"], options["lr"], options["batch_size"],
                                options["seed"], on_epoch)
     if write:
         save_dir.mkdir(parents=True, exist_ok=True)

@@ -10,33 +10,45 @@ FRAMES_PER_TOKEN = 16  # two adapter frames (8x down-sampling) per word
 
 
 class _Cache(dict):
+    """The two reads of a feature cache that the warm-up makes; emotion embeddings only when given."""
+
+    def __init__(self, *args, emotion=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.emotion = emotion
+        self.emotion_reads = 0
+
     def whisper(self, utt_id):
         return self[utt_id]
 
     def emotion_embedding(self, utt_id):
-        raise AssertionError("a speech-only model reads no emotion embedding")
+        if self.emotion is None:
+            raise AssertionError("a speech-only model reads no emotion embedding")
+        self.emotion_reads += 1
+        return self.emotion[utt_id]
 
 
 def _words(seed, vocab, count=48):
-    """Utterances of 3-6 'words' (token ids); each word always sounds the same (a fixed vector, plus noise)."""
+    """``(items, cache)``: utterances of 3-6 'words' (token ids); each word always sounds the same (a fixed
+    vector, plus noise)."""
     g = torch.Generator().manual_seed(seed)
     sounds = {t: torch.randn(24, generator=torch.Generator().manual_seed(t)) for t in vocab}
-    items = []
+    items, cache = [], _Cache()
     for k in range(count):
         ids = [vocab[i] for i in torch.randint(len(vocab), (int(torch.randint(3, 7, (1,), generator=g)),),
                                                generator=g).tolist()]
         states = torch.cat([sounds[t].expand(FRAMES_PER_TOKEN, -1) for t in ids] + [torch.zeros(8, 24)])
-        items.append((f"u{seed}_{k}", states + 0.1 * torch.randn(states.shape, generator=g), ids, None))
-    return items
+        cache[f"u{seed}_{k}"] = states + 0.1 * torch.randn(states.shape, generator=g)
+        items.append((f"u{seed}_{k}", ids))
+    return items, cache
 
 
 def test_ctc_falls_and_the_adapter_transcribes_unheard_word_sequences(tokenizer):
     model = toy_speech_llm(tokenizer, emotion_dim=0, seed=1)
     vocab = list(range(40, 52))
-    history, blank = train_ctc_warmup(model, _words(0, vocab), epochs=30, lr=3e-3, batch_size=8, seed=0)
+    history, blank = train_ctc_warmup(model, *_words(0, vocab), epochs=30, lr=3e-3, batch_size=8, seed=0)
     assert history[-1] < 0.3 * history[0], history[::5]
-    held_out = _words(1, vocab, count=12)  # other word sequences: the adapter must map words, not memorise
-    right = sum(greedy_ctc_tokens(model, states, blank) == ids for _, states, ids, _ in held_out)
+    held_out, cache = _words(1, vocab, count=12)  # other word sequences: the adapter must map words, not memorise
+    right = sum(greedy_ctc_tokens(model, cache.whisper(utt_id), blank) == ids for utt_id, ids in held_out)
     assert right >= 9, right
     # only the adapter trained: the LLM's embeddings are the ones it was built with
     fresh = toy_speech_llm(tokenizer, emotion_dim=0, seed=1)
@@ -50,8 +62,7 @@ def test_items_skip_and_count_what_ctc_cannot_align(tokenizer):
     manifest = {"a": {"transcript": "hello there"}, "b": {"transcript": "a sentence far too long for two frames"},
                 "c": {"transcript": " "}, "d": {"transcript": "no features"}}
     items, skipped = ctc_items(manifest, cache, tokenizer, model.adapter.output_lengths)
-    assert [it[0] for it in items] == ["a"]
-    assert items[0][2] == tokenizer(" hello there", add_special_tokens=False)["input_ids"]
+    assert items == [("a", tokenizer(" hello there", add_special_tokens=False)["input_ids"])]
     assert skipped == {"more_tokens_than_frames": 1, "no_transcript": 1, "no_features": 1}
 
 
@@ -78,3 +89,14 @@ def test_stage_4_warm_up_runs_once_and_resumes(tokenizer, tmp_path):
     untouched = toy_speech_llm(tokenizer, emotion_dim=0, seed=2)
     assert run_ctc_warmup(untouched, hp, exp, manifest, cache) == []
     assert all(torch.equal(v, before[k]) for k, v in untouched.adapter.state_dict().items())
+
+
+def test_a_fusion_adapter_warms_up_on_the_emotion_embedding_too(tokenizer):
+    """RE-LLM trained from scratch (init_from=null) warms up its fusion adapter, which reads the embedding."""
+    model = toy_speech_llm(tokenizer, emotion_dim=8, seed=3)
+    items, cache = _words(2, list(range(40, 46)), count=8)
+    cache.emotion = {utt_id: torch.randn(8, generator=torch.Generator().manual_seed(k))
+                     for k, (utt_id, _) in enumerate(items)}
+    history, _ = train_ctc_warmup(model, items, cache, epochs=2, lr=3e-3, batch_size=4, seed=0)
+    assert len(history) == 2 and all(0 < h < float("inf") for h in history)
+    assert cache.emotion_reads == 2 * len(items)
