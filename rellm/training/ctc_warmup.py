@@ -56,7 +56,7 @@ def ctc_items(manifest, cache, tokenizer, output_lengths):
             skipped["no_transcript"] += 1
             continue
         ids = tokenizer(" " + text, add_special_tokens=False)["input_ids"]
-        frames = cache.whisper(utt_id).shape[0]
+        frames = cache.record(utt_id)["frames"]  # the index's count: no feature read
         if int(output_lengths(torch.tensor([frames]))[0]) < len(ids):
             skipped["more_tokens_than_frames"] += 1
             continue
@@ -83,7 +83,7 @@ def train_ctc_warmup(model, items, cache, epochs, lr, batch_size, seed, on_epoch
     The LLM is untouched (its input embeddings are read, never trained); stage 4 discards the blank.
     """
     device = model.adapter.fc1.weight.device
-    embeddings = model.base_llm.get_input_embeddings().weight.detach()
+    embeddings = model.base_llm.get_input_embeddings().weight.detach().float()  # cast once, not every batch
     blank = nn.Parameter(torch.zeros(embeddings.shape[1] + 1, device=device))
     params = [p for p in model.adapter.parameters()] + [blank]
     was_trainable = [p.requires_grad for p in model.adapter.parameters()]

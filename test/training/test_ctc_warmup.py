@@ -10,7 +10,7 @@ FRAMES_PER_TOKEN = 16  # two adapter frames (8x down-sampling) per word
 
 
 class _Cache(dict):
-    """The two reads of a feature cache that the warm-up makes; emotion embeddings only when given."""
+    """The reads of a feature cache that the warm-up makes; emotion embeddings only when given."""
 
     def __init__(self, *args, emotion=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -19,6 +19,9 @@ class _Cache(dict):
 
     def whisper(self, utt_id):
         return self[utt_id]
+
+    def record(self, utt_id):
+        return {"frames": self[utt_id].shape[0]}
 
     def emotion_embedding(self, utt_id):
         if self.emotion is None:
