@@ -19,6 +19,7 @@ from rellm.utils.config import ConfigError, load_config, parse_stage_args, plain
 from rellm.utils.io import atomic_write_text
 from rellm.utils.logging import setup_logging
 from rellm.utils.stage import DoneMarker
+from rellm.utils.torch_device import cpu_bf16_native, fast_is_bf16
 
 logger = logging.getLogger("rellm.bin.train")
 
@@ -102,6 +103,8 @@ def run_options(hp):
     precision = hp["precision"]
     if precision == "auto":
         precision = "bf16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "fp32"
+    elif precision == "fast":  # bf16 autocast also on a CPU with hardware bf16 (rellm.utils.torch_device)
+        precision = "bf16" if fast_is_bf16(device) else "fp32"
     return {"device": device, "precision": precision, "eval_precision": precision,
             "distributed_backend": "nccl" if device.startswith("cuda") else "gloo",
             "find_unused_parameters": False, "distributed_launch": distributed}
@@ -145,13 +148,13 @@ def main(argv=None):
 
     overrides = resolve_auto_dims(config_path, overrides)
     check_init_from(values)
-    if values.get("llm_dtype") == "auto":  # bf16 frozen LLM weights when training on bf16-capable GPUs
-        gpu_bf16 = False
+    if values.get("llm_dtype") in ("auto", "fast"):  # bf16 frozen LLM weights on bf16-capable GPUs (fast: CPUs too)
+        bf16 = values["llm_dtype"] == "fast" and cpu_bf16_native()
         if int(values.get("ngpu", 0)) > 0:  # torch only then: a CPU run checks its done marker without it
             import torch
 
-            gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        overrides = {**overrides, "llm_dtype": "bfloat16" if gpu_bf16 else "float32"}
+            bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        overrides = {**overrides, "llm_dtype": "bfloat16" if bf16 else "float32"}
     output_folder = Path(values["output_folder"])
     main_process = os.environ.get("RANK", "0") == "0"
     setup_logging(ExperimentDir(output_folder).log if main_process else None)

@@ -3,6 +3,8 @@
 torch is imported by the functions, not by this module: a stage that finds its outputs done checks its
 options (``DTYPES`` names) and exits without paying for the import.
 """
+from pathlib import Path
+
 # option name -> torch attribute
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}
@@ -21,10 +23,37 @@ def pick_device(name="auto"):
     return device
 
 
+def cpu_bf16_native(cpuinfo="/proc/cpuinfo"):
+    """True when this CPU multiplies bf16 matrices in hardware (x86 ``avx512_bf16`` or ``amx_bf16`` in
+    /proc/cpuinfo). There bf16 is the faster precision (a 576x1536 matmul 2.3x, SmolLM2-135M's LoRA training
+    step 1.6x: bench/train_throughput.py --cpu_bf16); elsewhere it is emulated and slower than fp32. Read
+    without importing torch, so a stage can resolve its dtype before its done check; False where the file
+    does not exist (macOS, Windows)."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return bool({"avx512_bf16", "amx_bf16"} & set(line.partition(":")[2].split()))
+    return False
+
+
+def fast_is_bf16(device):
+    """What ``fast`` resolves to on ``device``: bf16 on a bf16-capable GPU or a CPU with hardware bf16."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_bf16_native()
+
+
 def pick_dtype(name, device):
     """``auto`` (or None) -> bf16 on a bf16-capable GPU (the paper's LLM precision), else fp32 (bf16 matmuls
-    are slow on CPU, and emulated or missing on pre-Ampere GPUs); a name of ``DTYPES`` -> its dtype; a
-    ``torch.dtype`` is returned as it is."""
+    are emulated on most CPUs and on pre-Ampere GPUs); ``fast`` -> as ``auto``, and bf16 on a CPU with
+    hardware bf16 too (``cpu_bf16_native``; the mini recipe's choice: its numbers then depend on the CPU
+    kind); a name of ``DTYPES`` -> its dtype; a ``torch.dtype`` is returned as it is."""
     import torch
 
     if isinstance(name, torch.dtype):
@@ -33,8 +62,10 @@ def pick_dtype(name, device):
     if name == "auto":
         on_gpu = torch.device(device).type == "cuda" and torch.cuda.is_available()
         return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
+    if name == "fast":
+        return torch.bfloat16 if fast_is_bf16(device) else torch.float32
     if name not in DTYPES:
-        raise ValueError(f"dtype must be auto or one of {', '.join(sorted(DTYPES))}, got {name!r}")
+        raise ValueError(f"dtype must be auto, fast or one of {', '.join(sorted(DTYPES))}, got {name!r}")
     return getattr(torch, DTYPES[name])
 
 

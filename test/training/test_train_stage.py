@@ -1,6 +1,7 @@
 """Stage 4 end to end on toy data: experiment folder, checkpoints, init_from, exact resume, DDP."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,9 @@ def _args(root, model, out, **extra):
         "step1_epochs": 1, "step2_epochs": 2, "step1_batch_size": 2, "step2_batch_size": 2, "ckpt_interval_minutes": 0,
         "ser_turns": "false",  # the mini config's SER turns add items: the step counts below assume none
         "step1_ctc_epochs": 0,  # the mini config's CTC warm-up: tested where asked for
+        # the mini config's "fast" trains in bf16 on CPUs with hardware bf16: fp32 here, so that the figures below
+        # do not depend on the CPU; "fast" is tested where asked for
+        "llm_dtype": "float32", "precision": "fp32",
     }
     args.update(extra)
     return [str(CONF / f"train_{model}.yaml")] + [f"--{k}={v}" for k, v in args.items()]
@@ -181,3 +185,38 @@ def test_ser_turns_train_alongside_the_expected_responses(toy_recipe, tmp_path):
     assert report["train"]["ser_turns"] == report["train"]["kept"] == 8
     log = (out / "train_log.txt").read_text()
     assert "optimizer_steps: 8" in log  # 16 items in batches of 2
+
+
+def _train_losses(folder):
+    """``{(step, epoch): train loss}`` from train_log.txt."""
+    found = re.findall(r"step: (\w+), epoch: (\d+).*? - train loss: ([-+.\de]+)", (folder / "train_log.txt").read_text())
+    return {(step, int(epoch)): float(loss) for step, epoch, loss in found}
+
+
+@pytest.mark.slow
+def test_fast_precision_trains_in_bf16_where_the_cpu_has_hardware_bf16(toy_recipe, tmp_path, monkeypatch):
+    """``llm_dtype: fast`` / ``precision: fast`` (the mini recipe's): on a CPU with hardware bf16 the frozen LLM
+    is held in bf16 and the step runs under bf16 autocast (1.6x faster there); the losses are fp32 training's
+    within bf16 rounding, and the trained model loads back. The CPU test is patched in, so this runs anywhere."""
+    from rellm.utils import torch_device
+
+    runs = {}
+    for name, native in (("fp32", False), ("fast", True)):
+        monkeypatch.setattr(torch_device, "cpu_bf16_native", lambda native=native: native)
+        monkeypatch.setattr(train_stage, "cpu_bf16_native", lambda native=native: native)
+        out = tmp_path / "blsp_emo" / "toy" / name
+        assert train_stage.main(_args(toy_recipe, "blsp_emo", out, step2_epochs=1, llm_dtype="fast",
+                                      precision="fast")) == 0
+        runs[name] = out
+    assert "precision bf16" in (runs["fast"] / "log.txt").read_text()
+    assert "precision fp32" in (runs["fp32"] / "log.txt").read_text()
+    assert "llm_dtype: bfloat16" in (runs["fast"] / "hyperparams.yaml").read_text()
+    fp32, fast = _train_losses(runs["fp32"]), _train_losses(runs["fast"])
+    assert set(fp32) == set(fast) == {("step1_semantic", 1), ("step2_behaviour", 1)}
+    for key in fp32:
+        assert fast[key] == pytest.approx(fp32[key], rel=0.05), key
+
+    from rellm.models.speech_llm import SpeechLLM
+
+    model = SpeechLLM.from_pretrained_dir(runs["fast"], dtype=torch.float32)
+    assert next(model.base_llm.parameters()).dtype == torch.float32  # a bf16-trained model loads in any dtype
