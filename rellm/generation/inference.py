@@ -234,6 +234,8 @@ def build_system(hp, device):
 
     set_threads(hp["num_threads"])
     dtype = pick_dtype(hp["dtype"], device)
+    logger.info("%s: speech-LLM %s on %s in %s (dtype option %s)", hp["system"], hp["model_dir"], device,
+                str(dtype).replace("torch.", ""), hp["dtype"])
     model = SpeechLLM.from_pretrained_dir(hp["model_dir"], device=device, dtype=dtype)
     decoder = build_decoder(model.base_llm, model.tokenizer, model.layout, hp)
     return SpeechSystem(hp["system"], model, load_features(hp), decoder, dtype)

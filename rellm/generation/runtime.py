@@ -22,7 +22,10 @@ def load_llm(name_or_path, dtype="auto", device=None, num_threads=0):
 
     device = device or pick_device("auto")
     set_threads(num_threads)
-    llm, tokenizer = load_causal_lm(name_or_path, dtype=pick_dtype(dtype, device))
+    resolved = pick_dtype(dtype, device)
+    logger.info("LLM %s on %s in %s (dtype option %s)", name_or_path, device, str(resolved).replace("torch.", ""),
+                dtype)
+    llm, tokenizer = load_causal_lm(name_or_path, dtype=resolved)
     llm = llm.to(device).eval()
     for p in llm.parameters():
         p.requires_grad_(False)
