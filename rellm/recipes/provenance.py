@@ -144,7 +144,11 @@ def models(exp, dump, split, seed, train_set="train"):
             base = meta.get("base_models", {})
             for role in ("llm", "speech_encoder", "emotion_encoder"):
                 if base.get(role):
-                    out.append((f"{system} {role}", identify(base[role])))
+                    desc = identify(base[role])
+                    llm_dtype = meta.get("model", {}).get("llm_dtype")
+                    if role == "llm" and llm_dtype:  # "fast" / "auto" resolve per machine: say what training used
+                        desc += f"; frozen weights in {llm_dtype} during training"
+                    out.append((f"{system} {role}", desc))
             if meta.get("imported_from"):
                 src = meta["imported_from"].get("source")
                 out.append((f"{system} imported from", str(src)))

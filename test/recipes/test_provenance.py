@@ -1,7 +1,7 @@
 """RESULTS.md's commands per stage: the recipe and Python commands of every stage's command.txt, deterministic."""
 import json
 
-from rellm.recipes.provenance import markdown, stage_commands
+from rellm.recipes.provenance import markdown, models, stage_commands
 from rellm.utils.stage import write_command_file
 
 RECIPE = "./run.sh --stage 1 --stop_stage 6"
@@ -59,3 +59,16 @@ def test_a_stage_without_command_txt_falls_back_to_its_job_logs(tmp_path, monkey
     (tmp_path / "exp/blsp_emo/s/seed1/train.log").write_text("# python -m rellm.bin.train conf/train_rellm.yaml\n")
     by_stage = {stage: (recipes, pythons) for stage, recipes, pythons in stage_commands("exp", "dump/s", "s", 1)}
     assert by_stage["4 training"] == ([], ["python -m rellm.bin.train conf/train_rellm.yaml"])
+
+
+def test_models_say_in_which_dtype_each_speech_llm_trained(tmp_path):
+    """``llm_dtype: fast`` is bf16 on one machine and fp32 on another: RESULTS.md says what the run used."""
+    for system, dtype in (("blsp_emo", "bfloat16"), ("rellm", "float32")):
+        final = tmp_path / "exp" / system / "s" / "seed1" / "final"
+        final.mkdir(parents=True)
+        (final / "model.json").write_text(json.dumps({
+            "model": {"llm_dtype": dtype}, "base_models": {"llm": str(tmp_path / "my_llm"), "speech_encoder": ""}}))
+    found = dict(models(tmp_path / "exp", tmp_path / "dump", "s", 1))
+    assert found["blsp_emo llm"].endswith("; frozen weights in bfloat16 during training")
+    assert found["rellm llm"].endswith("; frozen weights in float32 during training")
+    assert "blsp_emo speech_encoder" not in found
