@@ -142,11 +142,11 @@ def models(exp, dump, split, seed, train_set="train"):
         if path.is_file():
             meta = json.loads(path.read_text(encoding="utf-8"))
             base = meta.get("base_models", {})
+            llm_dtype = meta.get("model", {}).get("llm_dtype")  # "fast" / "auto" resolve per machine
             for role in ("llm", "speech_encoder", "emotion_encoder"):
                 if base.get(role):
                     desc = identify(base[role])
-                    llm_dtype = meta.get("model", {}).get("llm_dtype")
-                    if role == "llm" and llm_dtype:  # "fast" / "auto" resolve per machine: say what training used
+                    if role == "llm" and llm_dtype:  # say what training used
                         desc += f"; frozen weights in {llm_dtype} during training"
                     out.append((f"{system} {role}", desc))
             if meta.get("imported_from"):

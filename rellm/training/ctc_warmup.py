@@ -8,7 +8,8 @@ of an emotion. This warm-up needs no LLM forward pass: the adapter's output vect
 against the LLM's input-embedding matrix ``W [V, H]`` (logits ``E W^T``, plus one learned blank vector), and a
 CTC loss against the transcript's LLM tokens teaches the adapter to point, word by word, at the embeddings of
 the words it hears; step 1 then starts from an adapter that carries them. Cost: the product with ``W`` (49152
-tokens for SmolLM2), about 40 s an epoch over the 720 mini step-1 utterances on 2 CPU threads.
+tokens for SmolLM2), about 40 s an epoch over 720 utterances (the mini recipe's 400-sentence trial step-1 set)
+on 2 CPU threads.
 
 Resumable like the steps: the warmed-up adapter is saved in ``save/step0_ctc`` with a done marker of its
 options; a rerun loads it, and once step 1 has a checkpoint the warm-up is not looked at again.
