@@ -14,6 +14,8 @@ Response emotion (our addition, ``rellm.scoring.response_emotion``): a TF-IDF + 
 classifier trained on the teacher's expected responses of ``<responses_dir>/<train_set>/expected.jsonl``
 reads the emotion back from each response; the teacher's own expected responses for the test set
 (``<responses_dir>/<test_set>/expected.jsonl``, stage 3) are scored as a reference row when present.
+Response words (our addition, ``rellm.scoring.response_words``): the share of the transcript's content words
+each response repeats, against its chance level (the other test sentences' words).
 """
 import logging
 from pathlib import Path
@@ -77,6 +79,7 @@ def main(argv=None):
     from rellm.scoring.epitome.data import sha256_file
     from rellm.scoring.epitome.model_cache import load_metrics, model_root
     from rellm.scoring.response_emotion import classifier_from_config, example_responses, expected_path, score_responses
+    from rellm.scoring.response_words import FUNCTION_WORDS
     from rellm.scoring.system_scores import (
         load_system_outputs,
         per_utterance_records,
@@ -124,6 +127,8 @@ def main(argv=None):
             "classifier": classifier.options, "cv_folds": hp["response_classifier_cv_folds"],
             "example_sentences": hp["example_sentences"]},
         "prosody_baseline": bool(hp["prosody_baseline"]),
+        # scores made before the response-words figures existed (or with another word list) are not reused
+        "response_words": fingerprint({"function_words": sorted(FUNCTION_WORDS)}),
     }
     marker = DoneMarker(output_dir, "score", hint="pass --overwrite=true (from run.sh: --score_args --overwrite=true)")
     if marker.is_done(options, overwrite=bool(hp["overwrite"])):
@@ -156,9 +161,11 @@ def main(argv=None):
     atomic_write_json(output_dir / "metrics.json", metrics)
     figures = plots.plot_all(metrics, mechanisms, output_dir)
     for system, m in metrics["systems"].items():
-        logger.info("%s: %s%s%s", system, ", ".join(f"{k} {m['empathy'][k]['mean']:.3f}" for k in mechanisms),
+        logger.info("%s: %s%s%s%s", system, ", ".join(f"{k} {m['empathy'][k]['mean']:.3f}" for k in mechanisms),
                     f", UA {m['ser']['ua'] * 100:.1f}%" if m["ser"] else "",
-                    f", response-emotion UA {m['response_emotion']['ua'] * 100:.1f}%" if m["response_emotion"] else "")
+                    f", response-emotion UA {m['response_emotion']['ua'] * 100:.1f}%" if m["response_emotion"] else "",
+                    f", response words {m['response_words']['recall'] * 100:.1f}%"
+                    if (m["response_words"] or {}).get("recall") is not None else "")
     logger.info("metrics.json, per_utt.jsonl and %d figures in %s", len(figures), output_dir)
     marker.mark_done(options)
     return output_dir

@@ -6,6 +6,8 @@
 - ``response_emotion``: does the response follow the heard emotion? A TF-IDF + logistic-regression
   classifier trained on the teacher's expected responses reads the emotion back (our addition, not
   the paper's metric); repeated-response shares; example responses
+- ``response_words``: does the response follow the heard words? The share of the transcript's content
+  words it repeats, against the other test sentences' words (our addition)
 - ``system_scores``: one test set's per-system figures and RE-LLM-vs-baseline comparisons
 - ``plots``, ``results_table``: figures and the recipe's RESULTS.md
 """

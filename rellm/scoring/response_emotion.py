@@ -31,6 +31,7 @@ from collections import Counter
 from pathlib import Path
 
 from rellm.data.emotions import EMOTIONS
+from rellm.scoring.response_words import response_words_metrics
 from rellm.scoring.ser_metrics import UNKNOWN, ser_metrics
 from rellm.utils.io import read_jsonl
 
@@ -290,7 +291,8 @@ def score_responses(outputs, train_path, teacher_path, classifier, cv_folds=5):
         return section, None
     predict_records(teacher, classifier)
     section["teacher"] = {"n": len(teacher), "response_emotion": response_emotion_metrics(teacher),
-                          "distinct_responses": distinct_responses(teacher)}
+                          "distinct_responses": distinct_responses(teacher),
+                          "response_words": response_words_metrics(teacher)}
     return section, teacher
 
 

@@ -99,14 +99,14 @@ TEACHER_LABEL = "teacher (expected responses)"
 def results_table(metrics, mechanisms, repeated_max_share=None):
     """Markdown rows of the paper-style table for one test set (missing systems get a marked row).
 
-    Besides the paper's columns: the response-emotion UA (our addition) and the share of the test utterances
-    given the system's single most frequent response (marked ✗ above ``repeated_max_share``), and a last row
-    for the teacher's
-    own expected responses when stage 3 produced them for this test set.
+    Besides the paper's columns (our additions): the response-emotion UA, the share of the transcript's content
+    words the responses repeat (and its chance level), the share of the test utterances given the system's single
+    most frequent response (marked ✗ above ``repeated_max_share``), and a last row for the teacher's own expected
+    responses when stage 3 produced them for this test set.
     """
     header = ("| system | " + " | ".join(mechanisms)
-              + " | UA (%) | WA (%) | SER head UA (%) | resp. emotion UA (%) | same response (%) | n |")
-    lines = [header, "|" + "---|" * (len(mechanisms) + 7)]
+              + " | UA (%) | WA (%) | SER head UA (%) | resp. emotion UA (%) | resp. words (%) | same response (%) | n |")
+    lines = [header, "|" + "---|" * (len(mechanisms) + 8)]
     comparisons = metrics.get("comparisons", {})
     reference = metrics.get("reference_system", "rellm")
     marks_against = {}
@@ -119,11 +119,15 @@ def results_table(metrics, mechanisms, repeated_max_share=None):
                 c = comp[key]
                 marks_against.setdefault(column, []).append(
                     (baseline, significance_mark(c["mcnemar"]["p_value"]), c["ua_reference"] < c["ua_baseline"]))
+        if comp.get("response_words"):
+            c = comp["response_words"]
+            marks_against.setdefault("words", []).append(
+                (baseline, significance_mark(c["wilcoxon"]["p_value"]), c["reference_mean"] < c["baseline_mean"]))
     for system, label in _rows(metrics):
         m = metrics["systems"].get(system)
         if m is None:
             why = metrics.get("missing_systems", {}).get(system, "not scored")
-            lines.append(f"| {label} | " + " | ".join(["missing"] * (len(mechanisms) + 5)) + " | – |")
+            lines.append(f"| {label} | " + " | ".join(["missing"] * (len(mechanisms) + 6)) + " | – |")
             lines[-1] += f" <!-- {why} -->"
             continue
         cells = []
@@ -141,16 +145,29 @@ def results_table(metrics, mechanisms, repeated_max_share=None):
         if resp and system == reference:
             resp_ua += _mark_suffix(marks_against.get("RE", []))
         head = m.get("ser_head")
+        words = _words_cell(m.get("response_words"))
+        if words != "–" and system == reference:
+            words += _mark_suffix(marks_against.get("words", []))
         cells += [ua, _fmt(ser["wa"], 100, 1) if ser else "–", _fmt(head["ua"], 100, 1) if head else "–", resp_ua,
-                  _repeated_cell(m.get("distinct_responses"), repeated_max_share), str(m["n"])]
+                  words, _repeated_cell(m.get("distinct_responses"), repeated_max_share), str(m["n"])]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     teacher = (metrics.get("response_emotion") or {}).get("teacher")
     if teacher:
         cells = ["–"] * (len(mechanisms) + 3) + [_fmt(teacher["response_emotion"]["ua"], 100, 1),
+                                                 _words_cell(teacher.get("response_words")),
                                                  _repeated_cell(teacher["distinct_responses"], repeated_max_share),
                                                  str(teacher["n"])]
         lines.append(f"| {TEACHER_LABEL} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _words_cell(section):
+    """``38.3 (1.5)``: the share of the transcript's content words the responses repeat, and in brackets the
+    same against the other test sentences' words (what ignoring the words gets)."""
+    if not section or section.get("recall") is None:
+        return "–"
+    other = section.get("recall_other_sentences")
+    return _fmt(section["recall"], 100, 1) + (f" ({_fmt(other, 100, 1)})" if other is not None else "")
 
 
 def _repeated_cell(distinct, max_share):
@@ -208,6 +225,13 @@ def improvement_lines(metrics, mechanisms):
             parts.append(f"response-emotion UA {r['ua_difference_points']:+.1f} points vs {name} "
                          f"({r['ua_reference'] * 100:.1f}% vs {r['ua_baseline'] * 100:.1f}%; McNemar "
                          f"p={r['mcnemar']['p_value']:.3g}; 95% CI of the difference "
+                         f"[{boot['ci_low'] * 100:+.1f}, {boot['ci_high'] * 100:+.1f}] points)")
+        if comp.get("response_words"):
+            w = comp["response_words"]
+            boot = w["bootstrap"]
+            parts.append(f"response words {(w['reference_mean'] - w['baseline_mean']) * 100:+.1f} points vs {name} "
+                         f"({w['reference_mean'] * 100:.1f}% vs {w['baseline_mean'] * 100:.1f}% of the transcript's "
+                         f"content words; Wilcoxon p={w['wilcoxon']['p_value']:.3g}; 95% CI of the difference "
                          f"[{boot['ci_low'] * 100:+.1f}, {boot['ci_high'] * 100:+.1f}] points)")
         if parts:
             lines.append(f"- {_label(reference)} vs {name} on {comp['n_paired']} paired utterances:")
@@ -437,6 +461,16 @@ def _response_emotion_protocol(all_metrics, repeated_max_share):
             lines.append(f"- response-emotion classifier: trained on {classifier['n_train']} teacher responses to "
                          f"{classifier['n_train_sentences']} training sentences{cv_text}")
             break
+    lines.append(
+        "- response words (our addition, `rellm.scoring.response_words`): \"resp. words\" is the share of the "
+        "transcript's content words (lower-cased words of three or more characters, a fixed list of English "
+        "function words removed) that occur in the response, averaged over the test utterances; in brackets the "
+        "same share of the *other* test sentences' content words, what a response that ignores the words gets. "
+        "Response emotion asks whether the reply follows the heard emotion, this whether it follows the heard words "
+        "(BLSP-Emo's first training step aligns the speech with its transcript so that the LLM reads it); a "
+        "speech-LLM that hears the emotion but not the words can give only one reply per emotion, which the same "
+        "response column then shows. Exact words are counted, so a paraphrase scores lower. Compared like the "
+        "EPITOME levels (Wilcoxon marks, bootstrap CIs below the table)")
     target = f"; ✗ = above the {repeated_max_share * 100:.0f}% target" if repeated_max_share is not None else ""
     lines.append("- same response (%): share of the test utterances given the system's most frequent response "
                  f"(whitespace and case ignored){target}; more repetition figures below the table")

@@ -6,7 +6,8 @@ Output: one ``metrics.json`` (per-system figures, comparisons of the reference
 system against each baseline) and ``per_utt.jsonl`` (one line per utterance,
 every system's response, SER answer and EPITOME levels). When the records carry
 ``response_emotion_pred`` (``rellm.scoring.response_emotion``), the response-emotion
-UA is reported and compared like SER UA.
+UA is reported and compared like SER UA. The share of the transcript's content words each response repeats
+(``rellm.scoring.response_words``) is reported and compared like the EPITOME levels.
 """
 import logging
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 from rellm.data.emotions import EMOTIONS
 from rellm.scoring.epitome.data import LEVELS, MECHANISMS
 from rellm.scoring.response_emotion import distinct_responses, has_predictions, response_emotion_metrics
+from rellm.scoring.response_words import paired_recall, per_utterance_recall, response_words_metrics
 from rellm.scoring.ser_metrics import UNKNOWN, ser_metrics, unweighted_accuracy
 from rellm.scoring.significance import (
     mcnemar_exact,
@@ -95,7 +97,8 @@ def system_metrics(records, mechanisms):
     correct = np.array([r == p for r, p in zip(refs, preds)])
     out = {"n": len(ids), "empathy": {}, "ser": None, "ser_head": None, "empathy_by_ser": {}, "per_emotion": {},
            "response_emotion": response_emotion_metrics(records) if has_predictions(records) else None,
-           "distinct_responses": distinct_responses(records)}
+           "distinct_responses": distinct_responses(records),
+           "response_words": response_words_metrics(records)}
     levels = {m: np.array([records[i]["levels"][m] for i in ids]) for m in mechanisms}
     for m in mechanisms:
         counts = [int(np.sum(levels[m] == lv)) for lv in LEVELS]
@@ -153,7 +156,7 @@ def compare_systems(reference, baseline, mechanisms, n_resamples, seed):
     common = sorted(set(reference) & set(baseline))
     out = {"n_paired": len(common), "only_reference": len(set(reference) - set(baseline)),
            "only_baseline": len(set(baseline) - set(reference)), "empathy": {}, "ser": None,
-           "response_emotion": None}
+           "response_emotion": None, "response_words": None}
     if not common:
         return out
     for m in mechanisms:
@@ -176,12 +179,18 @@ def compare_systems(reference, baseline, mechanisms, n_resamples, seed):
         out["response_emotion"] = compare_labels(
             refs, [reference[u]["response_emotion_pred"] for u in common],
             [baseline[u]["response_emotion_pred"] for u in common], n_resamples, seed)
+    a, b = paired_recall(reference, baseline, common)
+    if len(a):
+        out["response_words"] = {"n_paired": len(a), "reference_mean": float(a.mean()), "baseline_mean": float(b.mean()),
+                                 "wilcoxon": wilcoxon_signed_rank(a, b),
+                                 "bootstrap": paired_bootstrap_ci(a, b, n_resamples=n_resamples, seed=seed)}
     return out
 
 
 def per_utterance_records(outputs):
     """One record per utterance with every system's answer and levels (``per_utt.jsonl``)."""
     utts = sorted(set().union(*[set(r) for r in outputs.values()])) if outputs else []
+    recalls = {system: per_utterance_recall(records) for system, records in outputs.items()}
     lines = []
     for utt in utts:
         first = next(records[utt] for records in outputs.values() if utt in records)
@@ -192,7 +201,8 @@ def per_utterance_records(outputs):
             rec = records[utt]
             line["systems"][system] = {
                 "response": rec["response"], "ser_pred": rec["ser_pred"],
-                "ser_correct": rec["ser_pred"] == rec["emotion"], **rec.get("levels", {})}
+                "ser_correct": rec["ser_pred"] == rec["emotion"], **rec.get("levels", {}),
+                "word_recall": recalls[system][utt]}
             if "response_emotion_pred" in rec:
                 line["systems"][system]["response_emotion_pred"] = rec["response_emotion_pred"]
         lines.append(line)

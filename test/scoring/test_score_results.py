@@ -192,21 +192,39 @@ def test_response_emotion_teacher_row_repeats_and_examples(recipe):
     assert metrics["systems"]["rellm"]["distinct_responses"]["share_identical"] == 0.0
     per_utt = read_jsonl(out / "per_utt.jsonl")
     assert all(u["systems"]["rellm"]["response_emotion_pred"] == u["emotion"] for u in per_utt)
+    # response words: RE-LLM's replies repeat what was said, the canned text-only replies do not
+    words = metrics["systems"]["rellm"]["response_words"]
+    assert words["recall"] == 1.0 and words["n_scored"] == 60
+    assert words["recall_other_sentences"] < 0.5
+    assert all(u["systems"]["rellm"]["word_recall"] == 1.0 for u in per_utt)
+    text_only_words = metrics["systems"]["text_only"]["response_words"]["recall"]
+    assert text_only_words < 0.2
+    versus = metrics["comparisons"]["text_only"]["response_words"]
+    assert versus["n_paired"] == 60 and versus["reference_mean"] == 1.0
+    assert versus["baseline_mean"] == pytest.approx(text_only_words) and versus["wilcoxon"]["p_value"] < 0.001
     assert len(metrics["examples"]) == 2 and set(metrics["examples"][0]["rows"][0]["responses"]) == {
         "text_only", "blsp_emo", "rellm", "teacher"}
 
     text = Path(results_bin.main(RESULTS_ARGS)).read_text(encoding="utf-8")
-    assert ("| system | ER | IP | EX | UA (%) | WA (%) | SER head UA (%) | resp. emotion UA (%) | same response (%) | n |"
-            in text)
+    assert ("| system | ER | IP | EX | UA (%) | WA (%) | SER head UA (%) | resp. emotion UA (%) | resp. words (%) "
+            "| same response (%) | n |" in text)
     # the synthetic test set repeats (transcript, emotion) pairs, and the teacher answers a pair the same way
     repeated = section["teacher"]["distinct_responses"]
     assert repeated["share_identical"] > 0.1 and repeated["share_identical_other_sentence"] == 0.0
     assert repeated["most_common_share"] <= 0.1  # but no reply is given to more than 10 % of the utterances
-    assert (f"| teacher (expected responses) | – | – | – | – | – | – | 100.0 | {repeated['most_common_share'] * 100:.1f} "
+    teacher_words = section["teacher"]["response_words"]
+    assert teacher_words["recall"] == 1.0  # the synthetic teacher repeats the transcript
+    assert (f"| teacher (expected responses) | – | – | – | – | – | – | 100.0 | "
+            f"100.0 ({teacher_words['recall_other_sentences'] * 100:.1f}) | {repeated['most_common_share'] * 100:.1f} "
             "| 60 |") in text
     top = metrics["systems"]["text_only"]["distinct_responses"]["most_common_share"]
     assert top > 0.1 and f" | {top * 100:.1f} ✗ | 60 |" in text  # one canned reply for over 10 %: marked
     assert f"response-emotion UA {comp['ua_difference_points']:+.1f} points vs text-only" in text
+    rellm_row = next(line for line in text.splitlines() if line.startswith("| RE-LLM |")).split(" | ")
+    assert rellm_row[8].startswith(f"100.0 ({words['recall_other_sentences'] * 100:.1f}) <sup>***t</sup>")
+    assert (f"response words {(1 - text_only_words) * 100:+.1f} points vs text-only (100.0% vs "
+            f"{text_only_words * 100:.1f}% of the transcript's content words; Wilcoxon p=") in text
+    assert "that occur in the response, averaged over the test utterances" in text
     assert "5-fold cross-validated UA on them, folds grouped by transcript (no sentence in both), is 100.0%" in text
     assert "our addition, not the paper's metric" in text
     first = metrics["examples"][0]

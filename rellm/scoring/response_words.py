@@ -1,0 +1,107 @@
+"""Does the response refer to what was said? The share of the transcript's content words a response repeats.
+
+Our addition, not the paper's metric, beside the response-emotion UA (``rellm.scoring.response_emotion``):
+that one asks whether a response follows the heard *emotion*, this one whether it follows the heard *words*.
+The paper's systems answer what was said (BLSP-Emo's first training step aligns the speech with its
+transcript so that the LLM reads it), and an empathetic reply to "Can you set a timer for twenty
+minutes?" usually names the timer. A speech-LLM that hears the emotion but not the words can only give one
+reply per emotion, whatever was said; the "same response" column shows the consequence, this shows the cause.
+
+How: the transcript's *content words* are its lower-cased words of at least three characters that are not
+in a fixed list of English function words (``FUNCTION_WORDS``, so the figure needs no tagger and never
+changes with a library version). A response's *word recall* is the share of them that occur among the
+response's words (whole words, case ignored). A system's figure is the mean over the test utterances
+whose transcript has a content word. Its chance level, what a response that ignores the words gets, is
+the same recall measured against the *other* test sentences' content words (``recall_other_sentences``:
+per utterance the mean over every other distinct transcript, then the mean over utterances).
+
+Exact repetition is what is counted, so a reply that paraphrases ("a 20-minute timer") scores lower than
+one that repeats; the figure compares systems on the same test set, it is not a measure of understanding.
+"""
+import re
+
+import numpy as np
+
+# English function words (articles, pronouns, auxiliaries, prepositions, conjunctions, common adverbs and
+# question words) of three or more letters; shorter words are never content words.
+_FUNCTION_WORDS_TEXT = """
+about above after again against all also and any are aren't because been before being below between both but
+can can't cannot could couldn't did didn't does doesn't doing don't down during each few for from further had
+hadn't has hasn't have haven't having he'd he'll he's her here here's hers herself him himself his how how's
+i'd i'll i'm i've into isn't it's its itself just let's more most mustn't myself nor not now off once only
+other ought our ours ourselves out over own please same she she'd she'll she's should shouldn't some such
+than that that's the their theirs them themselves then there there's these they they'd they'll they're
+they've this those through too under until very was wasn't we'd we'll we're we've were weren't what what's
+when when's where where's which while who who's whom why why's will with won't would wouldn't you you'd
+you'll you're you've your yours yourself yourselves
+"""
+FUNCTION_WORDS = frozenset(_FUNCTION_WORDS_TEXT.split())
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def words(text):
+    """The set of lower-cased words of ``text`` (letters and digits, with an inner apostrophe: "don't")."""
+    return set(_WORD.findall((text or "").lower().replace("\u2019", "'")))
+
+
+def content_words(text):
+    """Words of at least three characters that are not function words."""
+    return {w for w in words(text) if len(w) >= 3 and w not in FUNCTION_WORDS}
+
+
+def word_recall(transcript, response):
+    """Share of the transcript's content words that occur in the response; ``None`` without content words."""
+    wanted = content_words(transcript)
+    if not wanted:
+        return None
+    return len(wanted & words(response)) / len(wanted)
+
+
+def per_utterance_recall(records):
+    """``{utt_id: recall or None}`` of every record (``transcript`` and ``response`` fields)."""
+    return {u: word_recall(r.get("transcript"), r.get("response")) for u, r in records.items()}
+
+
+def response_words_metrics(records):
+    """``{n, n_scored, recall, recall_other_sentences}`` of one system's records (``None`` without records).
+
+    ``n_scored``: utterances whose transcript has a content word (the others have no figure and are counted,
+    not averaged in).
+    """
+    if not records:
+        return None
+    sentences = {}
+    for rec in records.values():
+        text = " ".join((rec.get("transcript") or "").split())
+        if content_words(text):
+            sentences.setdefault(text.lower(), content_words(text))
+    own, other = [], []
+    for rec in records.values():
+        transcript = " ".join((rec.get("transcript") or "").split())
+        recall = word_recall(transcript, rec.get("response"))
+        if recall is None:
+            continue
+        own.append(recall)
+        said = words(rec.get("response"))
+        others = [len(w & said) / len(w) for key, w in sentences.items() if key != transcript.lower()]
+        if others:
+            other.append(float(np.mean(others)))
+    return {"n": len(records), "n_scored": len(own), "recall": float(np.mean(own)) if own else None,
+            "recall_other_sentences": float(np.mean(other)) if other else None}
+
+
+def paired_recall(reference, baseline, common):
+    """Per-utterance recall of two systems over ``common`` utterances where both have a figure: ``(a, b)``."""
+    a, b = [], []
+    for u in common:
+        ra = word_recall(reference[u].get("transcript"), reference[u].get("response"))
+        rb = word_recall(baseline[u].get("transcript"), baseline[u].get("response"))
+        if ra is not None and rb is not None:
+            a.append(ra)
+            b.append(rb)
+    return np.array(a, dtype=float), np.array(b, dtype=float)
+
+
+__all__ = ["FUNCTION_WORDS", "content_words", "paired_recall", "per_utterance_recall", "response_words_metrics",
+           "word_recall", "words"]

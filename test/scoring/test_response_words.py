@@ -1,0 +1,55 @@
+"""Response words: the share of the transcript's content words a response repeats, and its chance level."""
+import pytest
+
+from rellm.scoring.response_words import content_words, paired_recall, response_words_metrics, word_recall, words
+
+
+def test_content_words_drop_function_words_and_short_words():
+    assert content_words("Can you set a timer for twenty minutes?") == {"set", "timer", "twenty", "minutes"}
+    assert content_words("What is it?") == set()
+    # curly apostrophes read like straight ones, and a contraction is one (function) word
+    assert words("I\u2019ll call the BANK.") == {"i'll", "call", "the", "bank"}
+    assert content_words("I\u2019ll call the BANK.") == {"call", "bank"}
+
+
+def test_word_recall_counts_whole_words_case_ignored():
+    transcript = "Can you set a timer for twenty minutes?"
+    assert word_recall(transcript, "Sure, I'll set a Timer for you.") == pytest.approx(2 / 4)
+    assert word_recall(transcript, "Of course, I'll set a timer for twenty minutes.") == 1.0
+    # "timers" and "minute" are other words: a paraphrase scores lower than a repetition (only "set" counts)
+    assert word_recall(transcript, "Timers are set in minute steps.") == pytest.approx(1 / 4)
+    assert word_recall(transcript, "") == 0.0 and word_recall(transcript, None) == 0.0
+    assert word_recall("Is it?", "Yes it is.") is None  # no content word: no figure
+
+
+def _records(replies):
+    sentences = ["Please call a taxi for nine o'clock.", "What should I cook with rice and carrots?",
+                 "Tell me how to get to the train station.", "Is it?"]
+    return {f"u{k}": {"transcript": sentences[k % 4], "response": replies(sentences[k % 4])} for k in range(8)}
+
+
+def test_a_system_that_repeats_the_words_is_far_above_its_chance_level():
+    m = response_words_metrics(_records(lambda s: f"Sure. {s}"))
+    assert m["n"] == 8 and m["n_scored"] == 6  # the two "Is it?" utterances have no content word
+    assert m["recall"] == 1.0
+    # against the other sentences' words: "taxi ... nine" shares nothing with the two other sentences
+    assert m["recall_other_sentences"] == 0.0
+
+
+def test_one_reply_to_everything_is_at_its_chance_level():
+    m = response_words_metrics(_records(lambda s: "I'm so sorry, you sound really sad. I'm here for you."))
+    assert m["recall"] == 0.0 and m["recall_other_sentences"] == 0.0
+    # a generic reply that happens to share a word with one sentence: recall and chance level move together
+    m = response_words_metrics(_records(lambda s: "Let me help you get there."))
+    assert m["recall"] == pytest.approx((1 / 4) * 2 / 6)  # "get" is 1 of the 4 content words of the station sentence
+    # chance: the taxi and the rice utterances' reply shares 1/4 with the station sentence and 0 with the other one
+    # (mean 1/8); the station utterances' reply shares nothing with the taxi and rice sentences
+    assert m["recall_other_sentences"] == pytest.approx((4 * (1 / 8) + 2 * 0) / 6)
+    assert response_words_metrics({}) is None
+
+
+def test_paired_recall_keeps_the_utterances_both_systems_have_a_figure_for():
+    ref = _records(lambda s: s)
+    base = _records(lambda s: "Okay.")
+    a, b = paired_recall(ref, base, sorted(ref))
+    assert len(a) == len(b) == 6 and a.mean() == 1.0 and b.mean() == 0.0
