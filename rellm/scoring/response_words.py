@@ -103,5 +103,34 @@ def paired_recall(reference, baseline, common):
     return np.array(a, dtype=float), np.array(b, dtype=float)
 
 
+def main(argv=None):
+    """``python -m rellm.scoring.response_words FILE.jsonl ...``: the figures of stage-5 ``responses.jsonl`` files
+    (or stage-3 ``expected.jsonl``, whose ``output`` is the response), one line per file."""
+    import argparse
+
+    from rellm.utils.io import read_jsonl
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("files", nargs="+", help="JSON lines with transcript and response (or output) fields")
+    args = parser.parse_args(argv)
+    for path in args.files:
+        records = {}
+        for k, rec in enumerate(read_jsonl(path)):
+            records[rec.get("utt_id", k)] = {**rec, "response": rec.get("response", rec.get("output"))}
+        m = response_words_metrics(records)
+        if m is None or m["recall"] is None:
+            print(f"{path}: no utterance with a content word in its transcript")
+            continue
+        other = m["recall_other_sentences"]
+        chance = f"{other * 100:.1f} %" if other is not None else "no other sentence"
+        print(f"{path}: {m['n_scored']} of {m['n']} utterances; response words {m['recall'] * 100:.1f} % "
+              f"(other sentences' words: {chance})")
+    return 0
+
+
 __all__ = ["FUNCTION_WORDS", "content_words", "paired_recall", "per_utterance_recall", "response_words_metrics",
            "word_recall", "words"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,7 +1,15 @@
 """Response words: the share of the transcript's content words a response repeats, and its chance level."""
 import pytest
 
-from rellm.scoring.response_words import content_words, paired_recall, response_words_metrics, word_recall, words
+from rellm.scoring.response_words import (
+    content_words,
+    main,
+    paired_recall,
+    response_words_metrics,
+    word_recall,
+    words,
+)
+from rellm.utils.io import write_jsonl
 
 
 def test_content_words_drop_function_words_and_short_words():
@@ -53,3 +61,15 @@ def test_paired_recall_keeps_the_utterances_both_systems_have_a_figure_for():
     base = _records(lambda s: "Okay.")
     a, b = paired_recall(ref, base, sorted(ref))
     assert len(a) == len(b) == 6 and a.mean() == 1.0 and b.mean() == 0.0
+
+
+def test_command_line_prints_the_figures_of_stage_5_and_stage_3_files(tmp_path, capsys):
+    responses = tmp_path / "responses.jsonl"
+    write_jsonl(responses, [{"utt_id": u, **r} for u, r in _records(lambda s: f"Sure. {s}").items()])
+    expected = tmp_path / "expected.jsonl"  # stage 3: the reply is "output"
+    write_jsonl(expected, [{"utt_id": "a", "transcript": "Please call a taxi.", "output": "I will call a cab."}])
+    assert main([str(responses), str(expected)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{responses}: 6 of 8 utterances; response words 100.0 % (other sentences' words: 0.0 %)"
+    # one sentence: no other sentence to measure the chance level against
+    assert out[1] == f"{expected}: 1 of 1 utterances; response words 50.0 % (other sentences' words: no other sentence)"
