@@ -161,6 +161,13 @@ def results_table(metrics, mechanisms, repeated_max_share=None):
     return lines
 
 
+def _points_line(what, baseline_name, reference, baseline, unit, test, boot):
+    """"response words -40.1 points vs text-only (0.4% vs 40.5% ...; Wilcoxon p=...; 95% CI ...)": two shares."""
+    return (f"{what} {(reference - baseline) * 100:+.1f} points vs {baseline_name} ({reference * 100:.1f}% vs "
+            f"{baseline * 100:.1f}%{unit}; {test}; 95% CI of the difference "
+            f"[{boot['ci_low'] * 100:+.1f}, {boot['ci_high'] * 100:+.1f}] points)")
+
+
 def _words_cell(section):
     """``38.3 (1.5)``: the share of the transcript's content words the responses repeat, and in brackets the
     same against the other test sentences' words (what ignoring the words gets)."""
@@ -221,18 +228,13 @@ def improvement_lines(metrics, mechanisms):
                          f"[{boot['ci_low'] * 100:+.1f}, {boot['ci_high'] * 100:+.1f}] points)")
         if comp.get("response_emotion"):
             r = comp["response_emotion"]
-            boot = r["ua_bootstrap"]
-            parts.append(f"response-emotion UA {r['ua_difference_points']:+.1f} points vs {name} "
-                         f"({r['ua_reference'] * 100:.1f}% vs {r['ua_baseline'] * 100:.1f}%; McNemar "
-                         f"p={r['mcnemar']['p_value']:.3g}; 95% CI of the difference "
-                         f"[{boot['ci_low'] * 100:+.1f}, {boot['ci_high'] * 100:+.1f}] points)")
+            parts.append(_points_line("response-emotion UA", name, r["ua_reference"], r["ua_baseline"], "",
+                                      f"McNemar p={r['mcnemar']['p_value']:.3g}", r["ua_bootstrap"]))
         if comp.get("response_words"):
             w = comp["response_words"]
-            boot = w["bootstrap"]
-            parts.append(f"response words {(w['reference_mean'] - w['baseline_mean']) * 100:+.1f} points vs {name} "
-                         f"({w['reference_mean'] * 100:.1f}% vs {w['baseline_mean'] * 100:.1f}% of the transcript's "
-                         f"content words; Wilcoxon p={w['wilcoxon']['p_value']:.3g}; 95% CI of the difference "
-                         f"[{boot['ci_low'] * 100:+.1f}, {boot['ci_high'] * 100:+.1f}] points)")
+            parts.append(_points_line("response words", name, w["reference_mean"], w["baseline_mean"],
+                                      " of the transcript's content words", f"Wilcoxon p={w['wilcoxon']['p_value']:.3g}",
+                                      w["bootstrap"]))
         if parts:
             lines.append(f"- {_label(reference)} vs {name} on {comp['n_paired']} paired utterances:")
             lines += [f"  - {p}" for p in parts]
