@@ -74,8 +74,9 @@ def response_words_metrics(records):
     sentences = {}
     for rec in records.values():
         text = " ".join((rec.get("transcript") or "").split())
-        if content_words(text):
-            sentences.setdefault(text.lower(), content_words(text))
+        wanted = content_words(text)
+        if wanted:
+            sentences.setdefault(text.lower(), wanted)
     own, other = [], []
     for rec in records.values():
         transcript = " ".join((rec.get("transcript") or "").split())
