@@ -104,16 +104,38 @@ def paired_recall(reference, baseline, common):
     return np.array(a, dtype=float), np.array(b, dtype=float)
 
 
+def heard_coverage(transcripts, heard_transcripts):
+    """``(heard, total)``: how many of the distinct content words of ``transcripts`` occur in ``heard_transcripts``
+    (e.g. the test sentences' words against every transcript the model was trained on). A speech-LLM cannot
+    learn to read a word from the training speech if it never heard it, unless its first training step read
+    enough speech to generalise (BLSP-Emo: thousands of hours)."""
+    wanted = set().union(*(content_words(t) for t in transcripts))
+    heard = set().union(*(content_words(t) for t in heard_transcripts))
+    return len(wanted & heard), len(wanted)
+
+
+def read_transcripts(path):
+    """Transcripts of a stage-1 manifest (``{utt_id: {"transcript": ...}}``, ``.json``) or of JSON lines."""
+    from rellm.utils.io import read_json, read_jsonl
+
+    rows = read_json(path).values() if str(path).endswith(".json") else read_jsonl(path)
+    return [row.get("transcript") or "" for row in rows]
+
+
 def main(argv=None):
-    """``python -m rellm.scoring.response_words FILE.jsonl ...``: the figures of stage-5 ``responses.jsonl`` files
-    (or stage-3 ``expected.jsonl``, whose ``output`` is the response), one line per file."""
+    """``python -m rellm.scoring.response_words FILE.jsonl ... [--heard MANIFEST ...]``: the figures of stage-5
+    ``responses.jsonl`` files (or stage-3 ``expected.jsonl``, whose ``output`` is the response), one line per
+    file; with ``--heard``, also how many of the file's content words occur in those (training) transcripts."""
     import argparse
 
     from rellm.utils.io import read_jsonl
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("files", nargs="+", help="JSON lines with transcript and response (or output) fields")
+    parser.add_argument("--heard", nargs="+", default=[], metavar="MANIFEST",
+                        help="stage-1 manifests (.json) or JSON lines whose transcripts the model was trained on")
     args = parser.parse_args(argv)
+    heard = [t for path in args.heard for t in read_transcripts(path)]
     for path in args.files:
         records = {}
         for k, rec in enumerate(read_jsonl(path)):
@@ -124,13 +146,17 @@ def main(argv=None):
             continue
         other = m["recall_other_sentences"]
         chance = f"{other * 100:.1f} %" if other is not None else "no other sentence"
-        print(f"{path}: {m['n_scored']} of {m['n']} utterances; response words {m['recall'] * 100:.1f} % "
-              f"(other sentences' words: {chance})")
+        line = (f"{path}: {m['n_scored']} of {m['n']} utterances; response words {m['recall'] * 100:.1f} % "
+                f"(other sentences' words: {chance})")
+        if args.heard:
+            n_heard, total = heard_coverage([r.get("transcript") or "" for r in records.values()], heard)
+            line += f"; content words heard in training: {n_heard} of {total} ({n_heard / total * 100:.0f} %)"
+        print(line)
     return 0
 
 
-__all__ = ["FUNCTION_WORDS", "content_words", "paired_recall", "per_utterance_recall", "response_words_metrics",
-           "word_recall", "words"]
+__all__ = ["FUNCTION_WORDS", "content_words", "heard_coverage", "paired_recall", "per_utterance_recall",
+           "read_transcripts", "response_words_metrics", "word_recall", "words"]
 
 
 if __name__ == "__main__":

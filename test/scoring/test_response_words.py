@@ -3,13 +3,14 @@ import pytest
 
 from rellm.scoring.response_words import (
     content_words,
+    heard_coverage,
     main,
     paired_recall,
     response_words_metrics,
     word_recall,
     words,
 )
-from rellm.utils.io import write_jsonl
+from rellm.utils.io import atomic_write_json, write_jsonl
 
 
 def test_content_words_drop_function_words_and_short_words():
@@ -73,3 +74,24 @@ def test_command_line_prints_the_figures_of_stage_5_and_stage_3_files(tmp_path, 
     assert out[0] == f"{responses}: 6 of 8 utterances; response words 100.0 % (other sentences' words: 0.0 %)"
     # one sentence: no other sentence to measure the chance level against
     assert out[1] == f"{expected}: 1 of 1 utterances; response words 50.0 % (other sentences' words: no other sentence)"
+
+
+def test_heard_coverage_counts_distinct_content_words_met_in_training():
+    test = ["Please call a taxi for nine o'clock.", "Call the bank."]  # call, taxi, nine, o'clock, bank
+    heard = ["The bus driver called the bank at nine.", "A taxi?"]  # "called" is not "call"
+    assert heard_coverage(test, heard) == (3, 5)
+    assert heard_coverage(test, []) == (0, 5)
+
+
+def test_command_line_reports_how_many_test_words_the_training_speech_held(tmp_path, capsys):
+    responses = tmp_path / "responses.jsonl"
+    write_jsonl(responses, [{"utt_id": "a", "transcript": "Please call a taxi.", "response": "Okay."},
+                            {"utt_id": "b", "transcript": "Water the roses.", "response": "Okay."}])
+    step1 = tmp_path / "step1_train.json"  # a stage-1 manifest
+    atomic_write_json(step1, {"x": {"transcript": "I planted roses.", "duration": 1.0}})
+    step2 = tmp_path / "expected.jsonl"  # JSON lines are read too
+    write_jsonl(step2, [{"utt_id": "y", "transcript": "The taxi was late.", "output": "Sorry."}])
+    assert main([str(responses), "--heard", str(step1), str(step2)]) == 0
+    out = capsys.readouterr().out.strip()
+    # content words: call, taxi, water, roses; heard: taxi, roses
+    assert out.endswith("; content words heard in training: 2 of 4 (50 %)"), out
