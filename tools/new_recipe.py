@@ -145,8 +145,8 @@ def next_steps(recipe, corpus, corpus_recipe, kept, root=ROOT):
         lines.append(f"Split, sets and conf/prepare.yaml come from {corpus_recipe.name}'s recipe.")
     lines.append("Next:")
     if not has_preparer(corpus, root):
-        lines += [f"  - write rellm/data/corpora/{corpus}.py with prepare_{corpus}(data_folder, save_folder, split, ...)"
-                  " (see rellm/data/corpora/esd.py), add it to PREPARERS in rellm/data/corpora/__init__.py,",
+        lines += [(f"  - write rellm/data/corpora/{corpus}.py with prepare_{corpus}(data_folder, save_folder, split, ...)"
+                   " (see rellm/data/corpora/esd.py), add it to PREPARERS in rellm/data/corpora/__init__.py,"),
                   f"    and its root variable to egs/TEMPLATE/db.sh (rellm_db_root {corpus})"]
     elif var := corpus_root_variable(corpus, root):
         lines.append(f"  - say where the corpus is: {var}=/path/to/it ./run.sh ..., or {var}=... in the recipe's db.local.sh")
