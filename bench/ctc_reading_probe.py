@@ -1,6 +1,6 @@
 """Can an adapter trained on a recipe's step-1 speech read words it never heard? One JSON object per line.
 
-    python bench/ctc_reading_probe.py egs/mini --epochs 20      # the mini recipe after stages 1-2, about 12 min
+    python bench/ctc_reading_probe.py egs/mini --epochs 20      # the mini recipe after stages 1-2, about 4 min
 
 A fresh speech adapter is trained with the CTC warm-up of stage 4 (``rellm.training.ctc_warmup``: the frozen
 LLM's input embeddings as the output layer, no LLM forward) on the step-1 train set until it transcribes it,
@@ -42,6 +42,7 @@ def main(argv=None):
     from rellm.models.speech_llm import SpeechLLM
     from rellm.scoring.response_words import word_recall
     from rellm.training.ctc_warmup import ctc_items, greedy_ctc_tokens, train_ctc_warmup
+    from rellm.utils.io import read_json
 
     args = parse_args(argv)
     torch.set_num_threads(args.num_threads)
@@ -49,8 +50,7 @@ def main(argv=None):
     root = Path(args.recipe_dir)
 
     def load(name):
-        manifest = json.loads((root / "data" / f"{name}.json").read_text())
-        return manifest, open_feature_cache(root / "dump" / name)
+        return read_json(root / "data" / f"{name}.json"), open_feature_cache(root / "dump" / name)
 
     manifest, cache = load(args.train_set)
     speech_dim = cache.whisper(next(iter(sorted(manifest)))).shape[-1]
