@@ -6,7 +6,7 @@ import pytest
 
 from rellm.bin import prepare as prepare_stage
 from rellm.data.corpora import mini
-from rellm.data.corpora.mini_asr import generate_sentences, plan_asr_set
+from rellm.data.corpora.mini_asr import generate_sentences, plan_asr_set, read_sentences_file
 
 CONF = Path(__file__).resolve().parents[2] / "egs" / "mini" / "conf" / "prepare_step1.yaml"
 
@@ -43,3 +43,37 @@ def test_stage_1_makes_unlabelled_manifests(tmp_path):
     entry = next(iter(train.values()))
     assert entry["emotion"] is None and entry["arousal"] is None and entry["duration"] > 1.0
     assert (tmp_path / "downloads" / "mini_asr" / entry["wav"].replace("{data_root}/", "")).is_file()
+
+
+def test_sentences_file_is_sampled_without_repeats_or_ser_sentences(tmp_path):
+    path = tmp_path / "sentences.txt"
+    lines = ["# written by hand", "The cat sat on the warm mat.", "", "A storm rolled over the hills.",
+             "the cat sat on the warm mat.", mini.SENTENCES[3].upper(), "We sold the old piano.",
+             "Bright lanterns lit the narrow street."]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    sentences, counts = read_sentences_file(path, 4, seed=7, exclude=mini.SENTENCES)
+    assert counts == {"lines": 6, "duplicate": 1, "excluded": 1}
+    assert sorted(sentences) == ["A storm rolled over the hills.", "Bright lanterns lit the narrow street.",
+                                 "The cat sat on the warm mat.", "We sold the old piano."]
+    two, _ = read_sentences_file(path, 2, seed=7, exclude=mini.SENTENCES)
+    assert two == read_sentences_file(path, 2, seed=7, exclude=mini.SENTENCES)[0] and set(two) <= set(sentences)
+    with pytest.raises(ValueError, match=r"1\.\.4 .*6 sentences, 1 repeated, 1 of the SER corpus"):
+        read_sentences_file(path, 5, seed=7, exclude=mini.SENTENCES)
+    with pytest.raises(FileNotFoundError, match="one sentence per line"):
+        read_sentences_file(tmp_path / "absent.txt", 1, seed=7)
+
+
+def test_stage_1_speaks_a_sentences_file(tmp_path):
+    pytest.importorskip("espeakng_loader")
+    path = tmp_path / "sentences.txt"
+    path.write_text("The cat sat on the warm mat.\nA storm rolled over the hills.\nWe sold the old piano.\n"
+                    + mini.SENTENCES[0] + "\n", encoding="utf-8")
+    save = tmp_path / "data" / "mini_asr"
+    prepare_stage.main([str(CONF), f"--save_folder={save}", "--num_sentences=3", "--valid_sentences=1",
+                        f"--sentences_file={path}", "--voices=[en-us]"])
+    manifests = {name: json.loads((save / f"{name}.json").read_text()) for name in ("train", "valid")}
+    transcripts = sorted(u["transcript"] for m in manifests.values() for u in m.values())
+    assert transcripts == ["A storm rolled over the hills.", "The cat sat on the warm mat.", "We sold the old piano."]
+    assert len(manifests["valid"]) == 1
+    report = json.loads((save / "prepare_report.json").read_text())
+    assert report["sentences_file"] == {"path": str(path), "lines": 4, "duplicate": 0, "excluded": 1}

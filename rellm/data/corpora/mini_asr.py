@@ -44,8 +44,41 @@ def generate_sentences(num_sentences, seed, exclude=()):
     return [combos[i] for i in order]
 
 
-def plan_asr_set(seed, voices, num_sentences, valid_sentences):
-    """Every utterance to make (no audio): id, set, transcript, voice, neutral prosody with jitter."""
+def read_sentences_file(path, num_sentences, seed, exclude=()):
+    """A seeded sample of ``num_sentences`` of the file's sentences, and what was left out before sampling.
+
+    UTF-8, one sentence per line; blank lines and lines starting with ``#`` are skipped. A repeated
+    sentence and one in ``exclude`` (case-insensitive) are left out and counted: ``{"lines", "duplicate",
+    "excluded"}``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sentences_file {path} does not exist (one sentence per line; empty: the templates)")
+    excluded = {e.strip().lower() for e in exclude}
+    sentences, seen, counts = [], set(), {"lines": 0, "duplicate": 0, "excluded": 0}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        counts["lines"] += 1
+        key = text.lower()
+        if key in excluded or key in seen:
+            counts["excluded" if key in excluded else "duplicate"] += 1
+            continue
+        seen.add(key)
+        sentences.append(text)
+    if not 1 <= num_sentences <= len(sentences):
+        raise ValueError(f"num_sentences must be in 1..{len(sentences)} for {path} ({counts['lines']} sentences, "
+                         f"{counts['duplicate']} repeated, {counts['excluded']} of the SER corpus), got {num_sentences}")
+    order = np.random.default_rng(seed).permutation(len(sentences))[:num_sentences]
+    return [sentences[i] for i in order], counts
+
+
+def plan_asr_set(seed, voices, num_sentences, valid_sentences, sentences=None):
+    """Every utterance to make (no audio): id, set, transcript, voice, neutral prosody with jitter.
+
+    ``sentences``: the sentences to speak (``read_sentences_file``); None: ``generate_sentences``.
+    """
     from rellm.data.corpora import mini
 
     unknown = [v for v in voices if v not in mini.VOICES]
@@ -53,7 +86,8 @@ def plan_asr_set(seed, voices, num_sentences, valid_sentences):
         raise ValueError(f"unknown mini voice(s) {unknown}; choose from {', '.join(mini.VOICES)}")
     if not 0 < valid_sentences < num_sentences:
         raise ValueError(f"valid_sentences must be in 1..{num_sentences - 1}, got {valid_sentences}")
-    sentences = generate_sentences(num_sentences, seed, exclude=mini.SENTENCES)
+    if sentences is None:
+        sentences = generate_sentences(num_sentences, seed, exclude=mini.SENTENCES)
     plan = []
     for s_idx, text in enumerate(sentences):
         for voice in voices:
@@ -70,11 +104,12 @@ def plan_asr_set(seed, voices, num_sentences, valid_sentences):
 
 
 def prepare_mini_asr(data_folder, save_folder, split="asr", seed=4321, voices=("en-us", "en-us+f3"),
-                     num_sentences=100, valid_sentences=10, overwrite=False, skip_prep=False):
+                     num_sentences=100, valid_sentences=10, sentences_file="", overwrite=False, skip_prep=False):
     """Synthesise the step-1 set and write ``save_folder/{train,valid}.json`` (no emotion, no A/V/D).
 
     ``data_folder`` empty: ``<save_folder>/../downloads/mini_asr`` (the recipe's ``downloads/``).
     ``num_sentences`` x ``len(voices)`` utterances; the first ``valid_sentences`` sentences are ``valid``.
+    ``sentences_file``: empty, the template sentences; else a sample of that file's (``read_sentences_file``).
     """
     from rellm.data.corpora import mini
 
@@ -84,7 +119,12 @@ def prepare_mini_asr(data_folder, save_folder, split="asr", seed=4321, voices=("
     data_folder = (Path(data_folder).resolve() if data_folder not in (None, "")
                    else (save_folder.resolve() / ".." / ".." / "downloads" / "mini_asr").resolve())
     voices = list(voices)
-    plan = plan_asr_set(seed, voices, num_sentences, valid_sentences)
+    sentences, file_counts = None, None
+    if sentences_file not in (None, ""):
+        sentences, file_counts = read_sentences_file(sentences_file, num_sentences, seed, exclude=mini.SENTENCES)
+        logger.info("%s: %d sentences, %d repeated and %d of the SER corpus left out; using %d", sentences_file,
+                    file_counts["lines"], file_counts["duplicate"], file_counts["excluded"], num_sentences)
+    plan = plan_asr_set(seed, voices, num_sentences, valid_sentences, sentences)
     options = {"split": split, "seed": seed, "voices": voices, "num_sentences": num_sentences,
                "valid_sentences": valid_sentences, "neutral_style": mini.STYLES["neutral"], "jitter": mini.JITTER,
                "sentences": hashlib.sha256("\n".join(sorted({p["transcript"] for p in plan})).encode()).hexdigest()[:16]}
@@ -113,6 +153,7 @@ def prepare_mini_asr(data_folder, save_folder, split="asr", seed=4321, voices=("
     write_data_root(save_folder, data_folder)
     report = {"corpus": "mini_asr", "split": split, "data_root": str(data_folder),
               "options": {k: v for k, v in options.items() if k not in ("neutral_style", "jitter")},
+              "sentences_file": None if file_counts is None else {"path": str(sentences_file), **file_counts},
               "sets": {name: {"utterances": len(m), "hours": round(sum(u["duration"] for u in m.values()) / 3600, 4)}
                        for name, m in manifests.items()},
               **drops.to_dict()}
