@@ -3,6 +3,7 @@
     python bench/llm_written_sentences.py --out $PWD/sentences.txt --num_words 2048   # SmolLM2-135M: 826, 10 min
     cd egs/mini && ./run.sh --stage 1 --stop_stage 2 \
         --step1_prepare_args "--sentences_file=$PWD/../../sentences.txt --num_sentences=825 --valid_sentences=40"
+    (a recipe folder that ran with the templates: first rm -r data/mini_asr dump/mini_asr downloads/mini_asr)
 
 The mini recipe's step-1 sentences are templates over a few dozen words, so an adapter trained on them
 can only read those words (bench/README.md#reading-probe). This writes the broad-vocabulary alternative

@@ -17,6 +17,7 @@ from rellm.generation.runtime import options_fingerprint_base
 from rellm.utils.config import ConfigError, load_config, parse_stage_args, run_main
 from rellm.utils.logging import setup_logging
 from rellm.utils.sharded_stage import ShardedStage
+from rellm.utils.stage import OptionsChangedError
 
 
 def _tasks(hp):
@@ -75,6 +76,13 @@ def main(argv=None):
     if not Path(hp["manifest"]).is_file():
         raise FileNotFoundError(f"manifest {hp['manifest']} does not exist; run stage 1 first")
     manifest = read_manifest(hp["manifest"])
+    stale = T.responses_for_other_transcripts(out, manifest)  # --overwrite reruns only for other options
+    if stale:
+        path, utt_id, before, now = stale[0]
+        raise OptionsChangedError(
+            f"{out} holds {len(stale)} response(s) written for other transcripts than {hp['manifest']} has now "
+            f"(e.g. {utt_id} in {path.relative_to(out)}: {before!r}; the manifest says {now!r}): stage 1 was "
+            f"re-run with other data. Delete {out} and run stage 3 again to write them for the new data.")
     stage = ShardedStage("respond", out, hp["num_shards"])
     if hp["merge"]:
         def merge():

@@ -16,6 +16,7 @@ from speechbrain.utils.data_pipeline import provides, takes
 
 from rellm.data.emotions import EMOTION_TO_ID
 from rellm.utils.drop_report import DropReport
+from rellm.utils.stage import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +204,11 @@ def build_alignment_dataset(
                 skip("no_avd_annotation", utt_id)
                 continue
         transcript = rec.get("transcript") or entry.get("transcript") or ""
+        if rec.get("transcript") and rec["transcript"] != (entry.get("transcript") or "").strip():
+            # responses older than stage 1's data (same ids, other sentences): never train on them
+            raise UserError(f"stage 3's response for {utt_id} was written for {rec['transcript']!r}, but the "
+                            f"manifest now says {entry.get('transcript')!r}: stage 1 was re-run with other data "
+                            "after stage 3; re-run stage 3 for this set (delete its exp/responses folder first)")
         if max_text_tokens:
             n = (
                 len(layout.prompt_ids(teacher_system_prompt or system_prompt, rec.get("instruction", "")))

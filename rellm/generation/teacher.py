@@ -20,12 +20,14 @@ import logging
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tqdm import tqdm
 
 from rellm.data.emotions import EMOTIONS
 from rellm.generation.prompts import check_template, instruction_prefix, render_user_turn
 from rellm.utils.drop_report import DropReport
+from rellm.utils.io import read_jsonl
 from rellm.utils.torch_device import no_grad
 
 logger = logging.getLogger(__name__)
@@ -179,6 +181,29 @@ def run_task(llm, tokenizer, decoder, task, prompts, utterances, batches, max_ne
             bar.update(len(utt_ids))
     records.sort(key=lambda r: r["utt_id"])
     return records
+
+
+def responses_for_other_transcripts(output_dir, manifest):
+    """Stage-3 records under ``output_dir`` written for another transcript than ``manifest`` now has.
+
+    Stage 3's fingerprint names the manifest's path, not its content, so a stage 1 re-run with other data
+    at the same path and with the same utterance ids (``mini_asr`` with another ``sentences_file``, a corpus
+    prepared again with other options) would find its responses finished and reuse them for utterances that
+    now say something else. Returns ``[(file, utt_id, transcript in the record, transcript in the manifest)]``
+    over the shard files, ``raw/`` and the merged files.
+    """
+    output_dir = Path(output_dir)
+    found = []
+    for path in sorted(output_dir.glob("shards/*.jsonl")) + sorted(output_dir.glob("raw/*.jsonl")) + sorted(
+            output_dir.glob("*.jsonl")):
+        for rec in read_jsonl(path):
+            entry = manifest.get(rec.get("utt_id"))
+            if entry is None or rec.get("transcript") is None:
+                continue
+            now = (entry.get("transcript") or "").strip()
+            if rec["transcript"] != now:
+                found.append((path, rec["utt_id"], rec["transcript"], now))
+    return found
 
 
 def generate_shard(stage, shard, tasks, manifest, hp):

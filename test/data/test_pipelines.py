@@ -5,6 +5,7 @@ import torch
 from rellm.data.pipelines import build_alignment_dataset, choose_avd_target
 from rellm.models.chat_layout import ChatLayout
 from rellm.testing.toy_models import toy_tokenizer
+from rellm.utils.stage import UserError
 
 ANNOTATION = {"u1": [0.1, 0.2, 0.3], "u2": [0.9, 0.8, 0.7], "u3": None}
 PREDICTION = {"u1": [0.5, 0.5, 0.5], "u2": [0.4, 0.6, 0.2], "u3": [1.3, -0.2, 0.6]}  # u3 outside [0, 1]
@@ -34,7 +35,7 @@ def layout():
     return ChatLayout(toy_tokenizer())
 
 
-def _build(layout, **kwargs):
+def _build(layout, said=None, **kwargs):
     manifest = {u: {"duration": 2.0, "transcript": "Wait, you mean the concert is tonight?", "emotion": e,
                     # the manifest's own fields are not where the target comes from: the cache is
                     "arousal": None, "valence": None, "dominance": None}
@@ -42,6 +43,8 @@ def _build(layout, **kwargs):
     responses = [{"utt_id": u, "emotion": manifest[u]["emotion"], "transcript": manifest[u]["transcript"],
                   "instruction": "Continue: ", "output": "That sounds wonderful.", "early_stop": False}
                  for u in manifest]
+    for utt_id, transcript in (said or {}).items():  # stage 1 re-run after stage 3
+        manifest[utt_id]["transcript"] = transcript
     return build_alignment_dataset(manifest, responses, FakeCache(), layout, system_prompt="S", instruction="I",
                                    **kwargs)
 
@@ -127,3 +130,11 @@ def test_ser_turns_add_question_answer_items_on_the_same_audio(layout):
     assert 0 <= half["ser_turns"] <= 3 and half["ser_turns"] == again["ser_turns"]
     _, none = _build(layout, ser_turns={**ser, "fraction": 0.0})
     assert none["ser_turns"] == 0
+
+
+def test_responses_written_for_another_transcript_stop_training(layout):
+    with pytest.raises(UserError, match="u2 was written for 'Wait, you mean the concert is tonight\\?', but the "
+                                        "manifest now says 'A storm rolled over the hills.'"):
+        _build(layout, said={"u2": "A storm rolled over the hills."})
+    _, report = _build(layout, said={"u2": "  Wait, you mean the concert is tonight?  "})  # stripped alike
+    assert report["kept"] == 3

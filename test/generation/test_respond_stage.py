@@ -1,5 +1,6 @@
 """Stage 3 (rellm.bin.respond) end to end with a toy LLM: sharding, resuming, merging, cleaning."""
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,28 @@ def test_merge_cleans_and_counts_drops(tmp_path):
         "refusal_cannot": {"count": 1, "examples": [{"utt_id": "u001", "output": outputs[1]}]}}
     assert cleaning["kept"] == 2 and cleaning["total_dropped"] == 2
     assert len(read_jsonl(out / "raw" / "expected.jsonl")) == 4  # nothing lost: raw keeps every generation
+
+
+def test_responses_to_other_transcripts_are_never_reused(tmp_path, toy_llm_dir):
+    # stage 1 re-run with other sentences keeps the manifest's path and ids: finished responses must not pass
+    manifest = write_manifest(tmp_path / "data" / "train.json", n=4, empty_transcript=())
+    out = tmp_path / "out"
+    run(args(manifest, out, toy_llm_dir, tasks="[expected]"))
+    run(args(manifest, out, toy_llm_dir, tasks="[expected]", merge="true"))
+    data = json.loads(manifest.read_text())
+    data["u002"]["transcript"] = "A storm rolled over the hills."
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+    from rellm.utils.stage import OptionsChangedError
+
+    for extra in ({}, {"merge": "true"}, {"overwrite": "true"}):  # --overwrite alone would skip: same options
+        with pytest.raises(OptionsChangedError, match=r"holds 3 response\(s\) .*u002 in .*'A storm rolled over"):
+            run(args(manifest, out, toy_llm_dir, tasks="[expected]", **extra))
+    shutil.rmtree(out)  # what the message says to do
+    run(args(manifest, out, toy_llm_dir, tasks="[expected]"))
+    run(args(manifest, out, toy_llm_dir, tasks="[expected]", merge="true"))
+    by_id = {r["utt_id"]: r for r in read_jsonl(out / "raw" / "expected.jsonl")}
+    assert by_id["u002"]["transcript"] == "A storm rolled over the hills."
+    run(args(manifest, out, toy_llm_dir, tasks="[expected]"))  # up to date again: skipped, no error
 
 
 def test_user_errors_are_one_line(tmp_path, capsys):
