@@ -38,11 +38,11 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    from rellm.data.manifest import read_manifest
     from rellm.features.cache import open_feature_cache
     from rellm.models.speech_llm import SpeechLLM
     from rellm.scoring.response_words import word_recall
     from rellm.training.ctc_warmup import ctc_items, greedy_ctc_tokens, train_ctc_warmup
-    from rellm.utils.io import read_json
 
     args = parse_args(argv)
     torch.set_num_threads(args.num_threads)
@@ -50,7 +50,7 @@ def main(argv=None):
     root = Path(args.recipe_dir)
 
     def load(name):
-        return read_json(root / "data" / f"{name}.json"), open_feature_cache(root / "dump" / name)
+        return read_manifest(root / "data" / f"{name}.json"), open_feature_cache(root / "dump" / name)
 
     manifest, cache = load(args.train_set)
     speech_dim = cache.whisper(next(iter(sorted(manifest)))).shape[-1]

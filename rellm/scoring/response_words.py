@@ -116,9 +116,10 @@ def heard_coverage(transcripts, heard_transcripts):
 
 def read_transcripts(path):
     """Transcripts of a stage-1 manifest (``{utt_id: {"transcript": ...}}``, ``.json``) or of JSON lines."""
-    from rellm.utils.io import read_json, read_jsonl
+    from rellm.data.manifest import read_manifest
+    from rellm.utils.io import read_jsonl
 
-    rows = read_json(path).values() if str(path).endswith(".json") else read_jsonl(path)
+    rows = read_manifest(path).values() if str(path).endswith(".json") else read_jsonl(path)
     return [row.get("transcript") or "" for row in rows]
 
 

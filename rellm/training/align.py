@@ -21,6 +21,7 @@ from speechbrain.dataio.sampler import DynamicBatchSampler
 from speechbrain.utils.epoch_loop import EpochCounter
 from speechbrain.utils.train_logger import FileTrainLogger
 
+from rellm.data.manifest import read_manifest
 from rellm.data.pipelines import build_alignment_dataset
 from rellm.features.cache import open_feature_cache, read_feature_meta
 from rellm.models.final_state import load_final_state
@@ -28,7 +29,7 @@ from rellm.training.brain import AlignBrain
 from rellm.training.checkpointing import AtomicCheckpointer, RNGState, TrainableParameters, WarmupDecayLR
 from rellm.training.ctc_warmup import run_ctc_warmup
 from rellm.training.experiment_dir import ExperimentDir
-from rellm.utils.io import atomic_write_json, read_json, read_jsonl
+from rellm.utils.io import atomic_write_json, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def load_set(hp, set_name, step, layout, dirs=None):
     elif hp["response_loss"] == "kl":
         teacher_system = hp["system_prompt_empathetic"]
     return build_alignment_dataset(
-        read_json(manifest_path), read_jsonl(responses_path), cache, layout,
+        read_manifest(manifest_path), read_jsonl(responses_path), cache, layout,
         system_prompt=hp["system_prompt_empathetic"] if behaviour else hp["system_prompt"],
         instruction=hp["behaviour_instruction"] if behaviour else hp["semantic_instruction"],
         teacher_system_prompt=teacher_system,
@@ -251,7 +252,7 @@ def train_two_steps(hp, run_opts):
         steps = ["behaviour"]
     if "semantic" in steps and hp.get("step1_ctc_epochs", 0) > 0:
         data_dir, feats_dir, _, train_name, _ = step_data(hp, "semantic")
-        run_ctc_warmup(model, hp, exp, read_json(Path(data_dir) / f"{train_name}.json"),
+        run_ctc_warmup(model, hp, exp, read_manifest(Path(data_dir) / f"{train_name}.json"),
                        open_feature_cache(Path(feats_dir) / train_name), FileTrainLogger(exp.train_log),
                        write=sb.utils.distributed.if_main_process())
     for step in steps:

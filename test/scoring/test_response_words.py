@@ -88,7 +88,8 @@ def test_command_line_reports_how_many_test_words_the_training_speech_held(tmp_p
     write_jsonl(responses, [{"utt_id": "a", "transcript": "Please call a taxi.", "response": "Okay."},
                             {"utt_id": "b", "transcript": "Water the roses.", "response": "Okay."}])
     step1 = tmp_path / "step1_train.json"  # a stage-1 manifest
-    atomic_write_json(step1, {"x": {"transcript": "I planted roses.", "duration": 1.0}})
+    atomic_write_json(step1, {"x": {"wav": "{data_root}/x.wav", "transcript": "I planted roses.", "duration": 1.0,
+                                    "emotion": None}})
     step2 = tmp_path / "expected.jsonl"  # JSON lines are read too
     write_jsonl(step2, [{"utt_id": "y", "transcript": "The taxi was late.", "output": "Sorry."}])
     assert main([str(responses), "--heard", str(step1), str(step2)]) == 0
