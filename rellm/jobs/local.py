@@ -5,6 +5,7 @@ process sees (``CUDA_VISIBLE_DEVICES``, else ``nvidia-smi -L``), so parallel tas
 fewer tasks run at once when there are not enough GPUs. ``--num_threads`` sets OMP/MKL/OpenBLAS
 thread counts of each task. ``--mem``, ``--time`` and ``--partition`` are accepted so that a recipe
 runs unchanged on either backend; only a scheduler can enforce them, so locally they have no effect.
+While the tasks run, the console shows one progress line read from their logs (``rellm.jobs.progress``).
 """
 import os
 import queue
@@ -14,7 +15,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from rellm.jobs.outcome import failed_tasks, report_failures, tasks_to_run
-from rellm.jobs.task import run_task, task_command
+from rellm.jobs.progress import ArrayProgress, ProgressLine
+from rellm.jobs.task import refuse_logs_in_use, run_task, task_command
 
 
 def visible_gpus():
@@ -51,6 +53,7 @@ def run_local(spec):
     if not task_ids:
         print(f"# all {len(spec.task_ids)} job(s) already succeeded ({spec.describe_logs()}); nothing to run")
         return 0
+    refuse_logs_in_use(spec.log_of(j) for j in task_ids)  # another run's tasks still at work: stop, name them
     max_jobs = spec.max_jobs_run or os.cpu_count() or 1
     groups = gpu_groups(spec.resources.get("gpu", 0))
     free_groups = queue.Queue()
@@ -63,10 +66,13 @@ def run_local(spec):
           f"{', GPUs ' + ' '.join(','.join(g) for g in groups) if groups else ''}; "
           f"log(s): {spec.describe_logs(task_ids)}", flush=True)
 
+    progress = ArrayProgress(spec, task_ids, slots=min(max_jobs, len(task_ids)), tracked=True)
+
     def run_one(task_id):
         description = f"task {task_id} of {spec.var}={spec.start}:{spec.end}" if spec.var else ""
         group = free_groups.get() if groups else None
         task_env = dict(env, CUDA_VISIBLE_DEVICES=",".join(group)) if group else env
+        progress.started(task_id)  # from here its log is this run's, once rewritten (rellm.jobs.progress)
         try:
             return run_task(task_command(spec.command, spec.var, task_id), spec.log_of(task_id), env=task_env,
                             description=description)
@@ -74,6 +80,7 @@ def run_local(spec):
             if group:
                 free_groups.put(group)
 
-    with ThreadPoolExecutor(max_workers=max_jobs) as pool:
+    # the tasks' logs keep every detail; the console gets one progress line (rellm.jobs.progress)
+    with ProgressLine(progress), ThreadPoolExecutor(max_workers=max_jobs) as pool:
         list(pool.map(run_one, task_ids))
     return report_failures(spec, task_ids, failed_tasks(spec, task_ids))

@@ -14,7 +14,8 @@ A line of the local file replaces the line of the same kind and key (and value, 
 Each task runs ``python -m rellm.jobs.task SPEC.json $SLURM_ARRAY_TASK_ID``: the command is read
 from the JSON spec, so no shell ever sees its arguments. The task's log ends with its exit code;
 a task whose log has none never finished, and the tail of Slurm's own output file for it
-(``<logdir>/slurm/<name>.<jobid>_<task>.out``) is shown.
+(``<logdir>/slurm/<name>.<jobid>_<task>.out``) is shown. While the job runs, the console shows one progress
+line read from the tasks' logs (``rellm.jobs.progress``).
 """
 import json
 import os
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 
 from rellm.jobs.outcome import TAIL_LINES, failed_tasks, report_failures, tasks_to_run
+from rellm.jobs.progress import ArrayProgress, ProgressLine
 from rellm.jobs.spec import RESOURCE_OPTIONS, UsageError
 from rellm.jobs.task import tail
 
@@ -218,8 +220,11 @@ def run_slurm(spec):
     job_id = result.stdout.strip().split(";")[0]
     print(f"# submitted Slurm job {job_id} ({len(task_ids)} task(s), array {array}); "
           f"log(s): {spec.describe_logs(task_ids)}", flush=True)
+    # the logs appear as Slurm starts the tasks (the old ones were removed above): one progress line from them
+    progress = ArrayProgress(spec, task_ids, slots=spec.max_jobs_run or len(task_ids), tracked=False)
     try:
-        _wait(job_id, poll_interval)
+        with ProgressLine(progress):
+            _wait(job_id, poll_interval)
     except SlurmUnreachableError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
