@@ -15,7 +15,8 @@ from pathlib import Path
 
 from rellm.data.manifest import read_data_root, read_manifest
 from rellm.features.cache import FORMAT_VERSION
-from rellm.features.extraction import extract_shard, merge_shards, resolve_emotion_encoder
+from rellm.features.extraction import extract_shard, extraction_inputs, merge_shards, resolve_emotion_encoder
+from rellm.features.extraction import stage as extraction_stage
 from rellm.utils.config import ConfigError, load_config, parse_stage_args, run_main
 from rellm.utils.logging import setup_logging
 from rellm.utils.torch_device import DTYPES, pick_device, pick_dtype
@@ -39,8 +40,14 @@ def check_options(hp):
 def main(argv=None):
     config_path, overrides = parse_stage_args(argv, description=__doc__)
     hp = load_config(config_path, overrides)
-    setup_logging()
     check_options(hp)
+    # one process per shard (and per merge) at a time, taken before anything is written
+    with extraction_stage(hp["output_dir"], int(hp["num_shards"])).locked(None if hp["merge"] else int(hp["shard"])):
+        return _run(hp)
+
+
+def _run(hp):
+    setup_logging()
     manifest = Path(hp["manifest"])
     data_root = hp["data_root"] or read_data_root(manifest.parent)
     entries = read_manifest(manifest, data_root)
@@ -49,12 +56,13 @@ def main(argv=None):
     options = {"format_version": FORMAT_VERSION, "whisper": str(hp["whisper"]), "whisper_dtype": hp["whisper_dtype"],
                "emotion_encoder": str(Path(emotion_folder).resolve()), "emotion_dtype": hp["emotion_dtype"],
                "emotion_max_seconds": float(hp["emotion_max_seconds"]), "data_root": str(data_root)}
+    inputs = extraction_inputs(manifest, data_root, hp["whisper"], emotion_folder)
     window = float(hp["whisper_window_seconds"])
     if window < 30.0:  # recorded only when shortened: caches made with the full window keep their fingerprint
         options["whisper_window_seconds"] = window
     if hp["merge"]:
         return merge_shards(entries, hp["output_dir"], int(hp["num_shards"]), options,
-                            meta={**options, "manifest": str(manifest)}, overwrite=bool(hp["overwrite"]))
+                            meta={**options, "manifest": str(manifest)}, overwrite=bool(hp["overwrite"]), inputs=inputs)
     # The encoders (torch, transformers) are imported only when a shard has work: a finished shard exits in
     # a second, so re-running a finished recipe costs little.
     def make_whisper():
@@ -77,7 +85,7 @@ def main(argv=None):
 
     return extract_shard(entries, hp["output_dir"], int(hp["shard"]), int(hp["num_shards"]), options,
                          make_whisper=make_whisper, make_emotion=make_emotion, batch_size=int(hp["batch_size"]),
-                         overwrite=bool(hp["overwrite"]))
+                         overwrite=bool(hp["overwrite"]), inputs=inputs)
 
 
 if __name__ == "__main__":

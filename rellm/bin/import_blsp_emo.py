@@ -13,6 +13,8 @@ extracts features with), so the paper's comparison runs on the models BLSP-Emo w
 from pathlib import Path
 
 from rellm.utils.config import ConfigError, load_config, parse_stage_args, run_main
+from rellm.utils.lineage import Inputs
+from rellm.utils.lock import OutputLock
 from rellm.utils.logging import setup_logging
 from rellm.utils.stage import DoneMarker
 
@@ -29,9 +31,18 @@ def main(argv=None):
         raise FileNotFoundError(f"--src {src} is not a folder; expected the released BLSP-Emo checkpoint")
     options = {k: hp[k] for k in ("llm_name", "check_llm", "check_whisper", *PROMPT_KEYS)}
     options["src"] = str(src.resolve())
-    marker = DoneMarker(output, "import_blsp_emo")
+    with OutputLock(output, "train", what=f"the experiment {output}"):  # the lock stage 4's training takes too
+        return _import(hp, src, output, options)
+
+
+def _import(hp, src, output, options):
+    marker = DoneMarker(output, "import_blsp_emo", stage="4")
     logger = setup_logging(output / "import.log")
-    if marker.is_done(options, overwrite=hp["overwrite"]):
+    # the checkpoint's files (names, sizes, content samples: a 7B checkpoint is not read whole) and the LLM
+    inputs = Inputs().folder("checkpoint", src).model("llm", hp["llm_name"])
+    if hp["check_whisper"]:
+        inputs.model("whisper", hp["check_whisper"])
+    if marker.is_done(options, overwrite=hp["overwrite"], inputs=inputs):
         logger.info("%s already holds the import of %s; nothing to do", output, src)
         return 0
     from rellm.pretrained.blsp_emo import import_blsp_emo
@@ -44,7 +55,7 @@ def main(argv=None):
                                prompts={k: hp[k] for k in PROMPT_KEYS})
     except ConversionError as err:
         raise ConfigError(str(err)) from None
-    marker.mark_done(options, imported_from=meta["imported_from"])
+    marker.mark_done(options, inputs=inputs, imported_from=meta["imported_from"])
     logger.info("done: %s", meta["imported_from"])
     return 0
 

@@ -15,6 +15,7 @@ from rellm.data.manifest import read_manifest
 from rellm.generation import teacher as T
 from rellm.generation.runtime import options_fingerprint_base
 from rellm.utils.config import ConfigError, load_config, parse_stage_args, run_main
+from rellm.utils.lineage import Inputs
 from rellm.utils.logging import setup_logging
 from rellm.utils.sharded_stage import ShardedStage
 from rellm.utils.stage import OptionsChangedError
@@ -70,6 +71,13 @@ def main(argv=None):
     config, overrides = parse_stage_args(argv, description=__doc__)
     hp = load_config(config, overrides)
     out = Path(hp["output_dir"])
+    stage = ShardedStage("respond", out, hp["num_shards"], stage="3")
+    # one process per shard (and per merge) at a time, taken before its log is opened
+    with stage.locked(None if hp["merge"] else int(hp["shard"])):
+        return _run(hp, out, stage)
+
+
+def _run(hp, out, stage):
     what = "merge" if hp["merge"] else f"respond.{hp['shard']}of{hp['num_shards']}"
     setup_logging(out / "log" / f"{what}.log")
     tasks = _tasks(hp)
@@ -83,17 +91,19 @@ def main(argv=None):
             f"{out} holds {len(stale)} response(s) written for other transcripts than {hp['manifest']} has now "
             f"(e.g. {utt_id} in {path.relative_to(out)}: {before!r}; the manifest says {now!r}): stage 1 was "
             f"re-run with other data. Delete {out} and run stage 3 again to write them for the new data.")
-    stage = ShardedStage("respond", out, hp["num_shards"])
+    # what the responses are made from: the manifest's content and the teacher LLM's files
+    inputs = Inputs().file("manifest", hp["manifest"]).model("teacher_llm", hp["teacher_llm"])
     if hp["merge"]:
         def merge():
             tasks_report = T.merge_responses(stage, tasks, manifest, hp["extra_drop_substrings"],
                                              bool(hp.get("tidy_replies")))
             return {"manifest": str(hp["manifest"]), "teacher_llm": str(hp["teacher_llm"]), "tasks": tasks_report}
 
-        return stage.merge(_merge_options(hp, tasks), _options(hp, tasks), merge, overwrite=hp["overwrite"])
+        return stage.merge(_merge_options(hp, tasks), _options(hp, tasks), merge, overwrite=hp["overwrite"],
+                           inputs=inputs)
     return stage.run_shard(int(hp["shard"]), _options(hp, tasks),
                            lambda: T.generate_shard(stage, int(hp["shard"]), tasks, manifest, hp),
-                           overwrite=hp["overwrite"])
+                           overwrite=hp["overwrite"], inputs=inputs)
 
 
 if __name__ == "__main__":

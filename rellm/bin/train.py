@@ -18,7 +18,7 @@ from rellm.training.experiment_dir import ExperimentDir
 from rellm.utils.config import ConfigError, load_config, parse_stage_args, plain_yaml, resolved_yaml, run_main
 from rellm.utils.io import atomic_write_text
 from rellm.utils.logging import setup_logging
-from rellm.utils.stage import DoneMarker
+from rellm.utils.stage import DoneMarker, OptionsChangedError
 from rellm.utils.torch_device import cpu_bf16_native, fast_is_bf16
 
 logger = logging.getLogger("rellm.bin.train")
@@ -157,35 +157,76 @@ def main(argv=None):
         overrides = {**overrides, "llm_dtype": "bfloat16" if bf16 else "float32"}
     output_folder = Path(values["output_folder"])
     main_process = os.environ.get("RANK", "0") == "0"
-    setup_logging(ExperimentDir(output_folder).log if main_process else None)
     from rellm.utils.lock import OutputLock
 
-    # one run at a time per experiment folder; the kernel releases it when the process dies, even by SIGKILL
+    # one run at a time per experiment folder, taken before its log is opened (a refused run leaves the running
+    # one's log alone); the kernel releases it when the process dies, even by SIGKILL
     lock = OutputLock(output_folder, "train", what=f"the experiment {output_folder}")
     if main_process:
         lock.acquire()
     try:
-        return _train(config_path, overrides, output_folder, main_process, overwrite)
+        setup_logging(ExperimentDir(output_folder).log if main_process else None)
+        return _train(config_path, overrides, values, output_folder, main_process, overwrite)
     finally:
         lock.release()
 
 
-def _train(config_path, overrides, output_folder, main_process, overwrite=False):
+def previous_run_action(exp, run, done_exists, overwrite):
+    """What to do with an experiment folder's save/ and final/ before training the run ``run``:
+
+    - ``"fresh"``: nothing there;
+    - ``"resume"``: save/ belongs to this same run (same options and inputs), interrupted: go on from its newest
+      checkpoint; also a folder from before runs were recorded (no done marker, no ``.started.train``);
+    - ``"set_aside"``: they come from a run with other options or inputs and ``--overwrite`` asks to redo it: the
+      new run must start from its initialisation, not restore the old checkpoints (and their epoch counters).
+    An unfinished run with other options or inputs, without ``--overwrite``, is an error.
+    """
+    if not exp.has_previous_run():
+        return "fresh"
+    started = exp.started_run()
+    if started == run:
+        return "resume"
+    if started is None and not done_exists and not overwrite:
+        logger.warning("%s holds checkpoints that record no options: resuming from them (pass --overwrite=true to "
+                       "start over)", exp.save)
+        return "resume"
+    if overwrite:
+        return "set_aside"
+    raise OptionsChangedError(
+        f"{exp.save} holds the checkpoints of an unfinished run with other options or inputs: to start this run "
+        "over, re-run with ./run.sh --overwrite true (or --overwrite=true here); to finish that run, re-run it with "
+        f"its own options ({exp.hyperparams})")
+
+
+def _train(config_path, overrides, values, output_folder, main_process, overwrite=False):
+    from rellm.training.inputs import run_fingerprint, training_inputs
+
+    exp = ExperimentDir(output_folder)
     done = DoneMarker(output_folder, "train", hint="re-run with ./run.sh --overwrite true (or --overwrite=true "
-                      "here), or use another --output_folder")
+                      "here), or use another --output_folder", stage="4")
     # Placement options (device count, loader workers) do not change the result: not in the fingerprint.
     options = {"config": str(Path(config_path).resolve()),
                **{k: v for k, v in overrides.items() if k not in PLACEMENT_KEYS}}
-    if done.is_done(options, overwrite=overwrite) and ExperimentDir(output_folder).has_final():
+    inputs = training_inputs(values, config_path)  # the config's text, the data, responses, features, init, LLM
+    if done.is_done(options, overwrite=overwrite, inputs=inputs) and exp.has_final():
         logger.info("%s is already trained with these options; nothing to do", output_folder)
         return 0
+    run = run_fingerprint(options, inputs)
+    action = previous_run_action(exp, run, done.path.is_file(), overwrite)
     import speechbrain as sb
 
     hp = load_config(config_path, overrides)  # seeds, then builds the model (loads the LLM)
     run_opts = run_options(hp)
     sb.utils.distributed.ddp_init_group(run_opts)
     if main_process:
+        done.clear()
+        if action == "set_aside":
+            moved = exp.set_aside_previous_run()
+            logger.info("--overwrite: training from the initialisation; the earlier run's %s moved to %s until "
+                        "this run has written its final/", " and ".join(moved), exp.replaced)
+        exp.mark_started(run)
         write_experiment_files(output_folder, config_path, overrides)
+    sb.utils.distributed.ddp_barrier()  # no rank may look for checkpoints before the old ones are set aside
     logger.info("stage 4: %s -> %s (device %s, precision %s)", config_path, output_folder, run_opts["device"],
                 run_opts["precision"])
 
@@ -193,7 +234,8 @@ def _train(config_path, overrides, output_folder, main_process, overwrite=False)
 
     train_two_steps(hp, run_opts)
     if main_process:
-        done.mark_done(options)
+        done.mark_done(options, inputs=inputs)
+        exp.remove_set_aside()
     return 0
 
 

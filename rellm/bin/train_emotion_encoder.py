@@ -14,6 +14,8 @@ from pathlib import Path
 from rellm.data.manifest import read_data_root, read_manifest
 from rellm.utils.config import ConfigError, load_config, parse_stage_args, resolved_yaml, run_main
 from rellm.utils.io import atomic_write_text
+from rellm.utils.lineage import Inputs
+from rellm.utils.lock import OutputLock
 from rellm.utils.logging import setup_logging
 from rellm.utils.stage import DoneMarker
 
@@ -31,6 +33,11 @@ def main(argv=None):
     if not hp["output_folder"]:
         raise ConfigError("--output_folder is required (exp/emotion_encoder/<split>)")
     out = Path(hp["output_folder"])
+    with OutputLock(out, "train_emotion_encoder", what=f"the emotion encoder {out}"):  # before its log is opened
+        return _train(hp, config_path, overrides, out)
+
+
+def _train(hp, config_path, overrides, out):
     logger = setup_logging(out / "log.txt")
     train_entries, valid_entries = load_entries(hp["train_manifest"]), load_entries(hp["valid_manifest"])
     model_keys = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "conv_dim", "num_categories",
@@ -41,8 +48,12 @@ def main(argv=None):
     options.update(train_manifest=str(Path(hp["train_manifest"]).resolve()),
                    valid_manifest=str(Path(hp["valid_manifest"]).resolve()),
                    train_size=len(train_entries), valid_size=len(valid_entries))
-    marker = DoneMarker(out, "train_emotion_encoder")
-    if marker.is_done(options, overwrite=bool(hp["overwrite"])):
+    inputs = Inputs()
+    for name in ("train_manifest", "valid_manifest"):
+        manifest = Path(hp[name])
+        inputs.file(name, manifest).audio(name.replace("manifest", "audio"), manifest, read_data_root(manifest.parent))
+    marker = DoneMarker(out, "train_emotion_encoder", stage="2a")
+    if marker.is_done(options, overwrite=bool(hp["overwrite"]), inputs=inputs):
         logger.info("emotion encoder in %s is trained with these options; skipping", out)
         return None
     marker.clear()
@@ -62,7 +73,7 @@ def main(argv=None):
         max_seconds=float(hp["max_seconds"]), seed=int(hp["seed"]), max_minutes=hp["max_minutes"],
         train_feature_encoder=bool(hp["train_feature_encoder"]),
     )
-    marker.mark_done(options, best_epoch=summary["best_epoch"], valid=summary["valid"])
+    marker.mark_done(options, inputs=inputs, best_epoch=summary["best_epoch"], valid=summary["valid"])
     return summary
 
 

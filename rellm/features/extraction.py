@@ -120,7 +120,17 @@ def utterances_fingerprint(entries, keys):
 
 
 def stage(output_dir, num_shards):
-    return ShardedStage("extract", output_dir, num_shards, hint=HINT, merge_hint="re-run stage 2 with --overwrite=true")
+    return ShardedStage("extract", output_dir, num_shards, hint=HINT, merge_hint="re-run stage 2 with --overwrite=true",
+                        stage="2")
+
+
+def extraction_inputs(manifest, data_root, whisper, emotion_folder):
+    """What stage 2 reads (``rellm.utils.lineage``): the manifest's content, its audio files (sizes and times),
+    the Whisper model and the emotion encoder (stage 2a's marker when the recipe trained it, else its files)."""
+    from rellm.utils.lineage import Inputs
+
+    return (Inputs().file("manifest", manifest).audio("audio", manifest, data_root)
+            .model("whisper", whisper).model("emotion_encoder", emotion_folder))
 
 
 def shard_options(entries, options, keys):
@@ -134,7 +144,7 @@ def batches_by_length(keys, entries, batch_size):
 
 
 def extract_shard(entries, output_dir, shard, num_shards, options, make_whisper, make_emotion, batch_size=8,
-                  overwrite=False):
+                  overwrite=False, inputs=None):
     """Extract shard ``shard`` of ``num_shards`` of ``entries`` (a manifest with ``{data_root}`` resolved).
 
     ``make_whisper()`` / ``make_emotion()`` build the encoders (only when the shard has work):
@@ -154,7 +164,7 @@ def extract_shard(entries, output_dir, shard, num_shards, options, make_whisper,
                     len(keys), report.dropped.counts() or "none")
         return {"cached": report.kept}
 
-    ran = skeleton.run_shard(shard, shard_options(entries, options, keys), work, overwrite=overwrite)
+    ran = skeleton.run_shard(shard, shard_options(entries, options, keys), work, overwrite=overwrite, inputs=inputs)
     return summary if ran else None
 
 
@@ -194,7 +204,7 @@ def encode_utterances(entries, keys, output_dir, shard, num_shards, make_whisper
     return report
 
 
-def merge_shards(entries, output_dir, num_shards, options, meta, overwrite=False):
+def merge_shards(entries, output_dir, num_shards, options, meta, overwrite=False, inputs=None):
     """Check all shards are done with ``options``, write ``index.jsonl``, ``features.json``, ``report.json``."""
     output_dir = Path(output_dir)
     skeleton = stage(output_dir, num_shards)
@@ -221,4 +231,4 @@ def merge_shards(entries, output_dir, num_shards, options, meta, overwrite=False
         return totals.as_dict(manifest_utterances=len(entries), num_shards=num_shards)
 
     return skeleton.merge(merge_options, lambda j: shard_options(entries, options, skeleton.keys(entries, j)), work,
-                          overwrite=overwrite)
+                          overwrite=overwrite, inputs=inputs)

@@ -15,6 +15,8 @@ Entry points: ``tools/run.py`` (local), ``tools/slurm.py`` (Slurm), ``python -m 
 import sys
 
 from rellm.jobs.spec import JobSpec, UsageError, parse_job_args
+from rellm.jobs.task import LOG_IN_USE
+from rellm.utils.lock import LockHeldError
 
 BACKENDS = ("local", "slurm")
 
@@ -43,6 +45,9 @@ def main(argv=None, backend=None):
     except UsageError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
+    except LockHeldError as err:  # a task of another run still writes one of the logs: its log is left alone
+        print(f"ERROR: {err}", file=sys.stderr)
+        return LOG_IN_USE
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         return 130

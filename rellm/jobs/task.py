@@ -13,6 +13,10 @@ task that never finished (killed by the scheduler, node failure, still running).
 The command is an argument list executed without a shell, so paths and
 utterance ids with spaces or ``$;|*`` reach it unchanged.
 
+One task at a time writes a log: the runner locks ``<logdir>/.lock.<log name>`` before it opens the log and
+hands the lock to the task (which keeps it even if the runner is killed), so a second run of the same stage is
+refused, naming the holder, before it touches the running task's log (:func:`refuse_logs_in_use`).
+
 ``python -m rellm.jobs.task SPEC.json TASK_ID`` runs task ``TASK_ID`` of a job
 array described by a JSON spec (used inside Slurm batch scripts, where the
 command must not pass through the batch script's shell).
@@ -29,6 +33,9 @@ import sys
 import time
 from pathlib import Path
 
+from rellm.utils.lock import LockHeldError, OutputLock
+
+LOG_IN_USE = 75  # EX_TEMPFAIL: another run's task still writes this log
 _ENDED = re.compile(r"^# Ended \(code (-?\d+)\) at ")
 
 
@@ -50,14 +57,42 @@ def _exit_code(returncode):
     return 128 - returncode if returncode < 0 else returncode
 
 
+def log_lock(log_path):
+    log_path = Path(log_path)
+    return OutputLock(log_path.parent, log_path.name, what=f"the job log {log_path}")
+
+
+def refuse_logs_in_use(log_paths):
+    """Stop (``LockHeldError``, naming the holder: pid, host, command) when a task of another run still writes one
+    of these logs; called before a runner removes or truncates any of them."""
+    for log_path in log_paths:
+        lock = log_lock(log_path)
+        lock.acquire()
+        lock.release()
+
+
 def run_task(command, log_path, env=None, description=""):
     """Run ``command`` (a list) with stdout+stderr into ``log_path``; return its exit code.
 
-    The log is replaced, never appended: a re-run of a task gives a clean log.
+    The log is replaced, never appended: a re-run of a task gives a clean log. It is locked first
+    (:func:`log_lock`): when another run's task holds it, nothing is written and the code is ``LOG_IN_USE``.
     ``env`` holds extra environment variables for the command.
     """
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = log_lock(log_path)
+    try:
+        lock.acquire()
+    except LockHeldError as err:
+        print(f"ERROR: {err}", file=sys.stderr, flush=True)
+        return LOG_IN_USE
+    try:
+        return _run_locked(command, log_path, env, description, lock)
+    finally:
+        lock.release()
+
+
+def _run_locked(command, log_path, env, description, lock):
     task_env = dict(os.environ, **(env or {}))
     start = time.monotonic()
     with open(log_path, "w", encoding="utf-8", errors="replace") as log:
@@ -65,11 +100,14 @@ def run_task(command, log_path, env=None, description=""):
         log.write(f"# Started at {_now()} on {socket.gethostname()}{' (' + description + ')' if description else ''}\n")
         log.flush()
         try:
-            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=task_env)
+            # the task inherits the lock: it stays held while the task runs, even if this runner is killed
+            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=task_env,
+                                    pass_fds=(lock.fd,))
         except OSError as err:  # command not found, not executable: the log says so
             log.write(f"ERROR: cannot start {command[0]!r}: {err}\n")
             code = 127 if isinstance(err, FileNotFoundError) else 126
         else:
+            lock.update(pid=proc.pid, command=shlex.join(command)[:500])
             try:
                 code = _exit_code(proc.wait())
             except BaseException:  # Ctrl-C or the runner being killed: do not leave the task behind

@@ -3,22 +3,22 @@
 The file names are those of ``rellm.training.experiment_dir``.
 """
 import json
-from pathlib import Path
 
 from rellm.training.experiment_dir import FINAL_CONFIG, FINAL_WEIGHTS, ExperimentDir
 
 
 def save_final_state(folder, state, meta):
-    """Write ``folder/trainable.safetensors`` (tensors only: loading it can run no code) and ``folder/model.json``."""
+    """Write ``folder/trainable.safetensors`` (tensors only: loading it can run no code) and ``folder/model.json``
+    as one unit: both are written into a staging folder that then replaces ``folder`` (a reader never sees the
+    weights of one run beside the config of another)."""
     from safetensors.torch import save_file
 
-    from rellm.utils.io import atomic_path, atomic_write_json
+    from rellm.utils.io import atomic_folder, write_json
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / FINAL_WEIGHTS) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
-    atomic_write_json(folder / FINAL_CONFIG, meta)
+    with atomic_folder(folder) as staging:
+        # every tensor its own storage: views of one tensor (split LoRA, tied weights) cannot be saved as such
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(staging / FINAL_WEIGHTS))
+        write_json(staging / FINAL_CONFIG, meta)
 
 
 def load_final_state(model_dir):

@@ -6,11 +6,17 @@
     train_log.txt                one line per epoch and step (SpeechBrain FileTrainLogger)
     save/<step>/CKPT+...         the checkpoints of each alignment step
     final/model.json             base-model ids, constructor args, prompts: what stage 5 loads
-    final/trainable.safetensors  the trained parameters (adapter, LoRA, heads)
+    final/trainable.safetensors  the trained parameters (adapter, LoRA, heads); final/ is replaced as one unit
+    .started.train               the options and inputs of the run that save/ belongs to (a resume must match)
+    .replaced/                   save/, final/ and the run records of an earlier run with other options or inputs, set aside by
+                                 --overwrite=true until the new run has written its final/ (then removed)
 
 Stage 4 writes it (``rellm.training.align``, ``rellm.bin.train``), ``rellm.pretrained.blsp_emo`` writes
 ``final/`` from a released checkpoint, stages 5 and ``respond_audio`` read ``final/``.
 """
+import datetime
+import json
+import shutil
 from pathlib import Path
 
 FINAL_DIR = "final"
@@ -71,3 +77,47 @@ class ExperimentDir:
     def has_final(self):
         """Whether ``final/`` holds a complete trained model (both files)."""
         return self.final_config.is_file() and self.final_weights.is_file()
+
+    # ---------------------------------------------------------------- which run save/ belongs to
+    @property
+    def started(self):
+        return self.root / ".started.train"
+
+    @property
+    def replaced(self):
+        return self.root / ".replaced"
+
+    def started_run(self):
+        """The ``run`` fingerprint save/ belongs to (``.started.train``), or None (no run started since it exists)."""
+        try:
+            return json.loads(self.started.read_text(encoding="utf-8")).get("run")
+        except (OSError, ValueError):
+            return None
+
+    def mark_started(self, run):
+        """Record that save/ now belongs to the run ``run`` (a fingerprint of its options and inputs)."""
+        from rellm.utils.io import atomic_write_json
+
+        atomic_write_json(self.started, {"run": run, "date": datetime.datetime.now().isoformat(timespec="seconds")})
+
+    def has_previous_run(self):
+        return self.save.exists() or self.final.exists()
+
+    def set_aside_previous_run(self):
+        """Move save/, final/ and the per-run records (config, epoch log) of an earlier run into ``.replaced/``
+        (replacing an older set-aside): the new run starts from its initialisation, while the old weights stay on
+        disk until the new final/ exists. ``log.txt`` keeps both runs' lines."""
+        if self.replaced.exists():
+            shutil.rmtree(self.replaced)
+        self.replaced.mkdir(parents=True)
+        moved = []
+        for path in (self.save, self.final, self.hyperparams, self.previous_hyperparams, self.train_log):
+            if path.exists():
+                path.rename(self.replaced / path.name)
+                moved.append(path.name)
+        self.started.unlink(missing_ok=True)
+        return moved
+
+    def remove_set_aside(self):
+        if self.replaced.exists():
+            shutil.rmtree(self.replaced)

@@ -12,11 +12,18 @@ A stage gives its per-shard work and its merge work; :class:`ShardedStage` does 
   mark the merge done. Its ``command.txt`` lists the commands of the shard jobs and of the merge.
 
 1 shard and N shards give identical files: shards are contiguous slices of the sorted keys (:meth:`keys`).
+
+Every marker also records the stage's inputs (``rellm.utils.lineage.Inputs``): a shard or merge whose inputs
+changed is stale (see ``DoneMarker``). One process at a time works on a shard or on the merge: :meth:`locked`
+takes ``shards/.lock.<name>.<j>of<N>`` (the merge: ``.lock.<name>_merge`` and every shard's lock), and the stage
+modules take it before they open any log.
 """
+import contextlib
 import logging
 from pathlib import Path
 
 from rellm.utils.io import atomic_write_json, read_json, write_jsonl
+from rellm.utils.lock import OutputLock
 from rellm.utils.sharding import merge_jsonl_shards, shard_keys, shard_path
 from rellm.utils.stage import DoneMarker
 
@@ -29,8 +36,9 @@ class ShardedStage:
     """``ShardedStage(name, output_dir, num_shards, hint=...)``: markers ``shards/.done.<name>.<j>of<N>`` and
     ``.done.<name>_merge`` in ``output_dir``; ``hint`` tells the user how to replace outputs of other options."""
 
-    def __init__(self, name, output_dir, num_shards, hint=None, merge_hint=None):
+    def __init__(self, name, output_dir, num_shards, hint=None, merge_hint=None, stage=None):
         self.name = name
+        self.stage = stage
         self.output_dir = Path(output_dir)
         self.num_shards = int(num_shards)
         self.hint = hint
@@ -57,15 +65,33 @@ class ShardedStage:
     def shard_marker(self, shard):
         # the shard markers write no command.txt: the merge lists the shard jobs' commands in its own
         return DoneMarker(self.output_dir / "shards", f"{self.name}.{shard}of{self.num_shards}", hint=self.hint,
-                          command_file=False)
+                          command_file=False, stage=self.stage)
 
     @property
     def merge_marker(self):
-        return DoneMarker(self.output_dir, f"{self.name}_merge", hint=self.merge_hint)
+        return DoneMarker(self.output_dir, f"{self.name}_merge", hint=self.merge_hint, stage=self.stage)
+
+    def shard_lock(self, shard):
+        return OutputLock(self.output_dir / "shards", f"{self.name}.{shard}of{self.num_shards}",
+                          what=f"shard {shard} of {self.num_shards} of {self.output_dir}")
+
+    @contextlib.contextmanager
+    def locked(self, shard=None):
+        """Hold the lock of shard ``shard`` (None: of the merge, and of every shard so that none is being
+        rewritten while it is read). Raises ``LockHeldError`` naming the holder."""
+        with contextlib.ExitStack() as stack:
+            if shard is None:
+                stack.enter_context(OutputLock(self.output_dir, f"{self.name}_merge",
+                                               what=f"the merge of {self.output_dir}"))
+                for j in range(1, self.num_shards + 1):
+                    stack.enter_context(self.shard_lock(j))
+            else:
+                stack.enter_context(self.shard_lock(int(shard)))
+            yield self
 
     # ------------------------------------------------------------------ the skeleton
-    def run_shard(self, shard, options, work, overwrite=False):
-        """Run ``work()`` for shard ``shard`` unless it is done with ``options``.
+    def run_shard(self, shard, options, work, overwrite=False, inputs=None):
+        """Run ``work()`` for shard ``shard`` unless it is done with ``options`` and ``inputs``.
 
         ``work()`` writes the shard's files and returns a dict of extra fields for its done marker (or None).
         Returns True when the work ran, False when the shard was done already.
@@ -74,32 +100,34 @@ class ShardedStage:
         if not 1 <= shard <= self.num_shards:
             raise ValueError(f"shard must be in 1..{self.num_shards}, got {shard}")
         marker = self.shard_marker(shard)
-        if marker.is_done(options, overwrite=overwrite):
+        if marker.is_done(options, overwrite=overwrite, inputs=inputs):
             logger.info("shard %d of %d already done with these options; nothing to do", shard, self.num_shards)
             return False
         marker.clear()  # from here on the shard is in flux: a crash must not leave it marked done
         extra = work() or {}
-        marker.mark_done(options, **extra)
+        marker.mark_done(options, inputs=inputs, **extra)
         logger.info("shard %d of %d done -> %s", shard, self.num_shards, self.output_dir / "shards")
         return True
 
-    def unfinished_shards(self, shard_options):
-        """Shards not done with their options; ``shard_options(j)`` (a function) or one dict for all."""
+    def unfinished_shards(self, shard_options, inputs=None):
+        """Shards not done with their options (and ``inputs``); ``shard_options(j)`` (a function) or one dict for
+        all. A shard done with these options from inputs that changed since stops with ``StaleInputsError``."""
         options_of = shard_options if callable(shard_options) else (lambda j: shard_options)
-        return [j for j in range(1, self.num_shards + 1) if not self.shard_marker(j).is_done(options_of(j))]
+        return [j for j in range(1, self.num_shards + 1)
+                if not self.shard_marker(j).is_done(options_of(j), inputs=inputs)]
 
-    def merge(self, options, shard_options, work, overwrite=False):
-        """Merge the shards unless merged with ``options``; returns the report (``report.json``).
+    def merge(self, options, shard_options, work, overwrite=False, inputs=None):
+        """Merge the shards unless merged with ``options`` and ``inputs``; returns the report (``report.json``).
 
         ``shard_options``: the options every shard must be done with (a dict, or a function of the shard
         number). ``work()`` writes the merged outputs and returns the report dict.
         """
         marker = self.merge_marker
         report_path = self.output_dir / REPORT_FILE
-        if marker.is_done(options, overwrite=overwrite):
+        if marker.is_done(options, overwrite=overwrite, inputs=inputs):
             logger.info("already merged with these options: %s", self.output_dir)
             return read_json(report_path) if report_path.is_file() else None
-        unfinished = self.unfinished_shards(shard_options)
+        unfinished = self.unfinished_shards(shard_options, inputs)
         if unfinished:
             raise FileNotFoundError(
                 f"{len(unfinished)} of {self.num_shards} '{self.name}' shards in {self.output_dir} are not finished "
@@ -109,5 +137,5 @@ class ShardedStage:
         report = work()
         atomic_write_json(report_path, report)
         shard_commands = [read_json(self.shard_marker(j).path).get("command") for j in range(1, self.num_shards + 1)]
-        marker.mark_done(options, earlier_commands=[c for c in shard_commands if c])
+        marker.mark_done(options, earlier_commands=[c for c in shard_commands if c], inputs=inputs)
         return report

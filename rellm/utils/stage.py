@@ -9,6 +9,10 @@ A marker also records the command that made the output (icefall's RESULTS.md lis
 (``command``) and in ``command.txt`` beside it, with the recipe command that ran the stage
 (``$RELLM_RECIPE_COMMAND``, exported by the recipe's run.sh). The Python command is the one
 ``rellm.utils.config.run_main`` ran (``record_command``); a stage's ``main`` called in-process records none.
+
+A marker also records the fingerprint of every input the step read (``inputs``, ``rellm.utils.lineage``): a
+step whose inputs changed since is stale, stops before any work naming what changed and how to redo it, and is
+redone with ``overwrite``; a stale output further upstream stops it in every case (docs/reliability.md).
 """
 import datetime
 import hashlib
@@ -19,6 +23,7 @@ from pathlib import Path
 
 from rellm.utils.faults import fault_point
 from rellm.utils.io import atomic_write_json, atomic_write_text, read_json
+from rellm.utils.lineage import changes, read_marker, upstream_problems
 
 COMMAND_FILE = "command.txt"
 RECIPE_COMMAND_ENV = "RELLM_RECIPE_COMMAND"
@@ -27,6 +32,32 @@ _python_command = None  # set by record_command (run_main)
 
 class OptionsChangedError(RuntimeError):
     """The output exists but was produced with other options."""
+
+
+class StaleInputsError(OptionsChangedError):
+    """The output exists with these options but one of its inputs has changed since (``--overwrite`` redoes it)."""
+
+
+class UpstreamStaleError(OptionsChangedError):
+    """An upstream output this step would read is itself stale: redo that stage first (overwriting this one
+    cannot help)."""
+
+
+def redo_command(stage):
+    """The recipe command that redoes ``stage`` and whatever depends on it (each later stage redoes only the
+    outputs whose inputs changed)."""
+    if stage:
+        return f"./run.sh --stage {str(stage).rstrip('ab')} --overwrite true"
+    return "re-run the stage that made it with --overwrite=true (its command is in command.txt beside it)"
+
+
+def describe_stale(marker_path, found, stage=None, upstream=False):
+    """One message for the outputs whose inputs changed: the output, each changed input, when, and what to run."""
+    folder = Path(marker_path).parent
+    what = f"{folder}{f' (stage {stage})' if stage else ''}"
+    detail = "; ".join(c.describe() for c in found[:4]) + (f"; and {len(found) - 4} more" if len(found) > 4 else "")
+    lead = f"{what} is out of date, so it cannot be used" if upstream else f"{what} is out of date"
+    return f"{lead}: {detail}. Redo it: {redo_command(stage)}"
 
 
 class UserError(RuntimeError):
@@ -91,25 +122,45 @@ def fingerprint(options):
 
 
 class DoneMarker:
-    """``DoneMarker(folder, name)``: is this step done with these options?
+    """``DoneMarker(folder, name)``: is this step done with these options and these inputs?
 
-    ``overwrite=True`` turns an options mismatch into "not done" so the
-    caller recomputes (and the caller must then replace, never append).
+    ``overwrite=True`` turns an options or inputs mismatch into "not done" so the caller recomputes (and the
+    caller must then replace, never append). ``inputs`` (``rellm.utils.lineage.Inputs``): what the step reads;
+    recorded by ``mark_done`` and compared by ``is_done``. ``stage``: the recipe stage ("4", "2a"), for the
+    command that redoes a stale output.
     ``command_file=False``: record the command in the marker only (a shard's marker: its merge lists them).
     """
 
-    def __init__(self, folder, name, hint=None, command_file=True):
+    def __init__(self, folder, name, hint=None, command_file=True, stage=None):
         self.path = Path(folder) / f".done.{name}"
         self.name = name
+        self.stage = stage
         self.command_file = command_file
         self.hint = hint or "re-run with ./run.sh --overwrite true (a stage run by hand: --overwrite=true), or delete the folder"
 
-    def is_done(self, options, overwrite=False):
+    def check_upstream(self, inputs):
+        """Stop (``UpstreamStaleError``) when an output upstream of ``inputs`` is out of date."""
+        problems = upstream_problems(inputs) if inputs else []
+        if problems:
+            path, found = problems[0]
+            stored = read_marker(path) or {}
+            raise UpstreamStaleError(
+                f"{self.path.parent} cannot be made from the current outputs: "
+                + describe_stale(path, found, stored.get("stage"), upstream=True)
+                + (f" (and {len(problems) - 1} other stale output(s) upstream)" if len(problems) > 1 else ""))
+
+    def is_done(self, options, overwrite=False, inputs=None):
+        self.check_upstream(inputs)
         if not self.path.exists():
             return False
         stored = read_json(self.path)
         if stored.get("fingerprint") == fingerprint(options):
-            return True
+            found = changes(self.path, stored.get("inputs"), inputs) if inputs is not None else []
+            if not found:
+                return True
+            if overwrite:
+                return False
+            raise StaleInputsError(describe_stale(self.path, found, self.stage))
         if overwrite:
             return False
         old = stored.get("options", {})
@@ -121,7 +172,7 @@ class DoneMarker:
             f"To replace it, {self.hint}."
         )
 
-    def mark_done(self, options, earlier_commands=(), **extra):
+    def mark_done(self, options, earlier_commands=(), inputs=None, **extra):
         """Write the marker (and ``command.txt``: ``earlier_commands``, e.g. the shard jobs', then this one)."""
         fault_point(f"mark_done/{self.name}")  # test hook: RELLM_FAULT (rellm/utils/faults.py)
         command = python_command()
@@ -133,6 +184,8 @@ class DoneMarker:
                 "fingerprint": fingerprint(options),
                 "options": _jsonable(options),
                 "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                **({"stage": str(self.stage)} if self.stage else {}),
+                **({"inputs": inputs.record(self.path.parent)} if inputs else {}),
                 **({"command": command} if command else {}),
                 **extra,
             },
