@@ -30,6 +30,7 @@ setup(
         "gguf",
         "tqdm",
         "matplotlib",
+        "tensorboard",  # stage 4 writes TensorBoard event files of its training curves
         "scipy",
         "scikit-learn",
         "espeakng-loader",

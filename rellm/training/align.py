@@ -28,6 +28,7 @@ from rellm.models.final_state import load_final_state
 from rellm.training.brain import AlignBrain
 from rellm.training.checkpointing import AtomicCheckpointer, RNGState, TrainableParameters, WarmupDecayLR
 from rellm.training.ctc_warmup import run_ctc_warmup
+from rellm.training.curves import TrainingCurves
 from rellm.training.experiment_dir import ExperimentDir
 from rellm.utils.io import atomic_write_json, read_jsonl
 
@@ -70,6 +71,8 @@ def load_set(hp, set_name, step, layout, dirs=None):
         teacher_system = hp["system_prompt"]
     elif hp["response_loss"] == "kl":
         teacher_system = hp["system_prompt_empathetic"]
+    # docs/released_code.md#training: how the target ends, and (KL steps only) where the logits are compared
+    kl_positions = hp.get("kl_positions", "predicting") if teacher_system is not None else "predicting"
     return build_alignment_dataset(
         read_manifest(manifest_path), read_jsonl(responses_path), cache, layout,
         system_prompt=hp["system_prompt_empathetic"] if behaviour else hp["system_prompt"],
@@ -80,6 +83,7 @@ def load_set(hp, set_name, step, layout, dirs=None):
         need_avd_target=behaviour and hp["lambda_dim"] > 0,
         avd_source=hp["avd_source"], min_duration=hp["min_duration"], max_duration=hp["max_duration"],
         max_text_tokens=hp["max_text_tokens"], ser_turns=ser_turn_options(hp) if behaviour else None,
+        target_end=hp.get("target_end", "template"), kl_positions=kl_positions,
     )
 
 
@@ -162,8 +166,9 @@ def init_from_experiment(model, folder, fusion_init="fresh"):
     return how
 
 
-def run_step(model, step, hp, run_opts, output_folder, base_models, layout):
-    """Train one step with its own checkpointer; returns the epoch-level summary."""
+def run_step(model, step, hp, run_opts, output_folder, base_models, layout, position=""):
+    """Train one step with its own checkpointer; returns the epoch-level summary. ``position`` (``step 1/2``)
+    goes into the progress lines the job runner shows."""
     n = 1 if step == "semantic" else 2
     epochs = hp[f"step{n}_epochs"]
     exp = ExperimentDir(output_folder)
@@ -194,7 +199,7 @@ def run_step(model, step, hp, run_opts, output_folder, base_models, layout):
         logger.warning("step %s: %d warm-up steps but only %d optimizer steps in total (small data set or large "
                        "effective batch); warming up over the first 10%% instead", step, warmup, total_steps)
         warmup = max(total_steps // 10, 1)
-    schedule = WarmupDecayLR(hp[f"step{n}_lr"], warmup, total_steps)
+    schedule = WarmupDecayLR(hp[f"step{n}_lr"], warmup, total_steps, warmup_type=hp.get("warmup_type", "linear"))
     counter = EpochCounter(epochs)
     checkpointer = AtomicCheckpointer(save_dir, recoverables={
         "model": TrainableParameters(model, base_models), "counter": counter, "lr_schedule": schedule,
@@ -217,11 +222,16 @@ def run_step(model, step, hp, run_opts, output_folder, base_models, layout):
         "max_grad_norm": hp["max_grad_norm"], "grad_accumulation_factor": accum,
         "ckpt_interval_minutes": hp["ckpt_interval_minutes"], "ckpt_interval_steps": hp["ckpt_interval_steps"],
         "noprogressbar": hp["noprogressbar"],
+        "progress_position": f"{position} ({STEP_DIRS[step]})" if position else STEP_DIRS[step], "epochs": epochs,
+        "curves": TrainingCurves(exp.root),
     }
     brain = AlignBrain(modules={"model": model}, hparams=brain_hparams, run_opts=run_opts, checkpointer=checkpointer)
     if train_sampler is not None and not brain.distributed_launch:
         brain.train_sampler = train_sampler  # so that fit() calls set_epoch: a new order every epoch
-    brain.fit(counter, train_set, valid_set, train_loader_kwargs=train_kwargs, valid_loader_kwargs=valid_kwargs)
+    try:
+        brain.fit(counter, train_set, valid_set, train_loader_kwargs=train_kwargs, valid_loader_kwargs=valid_kwargs)
+    finally:
+        brain_hparams["curves"].close()
     return brain
 
 
@@ -255,8 +265,8 @@ def train_two_steps(hp, run_opts):
         run_ctc_warmup(model, hp, exp, read_manifest(Path(data_dir) / f"{train_name}.json"),
                        open_feature_cache(Path(feats_dir) / train_name), FileTrainLogger(exp.train_log),
                        write=sb.utils.distributed.if_main_process())
-    for step in steps:
-        run_step(model, step, hp, run_opts, exp.root, base_models, model.layout)
+    for k, step in enumerate(steps, 1):
+        run_step(model, step, hp, run_opts, exp.root, base_models, model.layout, position=f"step {k}/{len(steps)}")
     if sb.utils.distributed.if_main_process():
         model.save_final(exp.final, extra={
             "base_models": base_models,

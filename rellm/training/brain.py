@@ -150,6 +150,10 @@ class AlignBrain(sb.Brain):
         self._stats = {"utts": 0, "targets": 0, "ser_correct": 0, "ser_total": 0, "response": 0.0,
                        "emotion_ce": 0.0, "avd": 0.0}
         self._stage_t0 = time.time()
+        position = getattr(self.hparams, "progress_position", None)
+        if position and epoch is not None:  # read by the job runner's progress line (rellm.jobs.progress)
+            logger.info("progress: %s, epoch %d/%d, %s", position, epoch, self.hparams.epochs,
+                        "training" if stage == sb.Stage.TRAIN else "validation")
 
     def _summary(self, stage_loss):
         s = self._stats
@@ -181,6 +185,9 @@ class AlignBrain(sb.Brain):
                         "optimizer_steps": self.optimizer_step},
             train_stats=train_stats, valid_stats=valid_stats,
         )
+        curves = getattr(self.hparams, "curves", None)
+        if curves is not None and sb.utils.distributed.if_main_process():  # TensorBoard events + PNG per epoch
+            curves.log_epoch(self.hparams.step_name, epoch, train_stats, valid_stats)
         meta = {"epoch": epoch, "train_loss": train_stats["loss"]}
         if valid_stats:
             meta["valid_loss"] = valid_stats["loss"]
