@@ -104,6 +104,7 @@ elif "${dry_run}" && [ -n "${step1}" ]; then
     log "dry run: step 1 trains on the SER subset's continuations, not on ${step1_data}"
     step1=""
 fi
+${python} -m rellm.bin.check_gpu --ngpu "${ngpu}" --dry_run "${dry_run}" --stage "${stage}" --stop_stage "${stop_stage}" --corpus "${corpus}" --cuda_cmd "${cuda_cmd}"  # --ngpu > 0, no GPU: stop now
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     stage_begin

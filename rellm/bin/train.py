@@ -96,7 +96,9 @@ def run_options(hp):
     distributed = os.environ.get("RANK") is not None and os.environ.get("LOCAL_RANK") is not None
     if int(hp["ngpu"]) > 0:
         if not torch.cuda.is_available():
-            raise ConfigError("--ngpu > 0 but no CUDA device is visible; use --ngpu 0 to train on CPU")
+            raise ConfigError(
+                f"--ngpu {hp['ngpu']} but no CUDA device is visible to stage 4: run it on a GPU node (a 7B LLM does "
+                "not train on a CPU); only small LLMs such as the mini recipe's train on the CPU, with ./run.sh --ngpu 0")
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     else:
         device = "cpu"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 FAKE_PYTHON = """#!/usr/bin/env bash
+[ "$2" = rellm.bin.check_gpu ] && exit 0  # the GPU check before stage 1, not a stage (test/recipes/test_check_gpu.py)
 printf '%s\\n' "$*" >> "${FAKE_PYTHON_RECORD}"
 printf '%s\\n' "${RELLM_RECIPE_COMMAND-unset}" >> "${FAKE_PYTHON_RECORD}.command"
 if [ -n "${FAKE_PYTHON_FAIL:-}" ] && [[ "$*" == *"${FAKE_PYTHON_FAIL}"* ]]; then
