@@ -53,8 +53,10 @@ def plot_confusion_matrices(metrics, path):
     systems = [s for s, m in metrics["systems"].items() if m["ser"] is not None]
     if not systems:
         return None
-    fig, axes = plt.subplots(1, len(systems), figsize=(4.4 * len(systems), 3.9), squeeze=False, sharey=True)
-    for k, (ax, system) in enumerate(zip(axes[0], systems)):
+    # every panel names the classes on both axes: a shared y axis with labels on the first panel only made
+    # matplotlib blank them on all (one tick formatter for the shared axis)
+    fig, axes = plt.subplots(1, len(systems), figsize=(4.6 * len(systems), 3.9), squeeze=False)
+    for ax, system in zip(axes[0], systems):
         conf = metrics["systems"][system]["ser"]["confusion"]
         counts = np.array(conf["counts"], dtype=float)
         rows = counts.sum(axis=1, keepdims=True)
@@ -66,10 +68,11 @@ def plot_confusion_matrices(metrics, path):
                     ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=8,
                             color="white" if share[i, j] > 0.6 else "black")
         ax.set_xticks(range(len(conf["columns"])), conf["columns"], rotation=45, ha="right")
-        ax.set_yticks(range(len(conf["rows"])), conf["rows"] if k == 0 else [])
+        ax.set_yticks(range(len(conf["rows"])), conf["rows"])
         ax.set_xlabel("predicted")
+        ax.set_ylabel("reference")
         ax.set_title(f"{system_label(system)}: UA {metrics['systems'][system]['ser']['ua'] * 100:.1f}%", fontsize=10)
-    axes[0][0].set_ylabel("reference")
+    fig.tight_layout()
     return _save(fig, path)
 
 
