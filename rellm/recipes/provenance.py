@@ -5,6 +5,11 @@ imported checkpoint), the feature cache (``features.json``: the Whisper and emot
 stage-5 logs (the text-only LLM) and the scores (the EPITOME encoder). Registry models are identified by the
 sha256 in their provenance card, local folders by the sha256 of their config.json.
 
+Paths are given as a reader of any checkout can use them: relative to the recipe folder (where stage 6 runs)
+when inside it, ``$RELLM_CACHE/...`` inside the offline model cache, ``~/...`` under the home folder; a model of the
+offline kit is ``registry:<name>`` (``python -m rellm.pretrained fetch <name>``). Each speech-LLM's training curves
+(``rellm.training.curves``) are copied beside RESULTS.md (``results_figures/<split>_seed<seed>/``) and linked.
+
 Commands, per stage (1, 2a, 2, 3, 4, 5, 6), as icefall's RESULTS.md lists them: the ``command.txt`` that each
 stage writes beside its done marker (``rellm.utils.stage``: the recipe command, ``$RELLM_RECIPE_COMMAND``,
 and the Python command of every job, a sharded stage's shard jobs then its merge). A stage without one (outputs
@@ -14,6 +19,8 @@ Folders are read in sorted order and repeated commands listed once, so the secti
 import glob
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 from rellm.features.cache import read_feature_meta
@@ -43,8 +50,26 @@ JOB_LOGS = (
 )
 
 
+def display_path(path, root=None):
+    """How RESULTS.md names a file or folder: relative to ``root`` (the recipe folder, default the current one)
+    when inside it, ``$RELLM_CACHE/...`` inside the model cache, ``~/...`` under the home folder, else absolute."""
+    from rellm.pretrained.fetch import cache_root
+
+    root = Path(root or Path.cwd()).resolve()
+    target = Path(os.path.expanduser(str(path)))
+    target = (target if target.is_absolute() else root / target).resolve()
+    for base, shown in ((root, None), (cache_root().resolve(), "$RELLM_CACHE"), (Path.home().resolve(), "~")):
+        if target == base or base in target.parents:
+            relative = target.relative_to(base).as_posix()
+            if shown is None:
+                return relative
+            return f"{shown}/{relative}" if relative != "." else shown
+    return target.as_posix()
+
+
 def identify(name):
-    """``name (where; sha256 ...)`` for a registry name or a local folder; a hub name as it is."""
+    """``registry:<name> (source sha256 ...)`` for a model of the offline kit, ``<path> (local folder; config.json
+    sha256 ...)`` for a folder (:func:`display_path`), a hub name as it is."""
     name = str(name)
     from rellm.pretrained.fetch import cache_root
 
@@ -52,15 +77,16 @@ def identify(name):
     if (cached / "card.json").is_file():  # a registry model: the sha256 of the file it was converted from
         source = json.loads((cached / "card.json").read_text(encoding="utf-8")).get("source") or {}
         sha = (source.get("file_sha256") or source.get("wheel_sha256")) if isinstance(source, dict) else None
-        return f"{name} ({cached}; source sha256 {sha[:16] if sha else 'n/a'})"
+        return f"registry:{name} (source sha256 {sha[:16] if sha else 'n/a'})"
     if (cached / "import_card.json").is_file():  # a local import (qwen-7b-chat from QWEN_7B_CHAT)
         source = json.loads((cached / "import_card.json").read_text(encoding="utf-8")).get("source")
         sha = hashlib.sha256((cached / "config.json").read_bytes()).hexdigest()[:16]
-        return f"{name} ({cached}, imported from {source}; config.json sha256 {sha})"
+        where = display_path(source) if source else "unknown"
+        return f"registry:{name} (imported from {where}; config.json sha256 {sha})"
     folder = Path(name).expanduser()
     if (folder / "config.json").is_file():
         sha = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:16]
-        return f"{name} (local folder {folder.resolve()}; config.json sha256 {sha})"
+        return f"{display_path(folder)} (local folder; config.json sha256 {sha})"
     return f"{name} (hub name)"
 
 
@@ -151,7 +177,7 @@ def models(exp, dump, split, seed, train_set="train"):
                     out.append((f"{system} {role}", desc))
             if meta.get("imported_from"):
                 src = meta["imported_from"].get("source")
-                out.append((f"{system} imported from", str(src)))
+                out.append((f"{system} imported from", display_path(src) if src else "unknown"))
     infer_log = sorted(Path(exp).glob(f"text_only/{split}/seed{seed}/infer/*/log/infer.1.log"))
     if infer_log and _first_line(infer_log[0]):
         args = _first_line(infer_log[0]).split()
@@ -163,15 +189,40 @@ def models(exp, dump, split, seed, train_set="train"):
     if metrics:
         epitome = json.loads(metrics[0].read_text(encoding="utf-8")).get("epitome", {})
         if epitome.get("encoder"):
-            out.append(("EPITOME encoder", f"{identify(epitome['encoder'])}; classifiers {epitome.get('models')}"))
+            classifiers = display_path(epitome["models"]) if epitome.get("models") else "unknown"
+            out.append(("EPITOME encoder", f"{identify(epitome['encoder'])}; classifiers {classifiers}"))
     return out
 
 
 
 
-def markdown(exp, dump, split, seed, train_set="train", data=None, final=()):
-    lines = ["## Models", ""]
-    lines += [f"- {role}: {desc}" for role, desc in models(exp, dump, split, seed, train_set)] or ["- (none found)"]
+def training_curves(exp, split, seed, results_dir="."):
+    """``[(role, markdown)]``: each trained speech-LLM's ``training_curves.png`` (stage 4), copied to
+    ``<results_dir>/results_figures/<split>_seed<seed>/training_curves_<system>.png`` and linked from there."""
+    from rellm.training.curves import CURVES_PNG, TENSORBOARD_DIR
+
+    out = []
+    figures = Path(results_dir) / "results_figures" / f"{split}_seed{seed}"
+    for png in sorted(Path(exp).glob(f"*/{split}/seed{seed}/{CURVES_PNG}")):
+        system = png.parts[-4]
+        copy = figures / f"training_curves_{system}.png"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(png, copy)
+        events = png.parent / TENSORBOARD_DIR
+        where = f"; TensorBoard: `tensorboard --logdir {display_path(events)}`" if events.is_dir() else ""
+        out.append((f"{system} training curves",
+                    f"[{copy.name}]({copy.relative_to(results_dir).as_posix()}) (from {display_path(png)}{where})"))
+    return out
+
+
+def markdown(exp, dump, split, seed, train_set="train", data=None, final=(), results_dir="."):
+    """RESULTS.md's models and commands sections; ``results_dir``: the folder RESULTS.md is written to (its figure
+    links are relative to it)."""
+    lines = ["## Models", "",
+             ("Paths are relative to the recipe folder; `registry:NAME` is a model of the offline kit (`python -m "
+              "rellm.pretrained fetch NAME`) and `$RELLM_CACHE` its cache (default `~/.cache/rellm`)."), ""]
+    found = models(exp, dump, split, seed, train_set) + training_curves(exp, split, seed, results_dir)
+    lines += [f"- {role}: {desc}" for role, desc in found] or ["- (none found)"]
     lines += ["", "## Commands per stage", "",
               ("The Python command of every job, then the recipe command that ran it (`command.txt` beside each "
                "stage's outputs)."), "", "```bash"]
