@@ -36,14 +36,17 @@ setup(
         "espeakng-loader",
     ],
     extras_require={
-        "test": ["pytest", "ctranslate2", "jiwer"],
-        "dev": ["pytest", "ctranslate2", "jiwer", "ruff"],
+        "test": ["pytest", "ctranslate2", "jiwer", "selenium>=4.20"],
+        "dev": ["pytest", "ctranslate2", "jiwer", "selenium>=4.20", "ruff"],
+        # the web demo (rellm-demo, docs/demo.md)
+        "demo": ["gradio>=6,<7"],
     },
     entry_points={
         "console_scripts": [
             "rellm-respond-audio=rellm.bin.respond_audio:cli",
             "rellm-pretrained=rellm.pretrained.__main__:main",
             "rellm-epitome=rellm.bin.epitome:cli",
+            "rellm-demo=rellm.demo.cli:cli",
         ]
     },
 )

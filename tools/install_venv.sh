@@ -15,7 +15,7 @@ stamp=${venv}/.rellm-install.stamp
 activate=${root}/tools/activate_python.sh
 python=${PYTHON:-python3}
 
-# The verified stack (see DEVELOPING.md); the rest comes from setup.py and its test/dev extras.
+# The verified stack (see DEVELOPING.md); the rest comes from setup.py and its dev and demo extras.
 torch_pins=("torch==2.14.1" "torchaudio==2.11.0")
 stack_pins=("speechbrain==1.1.2" "transformers>=5,<6" "peft==0.21.*")
 
@@ -63,7 +63,7 @@ fi
 "${pip[@]}" "${torch_index[@]}" "${torch_pins[@]}"
 # torch is pinned again so that nothing below can replace the verified build
 "${pip[@]}" "${stack_pins[@]}" "${torch_pins[@]}"
-"${pip[@]}" -e "${root}[dev]" "${torch_pins[@]}"
+"${pip[@]}" -e "${root}[dev,demo]" "${torch_pins[@]}"
 
 write_activate
 "${venv}/bin/python" "${root}/tools/check_install.py" --brief
