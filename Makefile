@@ -1,6 +1,7 @@
 # rellm: one-command setup, tests, demo and lint.
 #   make test    create tools/venv when needed (make install), then run the test suite (all but the e2e runs)
-#   make test-e2e  the whole-recipe runs (mini fast configuration, paper-recipe dry runs); CI runs both
+#   make test-e2e  the whole-recipe runs (mini fast configuration, paper-recipe dry runs) and the web demo in a
+#                  headless browser (test/demo); CI runs both
 #   make demo    run the mini recipe (egs/mini/run.sh) end to end on CPU
 #   make install create/update tools/venv (idempotent) and write tools/activate_python.sh
 #   make lint    ruff on the package, tools and tests
