@@ -34,6 +34,7 @@ setup(
         "scipy",
         "scikit-learn",
         "espeakng-loader",
+        "silero-vad>=6.2",  # the responder's speech check (rellm.responder_vad); its model ships in the wheel
     ],
     extras_require={
         "test": ["pytest", "ctranslate2", "jiwer", "selenium>=4.20"],

@@ -32,9 +32,15 @@ def load_audio(path, sample_rate=SAMPLE_RATE):
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as err:
         raise AudioError("unreadable_audio", f"{path}: {err}") from err
-    audio = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
     if audio.size == 0:
         raise AudioError("empty_audio", f"{path} has no samples")
+    return to_mono_at_rate(audio, sr, sample_rate)
+
+
+def to_mono_at_rate(audio, sr, sample_rate=SAMPLE_RATE):
+    """``[samples, channels]`` float32 at ``sr`` -> 1-D float32 at ``sample_rate``: channels averaged, other rates
+    resampled (band-limited sinc). Stage 2 and the responder (``rellm.responder_audio``) both go through it."""
+    audio = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
     if sr != sample_rate:
         import torch
         import torchaudio.functional as AF

@@ -96,13 +96,25 @@ def neutral_generation_config(llm):
         model.generation_config = saved
 
 
+def sampling_settings(temperature=1.0, top_p=1.0):
+    """HF ``generate`` settings for nucleus sampling at ``temperature`` (no top-k, no repetition penalty): the
+    interactive responder's option (``rellm.responder``); the recipes decode greedily."""
+    if not float(temperature) > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0 < float(top_p) <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    return {"do_sample": True, "num_beams": 1, "repetition_penalty": 1.0, "temperature": float(temperature),
+            "top_p": float(top_p)}
+
+
 def greedy_generate(llm, inputs_embeds, attention_mask, max_new_tokens, stop_token_ids, pad_token_id,
-                    min_new_tokens=1):
-    """HF ``generate`` with exactly the released greedy settings (``GREEDY_SETTINGS``), nothing inherited."""
+                    min_new_tokens=1, sampling=None):
+    """HF ``generate`` with exactly the released greedy settings (``GREEDY_SETTINGS``), nothing inherited;
+    ``sampling`` (from :func:`sampling_settings`) samples instead."""
     with neutral_generation_config(llm):
         return llm.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
                             min_new_tokens=min_new_tokens, eos_token_id=list(stop_token_ids),
-                            pad_token_id=pad_token_id, **GREEDY_SETTINGS)
+                            pad_token_id=pad_token_id, **(sampling or GREEDY_SETTINGS))
 
 
 def static_decoding_support(llm):
@@ -236,11 +248,14 @@ class GreedyDecoder:
 
     # ------------------------------------------------------------------ public API
     @torch.no_grad()
-    def generate(self, inputs_embeds, attention_mask, position_ids=None, max_new_tokens=48, prefill_context=None):
+    def generate(self, inputs_embeds, attention_mask, position_ids=None, max_new_tokens=48, prefill_context=None,
+                 sampling=None):
         """Greedy continuations of a left-padded batch.
 
         ``prefill_context``: a zero-argument callable returning a context manager entered around the
-        prompt forward only (e.g. the PLoRA position mask); decode steps run outside it.
+        prompt forward only (e.g. the PLoRA position mask); decode steps run outside it. ``sampling``
+        (:func:`sampling_settings`) samples instead of greedy decoding, through plain ``generate`` whatever
+        the backend (the static loop is greedy only).
         """
         if inputs_embeds.dim() != 3 or attention_mask.shape != inputs_embeds.shape[:2]:
             raise ValueError(
@@ -249,12 +264,12 @@ class GreedyDecoder:
             )
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if self.backend == "hf":
-            return self._generate_hf(inputs_embeds, attention_mask, max_new_tokens, prefill_context)
+        if self.backend == "hf" or sampling:
+            return self._generate_hf(inputs_embeds, attention_mask, max_new_tokens, prefill_context, sampling)
         return self._generate_static(inputs_embeds, attention_mask, position_ids, max_new_tokens, prefill_context)
 
     # ------------------------------------------------------------------ plain HF path
-    def _generate_hf(self, inputs_embeds, attention_mask, max_new_tokens, prefill_context):
+    def _generate_hf(self, inputs_embeds, attention_mask, max_new_tokens, prefill_context, sampling=None):
         # HF derives positions from the mask itself (cumsum - 1), which equals our default for
         # left-padded prompts. LoRA: the whole call runs inside prefill_context, so it must apply
         # LoRA to the first forward only (PartialLoRA.prefill_only, as inference.lora_prefill_context
@@ -262,7 +277,7 @@ class GreedyDecoder:
         ctx = prefill_context() if prefill_context else contextlib.nullcontext()
         with ctx:
             out = greedy_generate(self.llm, inputs_embeds, attention_mask, max_new_tokens, self.stop_token_ids,
-                                  self.pad_token_id, min_new_tokens=self.min_new_tokens)
+                                  self.pad_token_id, min_new_tokens=self.min_new_tokens, sampling=sampling)
         # transformers 5 returns only the new tokens for an inputs_embeds prompt.
         return self._finish(out[:, -max_new_tokens:] if out.shape[1] > max_new_tokens else out, max_new_tokens, "hf")
 

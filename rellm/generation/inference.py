@@ -16,6 +16,9 @@ alone (a useful floor for the speech systems' UA, never a speech result).
 Batches are planned over the whole test set by length before sharding (see ``teacher.py`` for
 why: identical output for any number of jobs), left-padded, and decoded by
 :class:`rellm.generation.decoding.GreedyDecoder` (static KV cache, LoRA in the prefill only).
+
+The interactive responder (``rellm.responder``) answers raw audio through the same two system classes,
+fed with features it computes itself (and, there, earlier conversation turns and optional sampling).
 """
 import contextlib
 import logging
@@ -69,11 +72,11 @@ class TextOnlySystem:
     def __init__(self, llm, tokenizer, layout, decoder):
         self.llm, self.tokenizer, self.layout, self.decoder = llm, tokenizer, layout, decoder
 
-    def prompt_ids(self, system_prompt, instruction, transcript):
+    def prompt_ids(self, system_prompt, instruction, transcript, history=None):
         # Segments tokenised separately, as the speech model's prompt is (docs/method.md#sequence-layout); the
         # transcript sits where the speech vectors would.
         return (
-            self.layout.prompt_ids(system_prompt, instruction)
+            self.layout.prompt_ids(system_prompt, instruction, history=history)
             + self.layout.encode_content(transcript)
             + list(self.layout.header_ids)
         )
@@ -82,22 +85,58 @@ class TextOnlySystem:
         return len(self.layout.encode_content(entry["transcript"]))
 
     @no_grad
-    def generate(self, utt_ids, entries, system_prompt, instruction, max_new_tokens):
+    def generate(self, utt_ids, entries, system_prompt, instruction, max_new_tokens, histories=None, sampling=None):
+        """Replies to ``entries[u]["transcript"]``; ``histories``: earlier turns per utterance (responder only)."""
         device = self.llm.get_input_embeddings().weight.device
-        ids = [self.prompt_ids(system_prompt, instruction, entries[u]["transcript"].strip()) for u in utt_ids]
+        histories = histories or [None] * len(utt_ids)
+        ids = [self.prompt_ids(system_prompt, instruction, entries[u]["transcript"].strip(), h)
+               for u, h in zip(utt_ids, histories)]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.decoder.pad_token_id
         input_ids, mask = left_pad(ids, pad, device)
         embeds = self.llm.get_input_embeddings()(input_ids)
-        result = self.decoder.generate(embeds, mask, max_new_tokens=max_new_tokens)
+        result = self.decoder.generate(embeds, mask, max_new_tokens=max_new_tokens, sampling=sampling)
         return [t.strip() for t in self.tokenizer.batch_decode(result.tokens, skip_special_tokens=True)]
 
 
-class SpeechSystem:
-    """A trained SpeechLLM answering the speech (cached stage-2 features)."""
+def pad_speech_states(states, device):
+    """``(states [B, T, D] zero-padded, lengths [B])`` on ``device`` from per-utterance ``[T_i, D]`` states."""
+    import torch
 
-    def __init__(self, name, model, features, decoder, dtype):
+    lengths = torch.tensor([s.shape[0] for s in states], dtype=torch.long)
+    padded = torch.zeros(len(states), int(lengths.max()), states[0].shape[-1], dtype=states[0].dtype)
+    for i, s in enumerate(states):
+        padded[i, : s.shape[0]] = s
+    return padded.to(device), lengths.to(device)
+
+
+def pad_speech_embeddings(parts):
+    """One ``(E [B, N, H], M [B, N])`` from per-utterance adapter outputs ``[(E_i [1, N_i, H], M_i [1, N_i])]``
+    (masked positions: zeros, mask False)."""
+    import torch
+
+    width = max(E.shape[1] for E, _ in parts)
+    E = parts[0][0].new_zeros(len(parts), width, parts[0][0].shape[-1])
+    M = torch.zeros(len(parts), width, dtype=torch.bool, device=parts[0][1].device)
+    for i, (e, m) in enumerate(parts):
+        E[i, : e.shape[1]], M[i, : m.shape[1]] = e[0], m[0]
+    return E, M
+
+
+class SpeechSystem:
+    """A trained SpeechLLM answering the speech (cached stage-2 features).
+
+    ``features``: what serves ``whisper(utt_id)`` and ``emotion_embedding(utt_id)`` (the stage-2
+    ``FeatureCache``, or the responder's features of the audio it was given). ``encode_alone``: run the
+    adapter on each utterance by itself rather than on the padded batch. The adapter does not zero padded
+    frames (as in the reference), so the last frames of a shorter utterance see its batch neighbours'
+    padding; stage 5 keeps that (its batches are fixed by the length plan), the responder encodes alone so
+    that a reply never depends on what else was in the call (equal to stage 5 with ``batch_size: 1``).
+    """
+
+    def __init__(self, name, model, features, decoder, dtype, encode_alone=False):
         self.name, self.model, self.features, self.decoder, self.dtype = name, model, features, decoder, dtype
         self.uses_emotion = bool(getattr(model, "emotion_dim", 0))
+        self.encode_alone = bool(encode_alone)
         self._speech_cache = {}
 
     def length(self, utt_id, entry):
@@ -109,41 +148,51 @@ class SpeechSystem:
         import torch
 
         device = self.model.base_llm.get_input_embeddings().weight.device
-        states = [self.features.whisper(u) for u in utt_ids]
-        lengths = torch.tensor([s.shape[0] for s in states], dtype=torch.long)
-        padded = torch.zeros(len(states), int(lengths.max()), states[0].shape[-1], dtype=states[0].dtype)
-        for i, s in enumerate(states):
-            padded[i, : s.shape[0]] = s
+        padded, lengths = pad_speech_states([self.features.whisper(u) for u in utt_ids], device)
         emotion_embedding = None
         if self.uses_emotion:
             emotion_embedding = torch.stack([self.features.emotion_embedding(u) for u in utt_ids]).to(device)
-        return padded.to(device), lengths.to(device), emotion_embedding
+        return padded, lengths, emotion_embedding
 
     @no_grad
     def encode(self, utt_ids):
         key = tuple(utt_ids)
         if key not in self._speech_cache:  # the response and SER passes share one adapter run
-            self._speech_cache = {key: self.model.encode_speech(*self.speech_batch(utt_ids))}
+            if self.encode_alone:
+                speech = pad_speech_embeddings([self.model.encode_speech(*self.speech_batch([u])) for u in utt_ids])
+            else:
+                speech = self.model.encode_speech(*self.speech_batch(utt_ids))
+            self._speech_cache = {key: speech}
         return self._speech_cache[key]
+
+    @no_grad
+    def emotion_logits(self, utt_ids):
+        """``[B, 5]`` logits of the emotion head (order of ``rellm.data.emotions.EMOTIONS``)."""
+        return self.model.classify_emotion(*self.encode(utt_ids))
 
     @no_grad
     def classify(self, utt_ids):
         """The emotion head's label per utterance (the pooled adapter output, as trained by the emotion CE)."""
         from rellm.data.emotions import EMOTIONS
 
-        logits = self.model.classify_emotion(*self.encode(utt_ids))
-        return [EMOTIONS[int(i)] for i in logits.argmax(-1).tolist()]
+        return [EMOTIONS[int(i)] for i in self.emotion_logits(utt_ids).argmax(-1).tolist()]
+
+    def generation_inputs(self, utt_ids, system_prompt, instruction, histories=None):
+        """The decoder's inputs for ``utt_ids`` (``SpeechLLM.build_generation_inputs`` on the encoded speech)."""
+        return self.model.build_generation_inputs(system_prompt, [instruction] * len(utt_ids),
+                                                  speech=self.encode(utt_ids), histories=histories)
 
     @no_grad
-    def generate(self, utt_ids, entries, system_prompt, instruction, max_new_tokens):
-        speech = self.encode(utt_ids)
-        inputs = self.model.build_generation_inputs(system_prompt, [instruction] * len(utt_ids), speech=speech)
+    def generate(self, utt_ids, entries, system_prompt, instruction, max_new_tokens, histories=None, sampling=None):
+        """Replies to the speech of ``utt_ids``; ``histories``: earlier turns per utterance (responder only)."""
+        inputs = self.generation_inputs(utt_ids, system_prompt, instruction, histories)
         result = self.decoder.generate(
             inputs["inputs_embeds"].to(self.dtype),
             inputs["attention_mask"],
             position_ids=inputs["position_ids"],
             max_new_tokens=max_new_tokens,
             prefill_context=lora_prefill_context(self.model, inputs["lora_mask"]),
+            sampling=sampling,
         )
         return [t.strip() for t in self.model.tokenizer.batch_decode(result.tokens, skip_special_tokens=True)]
 

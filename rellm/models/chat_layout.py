@@ -12,8 +12,16 @@ Training sequence, segment by segment (each tokenised separately, as BLSP-Emo do
 Nothing here is ChatML-specific: ``ChatLayout`` renders the tokenizer's own chat template
 with a placeholder as the user content (and as the assistant content) and splits the
 text around it, so Qwen2.5, SmolLM2 and any other template-carrying tokenizer work.
+
+A conversation (``rellm.responder``) puts earlier turns between the system turn and the current
+user turn: ``prefix`` then becomes system turn + (user text, assistant reply) turns + user-turn
+header, rendered by the same template (docs/using_a_model.md#conversation-history).
 """
+import re
+
 PLACEHOLDER = "\u2063RELLM_SLOT\u2063"
+# numbered slots for the contents of earlier turns (a conversation's history)
+SLOT = "\u2063RELLM_SLOT_{}\u2063"
 
 
 class ChatLayout:
@@ -87,9 +95,37 @@ class ChatLayout:
             self._prefix_cache[system_prompt] = tuple(self._encode_template(self._split(system_prompt)[0]))
         return self._prefix_cache[system_prompt]
 
-    def prompt_ids(self, system_prompt, instruction):
-        """``prefix + instruction``: everything before the speech (or the transcript)."""
-        return list(self.prefix_ids(system_prompt)) + self.encode_content(instruction)
+    def history_ids(self, system_prompt, history):
+        """Token ids of the system turn, the earlier turns and the current user-turn header.
+
+        ``history``: ``[(user_text, assistant_text), ...]``, oldest first. The template's own text is
+        tokenised as template (special tokens), the turns' contents as content, each segment separately
+        as in :meth:`prefix_ids`, which this equals for an empty history.
+        """
+        if not history:
+            return list(self.prefix_ids(system_prompt))
+        messages = [{"role": "system", "content": system_prompt}]
+        for i, _ in enumerate(history):
+            messages += [{"role": "user", "content": SLOT.format(2 * i)},
+                         {"role": "assistant", "content": SLOT.format(2 * i + 1)}]
+        messages.append({"role": "user", "content": PLACEHOLDER})
+        text = self._render(messages, True)
+        pieces = re.split("\u2063RELLM_SLOT_(\\d+)\u2063", text.split(PLACEHOLDER)[0])
+        order = [int(k) for k in pieces[1::2]]
+        if order != list(range(2 * len(history))) or text.count(PLACEHOLDER) != 1:
+            raise ValueError("the chat template does not render earlier turns in order; this LLM cannot take a history")
+        contents = [str(text) for turn in history for text in turn]
+        ids = []
+        for i, template in enumerate(pieces[0::2]):
+            ids += self._encode_template(template)
+            if i < len(contents):
+                ids += self.encode_content(contents[i].strip())
+        return ids
+
+    def prompt_ids(self, system_prompt, instruction, history=None):
+        """``prefix + instruction``: everything before the speech (or the transcript); ``history``: earlier turns
+        (:meth:`history_ids`)."""
+        return self.history_ids(system_prompt, history) + self.encode_content(instruction)
 
     def response_ids(self, target, early_stop=False):
         """``(ids, num_unlabelled)``: header + target + end (no end when ``early_stop``).

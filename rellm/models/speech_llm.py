@@ -270,23 +270,26 @@ class SpeechLLM(nn.Module):
         return self.target_logits(packed, use_lora=False)
 
     # ------------------------------------------------------------------ inference API
-    def build_generation_inputs(self, system_prompt, instructions, speech=None, texts=None):
+    def build_generation_inputs(self, system_prompt, instructions, speech=None, texts=None, histories=None):
         """Left-padded inputs for batched generation.
 
         ``instructions``: one user-turn text per row (may be ""). ``speech=(E, M)`` from
         ``encode_speech`` puts the speech embeddings after the instruction (LoRA on them
         during the prefill). ``speech=None`` is the text-only baseline: the user turn is
-        ``instruction + text`` (``texts`` one per row) and LoRA is off.
+        ``instruction + text`` (``texts`` one per row) and LoRA is off. ``histories``: one list of
+        earlier ``(user_text, assistant_text)`` turns per row (or None), placed before the current
+        user turn (``ChatLayout.history_ids``).
         Returns ``dict(inputs_embeds, attention_mask, position_ids, lora_mask)``.
         """
         device = self.base_llm.get_input_embeddings().weight.device
         if speech is None and texts is None:
             raise ValueError("give speech=(E, M) or texts for a text-only prompt")
         texts = texts if texts is not None else [""] * len(instructions)
-        if len(texts) != len(instructions):
-            raise ValueError(f"{len(instructions)} instructions but {len(texts)} texts")
-        prompts = [self.layout.prompt_ids(system_prompt, ins) + self.layout.encode_content(txt)
-                   for ins, txt in zip(instructions, texts)]
+        histories = histories if histories is not None else [None] * len(instructions)
+        if len(texts) != len(instructions) or len(histories) != len(instructions):
+            raise ValueError(f"{len(instructions)} instructions but {len(texts)} texts and {len(histories)} histories")
+        prompts = [self.layout.prompt_ids(system_prompt, ins, history=h) + self.layout.encode_content(txt)
+                   for ins, txt, h in zip(instructions, texts, histories)]
         tails = [list(self.layout.header_ids)] * len(prompts)
         prompt_ids, prompt_lens = segment_batch(prompts, device)
         tail_ids, tail_lens = segment_batch(tails, device)
@@ -298,8 +301,18 @@ class SpeechLLM(nn.Module):
 
     # ------------------------------------------------------------------ saving / loading
     def save_final(self, folder, extra=None):
-        """Write ``folder/trainable.safetensors`` (own parameters only) and ``folder/model.json`` (constructor args)."""
-        save_final_state(folder, self.own_state_dict(), {"model": self.config, **(extra or {})})
+        """Write ``folder/trainable.safetensors`` (own parameters only) and ``folder/model.json`` (constructor args).
+
+        Base models given as local folders are also recorded relative to ``folder`` (``base_model_folders``), so
+        that a reader finds them from the experiment itself, wherever it runs (``rellm.model_folder``).
+        """
+        from rellm.model_folder import relative_base_model_folders
+
+        meta = {"model": self.config, **(extra or {})}
+        folders = relative_base_model_folders({"llm": self.llm_name, **meta.get("base_models", {})}, folder)
+        if folders:
+            meta["base_model_folders"] = folders
+        save_final_state(folder, self.own_state_dict(), meta)
 
     @classmethod
     def from_pretrained_dir(cls, model_dir, device="cpu", dtype=None):
@@ -311,10 +324,21 @@ class SpeechLLM(nn.Module):
         and heads from ``model_dir/final/trainable.safetensors``. The model is returned in eval mode;
         its ``.prompts`` holds the system prompts and instructions used in training.
         """
+        from rellm.model_folder import base_model_path
+        from rellm.training.experiment_dir import ExperimentDir
+
         state, meta = load_final_state(model_dir)
+        llm = base_model_path(meta, "llm", ExperimentDir(model_dir).final)
+        return cls.from_state(state, meta, device=device, dtype=dtype, llm=llm)
+
+    @classmethod
+    def from_state(cls, state, meta, device="cpu", dtype=None, llm=None):
+        """The model of a ``final/`` (or exported) ``state`` and ``meta``; ``llm``: where to load the frozen LLM
+        from (default: ``meta["model"]["llm"]`` as written)."""
         config = dict(meta["model"])
         config["llm_dtype"] = str(pick_dtype(dtype, device)).replace("torch.", "")
-        model = cls(llm=config.pop("llm"), **config)
+        name = config.pop("llm")
+        model = cls(llm=str(llm or name), **config)
         model.load_own_state_dict(state)
         model.prompts = meta.get("prompts", {})
         return model.to(device).eval()

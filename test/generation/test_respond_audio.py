@@ -1,4 +1,5 @@
-"""The interactive responder: input checks with clear messages, and one real answer (slow)."""
+"""The interactive responder (a thin CLI on rellm.Responder): input checks with clear messages, silence refused,
+and real answers (slow)."""
 import json
 
 import numpy as np
@@ -7,8 +8,8 @@ import soundfile as sf
 import torch
 
 from rellm.bin import respond_audio
-from rellm.bin.respond_audio import ResponderError, load_checked_audio
 from rellm.data.emotions import EMOTIONS
+from rellm.responder_audio import AudioInputError, load_checked_audio
 
 
 def _tone(seconds, sr, channels=1):
@@ -44,7 +45,7 @@ def test_stereo_44k_is_downmixed_and_resampled_with_notes(tmp_path):
     ],
 )
 def test_bad_inputs_get_one_line_messages(tmp_path, make, message):
-    with pytest.raises(ResponderError, match=message):
+    with pytest.raises(AudioInputError, match=message):
         load_checked_audio(make(tmp_path))
 
 
@@ -59,7 +60,26 @@ def test_missing_experiment_is_explained(tmp_path, capsys):
     sf.write(tmp_path / "ok.wav", _tone(1.0, 16000), 16000)
     with pytest.raises(SystemExit):
         respond_audio.cli([str(tmp_path / "ok.wav"), "--exp", str(tmp_path / "exp")])
+    assert "exp: no such folder; give an experiment folder" in capsys.readouterr().err
+    (tmp_path / "exp").mkdir()
+    with pytest.raises(SystemExit):
+        respond_audio.cli([str(tmp_path / "ok.wav"), "--exp", str(tmp_path / "exp")])
     assert "has no trained model" in capsys.readouterr().err
+
+
+def _speech(path, text="Hello there, how are you today?", rate=16000, channels=1):
+    """Spoken ``text`` (eSpeak NG, as ``mini say`` makes it) written to ``path`` at ``rate`` with ``channels``."""
+    pytest.importorskip("espeakng_loader")
+    import torchaudio.functional as AF
+
+    from rellm.data.corpora.mini import say
+
+    say(text, "neutral", path.with_name("spoken.wav"))
+    wave, sr = sf.read(path.with_name("spoken.wav"), dtype="float32")
+    if rate != sr:
+        wave = AF.resample(torch.from_numpy(wave), sr, rate).numpy()
+    sf.write(path, np.stack([wave] * channels, axis=1) if channels > 1 else wave, rate)
+    return path
 
 
 def _blsp_emo_experiment(tmp_path, toy_llm_dir):
@@ -74,7 +94,7 @@ def _blsp_emo_experiment(tmp_path, toy_llm_dir):
     exp = tmp_path / "exp" / "blsp_emo" / "official" / "seed1"
     model.save_final(exp / "final", extra={"base_models": {"llm": str(toy_llm_dir), "speech_encoder": str(whisper_dir),
                                                           "emotion_encoder": None}})
-    sf.write(tmp_path / "hello.wav", _tone(1.2, 22050, channels=2), 22050)
+    _speech(tmp_path / "hello.wav", rate=22050, channels=2)
     return exp
 
 
@@ -96,7 +116,9 @@ def test_answers_a_wav_file_end_to_end(tmp_path, toy_llm_dir, capsys):
     printed = capsys.readouterr().out
     result = json.loads(printed)
     assert printed.count("\n") == 1 and set(result) == {
-        "emotion", "probabilities", "avd", "avd_emotion_encoder", "response", "notes", "transcript", "text_response"}
+        "no_speech", "emotion", "probabilities", "avd", "avd_emotion_encoder", "response", "notes", "transcript",
+        "text_response"}
+    assert result["no_speech"] is False
     assert list(result["probabilities"]) == list(EMOTIONS) and sum(result["probabilities"].values()) == pytest.approx(1)
     assert result["emotion"] == max(result["probabilities"], key=result["probabilities"].get)
     assert out[2].startswith(f"emotion: {result['emotion']} (p={result['probabilities'][result['emotion']]:.2f}; ")
@@ -109,7 +131,7 @@ def test_answers_a_wav_file_end_to_end(tmp_path, toy_llm_dir, capsys):
 
 def test_json_lines_of_a_model_without_avd_head(monkeypatch, tmp_path, capsys):
     """--json without --text: no transcript keys; a model without A/V/D head gives avd null (the lines say so)."""
-    fake = {"emotion": "sad", "probabilities": dict(zip(EMOTIONS, [0.1, 0.1, 0.1, 0.6, 0.1])), "avd": None,
+    fake = {"no_speech": False, "emotion": "sad", "probabilities": dict(zip(EMOTIONS, [0.1, 0.1, 0.1, 0.6, 0.1])), "avd": None,
             "avd_emotion_encoder": {"arousal": 0.2, "valence": 0.1, "dominance": 0.3}, "notes": [],
             "response": "I am sorry."}
     monkeypatch.setattr(respond_audio, "run_model", lambda args: dict(fake))
@@ -152,10 +174,13 @@ def test_answers_through_the_emotion_encoder_and_fusion_adapter_of_an_rellm_expe
                                                           "emotion_encoder": str(encoders[0])},
                                            "avd_head_trained": True,
                                            "speech_features": {"whisper_window_seconds": 2.0}})
-    sf.write(tmp_path / "hi.wav", _tone(1.0, 16000), 16000)
+    _speech(tmp_path / "hi.wav", text="Hello there, how are you today? I hope you are well.")
     respond_audio.cli([str(tmp_path / "hi.wav"), "--exp", str(exp), "--max_new_tokens", "4", "--text",
                        "--transcript", "Hello there."])
     out = capsys.readouterr().out.splitlines()
+    # the model was trained on 2 s Whisper windows (its final/ says so): a longer file is heard through the same window
+    assert sf.info(str(tmp_path / "hi.wav")).duration > 2.0
+    assert out.pop(0) == "note: only the first 2 s were heard by Whisper (the window this model was trained with)"
     assert out[0].startswith("emotion: ") and out[0].split()[1] in ("neutral", "happy", "angry", "sad", "surprise")
     assert out[1].startswith("arousal / valence / dominance (model head): ")
     encoder_avd = out[2].removeprefix("arousal / valence / dominance (emotion encoder): ").split(" / ")
@@ -167,10 +192,34 @@ def test_answers_through_the_emotion_encoder_and_fusion_adapter_of_an_rellm_expe
     respond_audio.cli([str(tmp_path / "hi.wav"), "--exp", str(exp), "--max_new_tokens", "4",
                        "--emotion_encoder", str(encoders[1])])
     other = capsys.readouterr().out.splitlines()
-    assert other[0] != out[0]  # the SER head reads the fused (speech + emotion) adapter output
-
-    # the model was trained on 2 s Whisper windows (its final/ says so): a 3 s file is heard through the same window
-    sf.write(tmp_path / "long.wav", _tone(3.0, 16000), 16000)
-    respond_audio.cli([str(tmp_path / "long.wav"), "--exp", str(exp), "--max_new_tokens", "2", "--json"])
+    assert other[1] != out[0]  # the SER head reads the fused (speech + emotion) adapter output
+    respond_audio.cli([str(tmp_path / "hi.wav"), "--exp", str(exp), "--max_new_tokens", "2", "--json"])
     result = json.loads(capsys.readouterr().out)
-    assert "only the first 2 s were heard by Whisper (the window this model was trained with)" in result["notes"]
+    assert result["notes"] == ["only the first 2 s were heard by Whisper (the window this model was trained with)"]
+
+
+def test_silence_is_answered_with_no_speech_detected(tmp_path, toy_llm_dir, capsys):
+    """2 s of silence and 3 s of white noise: no emotion, no reply, a one-line "no speech detected"."""
+    from rellm.models.speech_llm import SpeechLLM
+    from rellm.testing.pretrained_models import tiny_whisper
+
+    whisper_dir = tiny_whisper(tmp_path / "whisper", d_model=32)
+    model = SpeechLLM(str(toy_llm_dir), speech_dim=32, emotion_dim=0, lora_r=4, lora_alpha=8,
+                      lora_target_modules=["q_proj", "v_proj"])
+    exp = tmp_path / "exp" / "blsp_emo" / "official" / "seed1"
+    model.save_final(exp / "final", extra={"base_models": {"llm": str(toy_llm_dir), "speech_encoder": str(whisper_dir)}})
+    sf.write(tmp_path / "silence.wav", np.zeros(32000, dtype=np.float32), 16000)
+    noise = 0.1 * np.random.default_rng(0).standard_normal(48000)
+    sf.write(tmp_path / "noise.wav", noise.astype(np.float32), 16000)
+    for name in ("silence.wav", "noise.wav"):
+        respond_audio.cli([str(tmp_path / name), "--exp", str(exp), "--max_new_tokens", "2"])
+        assert capsys.readouterr().out.splitlines() == [
+            "no speech detected: nothing to answer (use --no_vad to answer it anyway)"]
+    respond_audio.cli([str(tmp_path / "silence.wav"), "--exp", str(exp), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["no_speech"] is True and result["emotion"] is None and result["response"] is None
+    assert result["probabilities"] == {} and result["notes"][0].startswith("no speech detected")
+    # --no_vad: the old behaviour, an emotion and a reply for silence
+    respond_audio.cli([str(tmp_path / "silence.wav"), "--exp", str(exp), "--max_new_tokens", "2", "--no_vad", "--json"])
+    forced = json.loads(capsys.readouterr().out)
+    assert forced["no_speech"] is False and forced["emotion"] in EMOTIONS and forced["response"] is not None

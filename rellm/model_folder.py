@@ -1,0 +1,164 @@
+"""A trained model on disk, as its readers see it: an experiment folder or an exported folder.
+
+Two layouts hold the same model (the ``SpeechLLM`` constructor arguments, the trained tensors and the
+names of its frozen base models):
+
+* an experiment folder ``exp/<model>/<split>/seed<k>`` (stage 4): ``final/model.json`` +
+  ``final/trainable.safetensors``;
+* an exported folder (``python -m rellm.export``): ``rellm_model.json`` + ``trainable.safetensors`` at
+  its top, with the base models that are not public checkpoints inside it.
+
+The base models (``llm``, ``speech_encoder``, ``emotion_encoder``) are registry names
+(``rellm.pretrained``), hub names or local folders. A local folder is found through
+``base_model_folders``: its path relative to the folder holding the config (written by
+``SpeechLLM.save_final`` and by the export), so a model is found from the model folder itself, whatever
+the working directory. Experiments saved before that record name their folders relative to the recipe
+folder (where the stages run): those are read relative to the working directory, then to the recipe
+folder of the documented layout ``<recipe>/<exp_root>/<model>/<split>/seed<k>``; nothing else is searched.
+"""
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rellm.training.experiment_dir import FINAL_CONFIG, FINAL_WEIGHTS, ExperimentDir
+
+EXPORT_CONFIG = "rellm_model.json"
+EXPORT_WEIGHTS = FINAL_WEIGHTS
+EXPORT_FORMAT = "rellm-export"
+EXPORT_FORMAT_VERSION = 1
+BASE_MODEL_KEYS = ("llm", "speech_encoder", "emotion_encoder")
+
+
+class ModelFolderError(RuntimeError):
+    """A model folder that cannot be used; the message says what to do (one line)."""
+
+
+def relative_base_model_folders(base_models, folder):
+    """``{key: path of the base model's local folder relative to folder}`` for the base models given as
+    existing local folders (registry and hub names are left out)."""
+    out = {}
+    for key, value in (base_models or {}).items():
+        if isinstance(value, str) and value and Path(value).expanduser().is_dir():
+            out[key] = os.path.relpath(Path(value).expanduser().resolve(), Path(folder).resolve())
+    return out
+
+
+def base_model_value(meta, key):
+    """The base model ``key`` as the config names it (``llm`` from the constructor arguments), or None."""
+    if key == "llm":
+        return (meta.get("model") or {}).get("llm") or (meta.get("base_models") or {}).get("llm")
+    return (meta.get("base_models") or {}).get(key)
+
+
+def base_model_path(meta, key, config_dir, recipe_layout=True):
+    """Where to load base model ``key`` from: a local folder (str) or the registry / hub name; None if unset.
+
+    ``config_dir``: the folder of the config (``final/`` or the exported folder). ``recipe_layout``: also try
+    the recipe folder of ``exp/<model>/<split>/seed<k>/final`` for experiments saved without
+    ``base_model_folders`` (False for exported folders, where every path is relative to the folder).
+    """
+    value = base_model_value(meta, key)
+    if not value:
+        return None
+    relative = (meta.get("base_model_folders") or {}).get(key)
+    if relative:
+        folder = Path(os.path.normpath(Path(config_dir) / relative))
+        if folder.is_dir():
+            return str(folder)
+        if not recipe_layout:
+            raise ModelFolderError(f"{folder} is missing ({key} of {config_dir}); copy the whole exported folder")
+    path = Path(str(value)).expanduser()
+    if path.is_absolute() or path.is_dir():
+        return str(path)
+    if recipe_layout:
+        parents = Path(config_dir).resolve().parents  # final/ -> seed<k>, <split>, <model>, <exp_root>, <recipe>
+        if len(parents) > 4 and (parents[4] / path).is_dir():
+            return str(parents[4] / path)
+    return str(value)
+
+
+def avd_head_trained(meta, exp_dir=None):
+    """Whether the model trained its A/V/D head, as its config records it (``avd_head_trained``).
+
+    Experiments saved before that record: ``lambda_dim > 0`` in their resolved ``hyperparams.yaml``.
+    """
+    if "avd_head_trained" in meta:
+        return bool(meta["avd_head_trained"])
+    if exp_dir is None:
+        return True
+    hparams = ExperimentDir(exp_dir).hyperparams
+    if not hparams.is_file():
+        return True
+    match = re.search(r"^lambda_dim:\s*([0-9.eE+-]+)", hparams.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    return match is None or float(match.group(1)) > 0
+
+
+@dataclass
+class ModelFolder:
+    """What a reader needs of a trained model folder (:func:`open_model_folder`)."""
+
+    kind: str  # "experiment" | "export"
+    root: Path
+    config_dir: Path  # final/ or the exported folder
+    meta: dict
+    weights: Path
+    base_models: dict = field(default_factory=dict)  # key -> where to load it from (folder or name), or None
+
+    @property
+    def system(self):
+        """``rellm`` (with the emotion nuance module) or ``blsp_emo``."""
+        return self.meta.get("system") or ("rellm" if int(self.meta["model"].get("emotion_dim", 0)) else "blsp_emo")
+
+    @property
+    def avd_head_trained(self):
+        return avd_head_trained(self.meta, self.root if self.kind == "experiment" else None)
+
+    @property
+    def whisper_window_seconds(self):
+        """The Whisper window the model was trained with (stage 2's features.json), None for the full 30 s."""
+        return (self.meta.get("speech_features") or {}).get("whisper_window_seconds")
+
+    def load_state(self):
+        """The trained tensors (adapter, LoRA, heads) on the CPU."""
+        from safetensors.torch import load_file
+
+        return load_file(str(self.weights), device="cpu")
+
+
+def is_exported(path):
+    return (Path(path) / EXPORT_CONFIG).is_file()
+
+
+def open_model_folder(path):
+    """The :class:`ModelFolder` of an experiment folder (with ``final/``) or an exported folder."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise ModelFolderError(f"{root}: no such folder; give an experiment folder (exp/<model>/<split>/seed<k>) "
+                               "or a folder written by python -m rellm.export")
+    if is_exported(root):
+        with open(root / EXPORT_CONFIG, encoding="utf-8") as f:
+            meta = json.load(f)
+        if meta.get("format") != EXPORT_FORMAT or int(meta.get("format_version", 0)) > EXPORT_FORMAT_VERSION:
+            raise ModelFolderError(f"{root / EXPORT_CONFIG} is format {meta.get('format')!r} version "
+                                   f"{meta.get('format_version')}; this rellm reads {EXPORT_FORMAT} up to version "
+                                   f"{EXPORT_FORMAT_VERSION} (update rellm)")
+        weights = root / EXPORT_WEIGHTS
+        if not weights.is_file():
+            raise ModelFolderError(f"{weights} is missing; copy the whole exported folder")
+        folder = ModelFolder("export", root, root, meta, weights)
+        recipe_layout = False
+    else:
+        exp = ExperimentDir(root)
+        if not exp.has_final():
+            raise ModelFolderError(f"{root} has no trained model ({exp.final.name}/{FINAL_CONFIG}, "
+                                   f"{exp.final.name}/{FINAL_WEIGHTS}); run stage 4 for it, or give an exported "
+                                   "folder")
+        with open(exp.final_config, encoding="utf-8") as f:
+            meta = json.load(f)
+        folder = ModelFolder("experiment", root, exp.final, meta, exp.final_weights)
+        recipe_layout = True
+    for key in BASE_MODEL_KEYS:
+        folder.base_models[key] = base_model_path(meta, key, folder.config_dir, recipe_layout=recipe_layout)
+    return folder
