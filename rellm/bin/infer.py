@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rellm.data.manifest import read_manifest
 from rellm.generation import inference as I
+from rellm.generation.runtime import decoding_fingerprint
 from rellm.utils.config import ConfigError, load_config, parse_stage_args, run_main
 from rellm.utils.logging import setup_logging
 from rellm.utils.sharded_stage import ShardedStage
@@ -47,6 +48,8 @@ def _options(hp):
         "dtype": str(hp["dtype"]),
         "min_new_tokens": hp["min_new_tokens"],
         **_prompts(hp),
+        # repetition penalty / sampling, only when set (plain greedy configs keep their fingerprint)
+        **decoding_fingerprint(hp, "reply"),
     }
     if hp["system"] == "text_only":
         opts["text_llm"] = str(hp["text_llm"])

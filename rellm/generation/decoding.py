@@ -1,4 +1,8 @@
-"""Greedy decoding for a causal LM fed with ``inputs_embeds`` (a speech prefix or a text prompt).
+"""Decoding for a causal LM fed with ``inputs_embeds`` (a speech prefix or a text prompt).
+
+Greedy by default; the settings are explicit (:class:`DecodingOptions`), nothing is inherited from a
+checkpoint's ``generation_config``. The paper recipes set the released ones (greedy with Qwen-7B-Chat's
+repetition penalty 1.1, docs/released_code.md#decoding), the mini recipe plain greedy.
 
 Why not just ``llm.generate``: at 7B on one H100, plain ``generate()`` runs a decode step at 4.7x the
 weight-streaming bound at batch 1, and 9x with unmerged LoRA layers (shared/bench/README.md). Two
@@ -25,6 +29,12 @@ it is no faster than ``generate`` there, so ``backend="auto"`` picks ``generate`
 Outputs are token-for-token the greedy ``generate`` result (tested on CPU in fp32); left padding is
 handled by the attention mask, and positions are the caller's ``position_ids`` (default
 ``cumsum(mask) - 1``), so a prompt's continuation does not depend on its batch neighbours.
+
+The repetition penalty is HF's (``RepetitionPenaltyLogitsProcessor``: the logit of every token seen so far is
+divided by the penalty when positive, multiplied by it when negative), applied by both backends. "Seen" is
+the caller's per-row ``penalty_ids`` (what HF's ``input_ids`` held before the first new token: the whole
+prompt for a prompt passed as ids, as the released teacher does) plus every generated token. Sampling
+(``do_sample``) runs through plain ``generate`` with HF's warpers, seeded at every call.
 """
 import contextlib
 import logging
@@ -76,6 +86,87 @@ def _base_linear(module):
 GREEDY_SETTINGS = {"do_sample": False, "num_beams": 1, "repetition_penalty": 1.0}
 
 
+@dataclass(frozen=True)
+class DecodingOptions:
+    """What shapes the choice of the next token besides the model (stage-3/5 config keys of the same names).
+
+    The defaults are plain greedy decoding. ``repetition_penalty`` is HF's (1.0: off), applied to the
+    caller's ``penalty_ids`` and the generated tokens. ``do_sample`` samples with HF's warpers: ``temperature``,
+    ``top_k`` (0: off), ``top_p`` (1.0: off), the generator seeded with ``seed`` at every ``generate`` call
+    (a batch draws the same tokens whichever shard decodes it). ``penalty_context``: which prompt tokens the
+    penalty counts as seen (:meth:`GreedyDecoder.penalty_ids`): ``prompt`` all of them, ``reply`` only the last
+    one (the newline that opens the reply).
+    """
+
+    repetition_penalty: float = 1.0
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+    penalty_context: str = "prompt"
+
+    def __post_init__(self):
+        if not float(self.repetition_penalty) > 0:
+            raise ValueError(f"repetition_penalty must be > 0 (1.0: off), got {self.repetition_penalty}")
+        if not float(self.temperature) > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if int(self.top_k) < 0:
+            raise ValueError(f"top_k must be >= 0 (0: off), got {self.top_k}")
+        if not 0.0 < float(self.top_p) <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1] (1.0: off), got {self.top_p}")
+        if self.penalty_context not in ("prompt", "reply"):
+            raise ValueError(f"penalty_context must be prompt or reply, got {self.penalty_context!r}")
+
+    @property
+    def penalised(self):
+        return float(self.repetition_penalty) != 1.0
+
+    def hf_sampling(self):
+        """HF ``generate`` keyword arguments of the sampling settings (empty when greedy)."""
+        if not self.do_sample:
+            return {}
+        return {"do_sample": True, "temperature": float(self.temperature), "top_k": int(self.top_k),
+                "top_p": float(self.top_p)}
+
+
+def apply_repetition_penalty(logits, seen, penalty):
+    """HF's repetition penalty on ``logits [B, V]``: where ``seen [B, V]`` is set, a positive logit is divided by
+    ``penalty`` and a negative one multiplied by it (both make a seen token less likely for a penalty > 1)."""
+    if float(penalty) == 1.0:
+        return logits
+    return torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
+
+
+def seen_mask(penalty_ids, batch, vocab, device):
+    """``[B, V]`` bool, set at the ids of each row's ``penalty_ids`` (a list of id lists; None: nothing seen)."""
+    seen = torch.zeros(batch, vocab, dtype=torch.bool, device=device)
+    if penalty_ids is None:
+        return seen
+    if len(penalty_ids) != batch:
+        raise ValueError(f"penalty_ids has {len(penalty_ids)} rows for a batch of {batch}")
+    for i, ids in enumerate(penalty_ids):
+        ids = [int(t) for t in ids if 0 <= int(t) < vocab]
+        if ids:
+            seen[i, torch.tensor(ids, dtype=torch.long, device=device)] = True
+    return seen
+
+
+class ContextRepetitionPenalty:
+    """An HF logits processor: :func:`apply_repetition_penalty` over a fixed per-row context (``seen [B, V]``) plus
+    the tokens generated so far. HF's own processor sees only ``input_ids``, which an ``inputs_embeds`` prompt
+    does not have (transformers 5 passes just the new tokens)."""
+
+    def __init__(self, penalty, context):
+        self.penalty, self.context = float(penalty), context
+
+    def __call__(self, input_ids, scores):
+        seen = self.context.clone()
+        if input_ids.shape[-1]:
+            seen.scatter_(1, input_ids.clamp(0, seen.shape[1] - 1), True)
+        return apply_repetition_penalty(scores, seen, self.penalty)
+
+
 @contextlib.contextmanager
 def neutral_generation_config(llm):
     """Within the block, ``llm.generate`` sees a default ``GenerationConfig`` instead of the checkpoint's own.
@@ -108,13 +199,27 @@ def sampling_settings(temperature=1.0, top_p=1.0):
 
 
 def greedy_generate(llm, inputs_embeds, attention_mask, max_new_tokens, stop_token_ids, pad_token_id,
-                    min_new_tokens=1, sampling=None):
+                    min_new_tokens=1, sampling=None, options=None, penalty_ids=None):
     """HF ``generate`` with exactly the released greedy settings (``GREEDY_SETTINGS``), nothing inherited;
-    ``sampling`` (from :func:`sampling_settings`) samples instead."""
-    with neutral_generation_config(llm):
+    ``sampling`` (from :func:`sampling_settings`) samples instead. ``options`` (:class:`DecodingOptions`) adds the
+    repetition penalty over ``penalty_ids`` + the new tokens, and its own seeded sampling."""
+    from transformers import LogitsProcessorList
+
+    options = options or DecodingOptions()
+    kwargs = dict(sampling or {**GREEDY_SETTINGS, **options.hf_sampling()})
+    if options.penalised:
+        context = seen_mask(penalty_ids, inputs_embeds.shape[0], llm.get_output_embeddings().weight.shape[0],
+                            inputs_embeds.device)
+        kwargs["logits_processor"] = LogitsProcessorList([ContextRepetitionPenalty(options.repetition_penalty,
+                                                                                   context)])
+    seeded = options.do_sample and not sampling
+    devices = [inputs_embeds.device] if seeded and inputs_embeds.is_cuda else []
+    with neutral_generation_config(llm), torch.random.fork_rng(devices=devices, enabled=seeded):
+        if seeded:
+            torch.manual_seed(int(options.seed))
         return llm.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
                             min_new_tokens=min_new_tokens, eos_token_id=list(stop_token_ids),
-                            pad_token_id=pad_token_id, **(sampling or GREEDY_SETTINGS))
+                            pad_token_id=pad_token_id, **kwargs)
 
 
 def static_decoding_support(llm):
@@ -144,7 +249,7 @@ def static_decoding_support(llm):
 class _StaticState:
     """Preallocated buffers for one (batch, cache length) shape; reused across batches."""
 
-    def __init__(self, spec, batch, cache_len, max_new_tokens, device, dtype):
+    def __init__(self, spec, batch, cache_len, max_new_tokens, device, dtype, vocab=0):
         kv_shape = (batch, spec["num_kv_heads"], cache_len, spec["head_dim"])
         self.k = [torch.zeros(kv_shape, device=device, dtype=dtype) for _ in range(spec["num_layers"])]
         self.v = [torch.zeros(kv_shape, device=device, dtype=dtype) for _ in range(spec["num_layers"])]
@@ -155,12 +260,15 @@ class _StaticState:
         self.step = torch.zeros(1, device=device, dtype=torch.long)
         self.finished = torch.zeros(batch, device=device, dtype=torch.bool)
         self.out = torch.zeros(batch, max_new_tokens, device=device, dtype=torch.long)
+        # tokens the repetition penalty applies to (prompt context + generated); only with a penalty
+        self.seen = torch.zeros(batch, vocab, device=device, dtype=torch.bool) if vocab else None
         self.batch, self.cache_len, self.max_new_tokens = batch, cache_len, max_new_tokens
         self.graph = None
 
 
 class GreedyDecoder:
-    """Greedy decoding with a static KV cache; LoRA (if any) in the prefill only.
+    """Greedy decoding with a static KV cache; LoRA (if any) in the prefill only. ``options``
+    (:class:`DecodingOptions`) adds the repetition penalty (both backends) or sampling (plain ``generate``).
 
     ``backend``: ``static`` (own loop), ``hf`` (plain ``generate``), ``auto`` (static on CUDA when
     the architecture is supported, plain ``generate`` on CPU where both run at the same speed). ``cuda_graphs`` records the decode step as a CUDA graph (CUDA only);
@@ -179,6 +287,7 @@ class GreedyDecoder:
         min_new_tokens=1,
         cache_len_multiple=64,
         check_stop_every=8,
+        options=None,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"decoding backend must be one of {BACKENDS}, got {backend!r}")
@@ -190,6 +299,7 @@ class GreedyDecoder:
         self.min_new_tokens = int(min_new_tokens)
         self.cache_len_multiple = int(cache_len_multiple)
         self.check_stop_every = max(1, int(check_stop_every))
+        self.options = options or DecodingOptions()
         ok, reason = static_decoding_support(llm)
         if backend == "static" and not ok:
             raise ValueError(f"static decoding is not possible for this model: {reason}; use decoding_backend=hf")
@@ -247,15 +357,25 @@ class GreedyDecoder:
         self._stop = torch.tensor(self.stop_token_ids, device=self._embed.device)
 
     # ------------------------------------------------------------------ public API
+    def penalty_ids(self, prompt_rows):
+        """The ``penalty_ids`` for prompts of these token ids (per row; the speech systems pass their text tokens):
+        all of them, or the last one with ``penalty_context: reply``; None without a repetition penalty."""
+        if not self.options.penalised:
+            return None
+        if self.options.penalty_context == "reply":
+            return [list(row[-1:]) for row in prompt_rows]
+        return [list(row) for row in prompt_rows]
+
     @torch.no_grad()
     def generate(self, inputs_embeds, attention_mask, position_ids=None, max_new_tokens=48, prefill_context=None,
-                 sampling=None):
-        """Greedy continuations of a left-padded batch.
+                 sampling=None, penalty_ids=None):
+        """Continuations of a left-padded batch (greedy unless the decoder's options or ``sampling`` sample).
 
         ``prefill_context``: a zero-argument callable returning a context manager entered around the
         prompt forward only (e.g. the PLoRA position mask); decode steps run outside it. ``sampling``
         (:func:`sampling_settings`) samples instead of greedy decoding, through plain ``generate`` whatever
-        the backend (the static loop is greedy only).
+        the backend (the static loop is greedy only). ``penalty_ids``: per row, the ids the repetition penalty
+        counts as already seen before the first new token (None: none; unused without a penalty).
         """
         if inputs_embeds.dim() != 3 or attention_mask.shape != inputs_embeds.shape[:2]:
             raise ValueError(
@@ -264,12 +384,15 @@ class GreedyDecoder:
             )
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if self.backend == "hf" or sampling:
-            return self._generate_hf(inputs_embeds, attention_mask, max_new_tokens, prefill_context, sampling)
-        return self._generate_static(inputs_embeds, attention_mask, position_ids, max_new_tokens, prefill_context)
+        if self.backend == "hf" or sampling or self.options.do_sample:
+            return self._generate_hf(inputs_embeds, attention_mask, max_new_tokens, prefill_context, sampling,
+                                     penalty_ids)
+        return self._generate_static(inputs_embeds, attention_mask, position_ids, max_new_tokens, prefill_context,
+                                     penalty_ids)
 
     # ------------------------------------------------------------------ plain HF path
-    def _generate_hf(self, inputs_embeds, attention_mask, max_new_tokens, prefill_context, sampling=None):
+    def _generate_hf(self, inputs_embeds, attention_mask, max_new_tokens, prefill_context, sampling=None,
+                     penalty_ids=None):
         # HF derives positions from the mask itself (cumsum - 1), which equals our default for
         # left-padded prompts. LoRA: the whole call runs inside prefill_context, so it must apply
         # LoRA to the first forward only (PartialLoRA.prefill_only, as inference.lora_prefill_context
@@ -277,7 +400,8 @@ class GreedyDecoder:
         ctx = prefill_context() if prefill_context else contextlib.nullcontext()
         with ctx:
             out = greedy_generate(self.llm, inputs_embeds, attention_mask, max_new_tokens, self.stop_token_ids,
-                                  self.pad_token_id, min_new_tokens=self.min_new_tokens, sampling=sampling)
+                                  self.pad_token_id, min_new_tokens=self.min_new_tokens, sampling=sampling,
+                                  options=self.options, penalty_ids=penalty_ids)
         # transformers 5 returns only the new tokens for an inputs_embeds prompt.
         return self._finish(out[:, -max_new_tokens:] if out.shape[1] > max_new_tokens else out, max_new_tokens, "hf")
 
@@ -322,7 +446,8 @@ class GreedyDecoder:
             # One shape per key; a CUDA graph is recorded per shape, so keep the set small.
             if len(self._states) >= 8:
                 self._states.pop(next(iter(self._states)))
-            self._states[key] = _StaticState(self._spec, batch, cache_len, max_new_tokens, device, dtype)
+            vocab = self._lm_head[0].shape[0] if self.options.penalised else 0
+            self._states[key] = _StaticState(self._spec, batch, cache_len, max_new_tokens, device, dtype, vocab)
         return self._states[key]
 
     def _mask_early_stop(self, logits, step):
@@ -368,7 +493,11 @@ class GreedyDecoder:
             x = x + F.linear(w["act"](F.linear(h, *w["gate"])) * F.linear(h, *w["up"]), *w["down"])
         logits = F.linear(self._norm(x)[:, 0], *self._lm_head)
         logits = self._mask_early_stop(logits, s.step)
+        if s.seen is not None:  # HF applies its processors to fp32 logits
+            logits = apply_repetition_penalty(logits.float(), s.seen, self.options.repetition_penalty)
         nxt = torch.where(s.finished, torch.full_like(s.token, self.pad_token_id), logits.argmax(-1))
+        if s.seen is not None:
+            s.seen.scatter_(1, nxt.unsqueeze(1), True)
         s.out.index_copy_(1, s.step, nxt.unsqueeze(1))
         s.finished.logical_or_(torch.isin(nxt, self._stop))
         s.token.copy_(nxt)
@@ -376,7 +505,7 @@ class GreedyDecoder:
         s.slot.add_(1)
         s.step.add_(1)
 
-    def _load(self, s, first_logits, kv, attention_mask, position_ids):
+    def _load(self, s, first_logits, kv, attention_mask, position_ids, penalty_ids=None):
         t = attention_mask.shape[1]
         for i, (k, v) in enumerate(kv):
             s.k[i][:, :, :t].copy_(k)
@@ -384,7 +513,13 @@ class GreedyDecoder:
         s.valid.zero_()
         s.valid[:, :t].copy_(attention_mask.bool())
         s.step.zero_()
-        first = self._mask_early_stop(first_logits.float(), s.step).argmax(-1)
+        first_logits = self._mask_early_stop(first_logits.float(), s.step)
+        if s.seen is not None:
+            s.seen.copy_(seen_mask(penalty_ids, s.batch, s.seen.shape[1], s.seen.device))
+            first_logits = apply_repetition_penalty(first_logits, s.seen, self.options.repetition_penalty)
+        first = first_logits.argmax(-1)
+        if s.seen is not None:
+            s.seen.scatter_(1, first.unsqueeze(1), True)
         s.out.fill_(self.pad_token_id)
         s.out[:, 0].copy_(first)
         s.finished.copy_(torch.isin(first, self._stop))
@@ -425,7 +560,8 @@ class GreedyDecoder:
             torch.cuda.synchronize()
             return None
 
-    def _generate_static(self, inputs_embeds, attention_mask, position_ids, max_new_tokens, prefill_context):
+    def _generate_static(self, inputs_embeds, attention_mask, position_ids, max_new_tokens, prefill_context,
+                         penalty_ids=None):
         if position_ids is None:
             position_ids = default_position_ids(attention_mask)
         batch, prompt_len = attention_mask.shape
@@ -435,7 +571,7 @@ class GreedyDecoder:
         # Record the graph (once per shape) before loading this batch: the capture's warm-up steps
         # scribble on the buffers, and _load() then overwrites everything a step reads.
         replay = self._graph_step(s) if max_new_tokens > 1 else None
-        self._load(s, first_logits, kv, attention_mask, position_ids)
+        self._load(s, first_logits, kv, attention_mask, position_ids, penalty_ids)
         steps = 1
         if replay is None:
             is_cuda = s.k[0].is_cuda

@@ -94,7 +94,8 @@ class TextOnlySystem:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.decoder.pad_token_id
         input_ids, mask = left_pad(ids, pad, device)
         embeds = self.llm.get_input_embeddings()(input_ids)
-        result = self.decoder.generate(embeds, mask, max_new_tokens=max_new_tokens, sampling=sampling)
+        result = self.decoder.generate(embeds, mask, max_new_tokens=max_new_tokens, sampling=sampling,
+                                       penalty_ids=self.decoder.penalty_ids(ids))
         return [t.strip() for t in self.tokenizer.batch_decode(result.tokens, skip_special_tokens=True)]
 
 
@@ -193,6 +194,10 @@ class SpeechSystem:
             max_new_tokens=max_new_tokens,
             prefill_context=lora_prefill_context(self.model, inputs["lora_mask"]),
             sampling=sampling,
+            # the prompt's text tokens (the repetition penalty's context; with "reply" only its final newline)
+            penalty_ids=self.decoder.penalty_ids(
+                [self.model.layout.prompt_ids(system_prompt, instruction) + list(self.model.layout.header_ids)]
+                * len(utt_ids)),
         )
         return [t.strip() for t in self.model.tokenizer.batch_decode(result.tokens, skip_special_tokens=True)]
 
@@ -278,7 +283,7 @@ def build_system(hp, device):
 
     if hp["system"] == "text_only":
         llm, tokenizer, layout = load_llm(hp["text_llm"], hp["dtype"], device, hp["num_threads"])
-        return TextOnlySystem(llm, tokenizer, layout, build_decoder(llm, tokenizer, layout, hp))
+        return TextOnlySystem(llm, tokenizer, layout, build_decoder(llm, tokenizer, layout, hp, "reply"))
     from rellm.models.speech_llm import SpeechLLM
 
     set_threads(hp["num_threads"])
@@ -286,7 +291,7 @@ def build_system(hp, device):
     logger.info("%s: speech-LLM %s on %s in %s (dtype option %s)", hp["system"], hp["model_dir"], device,
                 str(dtype).replace("torch.", ""), hp["dtype"])
     model = SpeechLLM.from_pretrained_dir(hp["model_dir"], device=device, dtype=dtype)
-    decoder = build_decoder(model.base_llm, model.tokenizer, model.layout, hp)
+    decoder = build_decoder(model.base_llm, model.tokenizer, model.layout, hp, "reply")
     return SpeechSystem(hp["system"], model, load_features(hp), decoder, dtype)
 
 

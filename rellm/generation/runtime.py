@@ -45,8 +45,49 @@ def stop_ids_for(tokenizer, layout):
     return sorted(ids)
 
 
-def build_decoder(llm, tokenizer, layout, hp):
-    """A :class:`GreedyDecoder` configured from the stage config's decoding keys."""
+# Which tokens the repetition penalty counts as seen before the first new one (docs/released_code.md#decoding):
+# "prompt": every prompt token (the released teacher passes its prompt to generate as input_ids); "reply": only
+# the newline that opens the reply (released generate.py passes the speech systems' and the text-only system's
+# prompts as inputs_embeds, with "\n" as the BOS token that input_ids then holds).
+PENALTY_CONTEXTS = ("prompt", "reply")
+SAMPLING_KEYS = ("temperature", "top_k", "top_p", "sampling_seed")
+
+
+def decoding_options(hp, default_context="prompt"):
+    """The :class:`DecodingOptions` of a stage config; keys it lacks keep plain greedy decoding."""
+    from rellm.generation.decoding import DecodingOptions
+
+    context = hp.get("repetition_penalty_context", default_context)
+    if context not in PENALTY_CONTEXTS:
+        raise ValueError(f"repetition_penalty_context must be one of {', '.join(PENALTY_CONTEXTS)}, got {context!r}")
+    return DecodingOptions(
+        repetition_penalty=float(hp.get("repetition_penalty", 1.0)),
+        do_sample=bool(hp.get("do_sample", False)),
+        temperature=float(hp.get("temperature", 1.0)),
+        top_k=int(hp.get("top_k", 0)),
+        top_p=float(hp.get("top_p", 1.0)),
+        seed=int(hp.get("sampling_seed", 0)),
+        penalty_context=context,
+    )
+
+
+def decoding_fingerprint(hp, default_context="prompt"):
+    """The decoding options that change the text, for a stage's fingerprint: only those a config sets away from
+    plain greedy decoding, so that a config without them (the mini recipe) keeps its fingerprint and outputs."""
+    options = decoding_options(hp, default_context)
+    out = {}
+    if options.penalised:
+        out.update(repetition_penalty=float(options.repetition_penalty),
+                   repetition_penalty_context=options.penalty_context)
+    if options.do_sample:
+        out.update(do_sample=True, temperature=float(options.temperature), top_k=int(options.top_k),
+                   top_p=float(options.top_p), sampling_seed=int(options.seed))
+    return out
+
+
+def build_decoder(llm, tokenizer, layout, hp, default_context="prompt"):
+    """A :class:`GreedyDecoder` configured from the stage config's decoding keys (``default_context``: the
+    repetition penalty's context when the config does not name one: stage 3 "prompt", stage 5 "reply")."""
     from rellm.generation.decoding import GreedyDecoder
 
     stops = stop_ids_for(tokenizer, layout)
@@ -59,6 +100,7 @@ def build_decoder(llm, tokenizer, layout, hp):
         cuda_graphs=hp["cuda_graphs"],
         compile=hp["compile_decode"],
         min_new_tokens=hp["min_new_tokens"],
+        options=decoding_options(hp, default_context),
     )
 
 
@@ -69,4 +111,5 @@ def options_fingerprint_base(hp, llm_key):
         "dtype": str(hp["dtype"]),
         "min_new_tokens": hp["min_new_tokens"],
         "batch_seed": hp.get("batch_seed", 0),
+        **decoding_fingerprint(hp),  # empty for plain greedy: older configs keep their fingerprint
     }

@@ -147,12 +147,13 @@ def left_pad(id_lists, pad_id, device=None):
 
 @no_grad
 def generate_for_prompts(llm, tokenizer, decoder, id_lists, max_new_tokens):
-    """Greedy replies for a batch of token-id prompts: ``[(text, hit_limit), ...]``."""
+    """Replies for a batch of token-id prompts: ``[(text, hit_limit), ...]`` (the repetition penalty, if any,
+    counts the prompt's tokens as seen: ``decoder.penalty_ids``)."""
     device = llm.get_input_embeddings().weight.device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else decoder.pad_token_id
     ids, mask = left_pad(id_lists, pad_id, device)
     embeds = llm.get_input_embeddings()(ids)
-    result = decoder.generate(embeds, mask, max_new_tokens=max_new_tokens)
+    result = decoder.generate(embeds, mask, max_new_tokens=max_new_tokens, penalty_ids=decoder.penalty_ids(id_lists))
     texts = tokenizer.batch_decode(result.tokens, skip_special_tokens=True)
     return [(t.strip(), hit) for t, hit in zip(texts, result.hit_limit)]
 

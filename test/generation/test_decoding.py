@@ -116,3 +116,117 @@ def test_reference_generate_of_the_speech_llm_ignores_the_generation_config(make
     before = reference_generate(model, inputs, max_new_tokens=24)
     model.base_llm.generation_config.repetition_penalty = 3.0
     assert torch.equal(reference_generate(model, inputs, max_new_tokens=24), before)
+
+
+# ---------------------------------------------------------------- released decoding options (penalty, sampling)
+def _prompts(vocab, lengths, seed=7):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(3, vocab, (n,), generator=g).tolist() for n in lengths]
+
+
+def _embed_left_padded(model, prompts, pad=0):
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros(len(prompts), width, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p)
+        mask[i, width - len(p):] = 1
+    with torch.no_grad():
+        return model.get_input_embeddings()(ids), mask
+
+
+def _hf_from_ids(model, prompt, max_new_tokens, stops, **kwargs):
+    """HF generate given the prompt as input_ids (its own processors see the prompt), new tokens up to a stop."""
+    out = model.generate(input_ids=torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                         max_new_tokens=max_new_tokens, min_new_tokens=1, num_beams=1, eos_token_id=stops,
+                         pad_token_id=stops[0], **kwargs)[0, len(prompt):].tolist()
+    return out[: next((i for i, t in enumerate(out) if t in stops), len(out))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("penalty", [1.1, 0.8])
+def test_repetition_penalty_equals_hf_processor_on_real_logits(smollm2_dir, penalty):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    from rellm.generation.decoding import apply_repetition_penalty, seen_mask
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
+    texts = ["I can't believe we won the game today, we won it all!", "The weather is gloomy and I feel sad."]
+    ids = [tok(t)["input_ids"] for t in texts]
+    with torch.no_grad():
+        logits = torch.stack([model(input_ids=torch.tensor([i])).logits[0, -1] for i in ids])
+    assert (logits > 0).any() and (logits < 0).any()  # both branches of the penalty are exercised
+    ours = apply_repetition_penalty(logits, seen_mask(ids, 2, logits.shape[1], "cpu"), penalty)
+    hf = RepetitionPenaltyLogitsProcessor(penalty)
+    expected = torch.cat([hf(torch.tensor([i]), logits[r:r + 1].clone()) for r, i in enumerate(ids)])
+    assert torch.equal(ours, expected)
+    changed = ours != logits
+    assert int(changed.sum()) == sum(len(set(i)) for i in ids) - int((logits[:, 0] == 0).sum())
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_penalised_greedy_equals_hf_generate_on_the_prompt_ids(arch):
+    """The released teacher passes its prompt as input_ids, so the penalty covers the prompt: both backends,
+    given the prompt ids as ``penalty_ids``, decode what HF generate(input_ids, repetition_penalty) decodes."""
+    from rellm.generation.decoding import DecodingOptions
+
+    model = _tiny(arch, seed=2)
+    prompts = _prompts(model.config.vocab_size, [9, 4, 7])
+    stops = [1, 2]
+    embeds, mask = _embed_left_padded(model, prompts)
+    options = DecodingOptions(repetition_penalty=1.3)
+    static = GreedyDecoder(model, stops, backend="static", options=options).generate(
+        embeds, mask, max_new_tokens=24, penalty_ids=prompts)
+    hf = GreedyDecoder(model, stops, backend="hf", options=options).generate(
+        embeds, mask, max_new_tokens=24, penalty_ids=prompts)
+    reference = [_hf_from_ids(model, p, 24, stops, do_sample=False, repetition_penalty=1.3) for p in prompts]
+    assert static.tokens == hf.tokens == reference
+    plain = GreedyDecoder(model, stops, backend="static").generate(embeds, mask, max_new_tokens=24).tokens
+    assert plain != static.tokens  # the penalty changed the replies (the test is not vacuous)
+    # without the prompt context the penalty sees only the reply: another result, what generate(inputs_embeds) gives
+    reply_only = GreedyDecoder(model, stops, backend="static", options=options).generate(
+        embeds, mask, max_new_tokens=24).tokens
+    with torch.no_grad():
+        embeds_ref = [_reference_penalised_embeds(model, embeds[i:i + 1, -len(p):], 24, stops, 1.3)
+                      for i, p in enumerate(prompts)]
+    assert reply_only == embeds_ref != static.tokens
+
+
+def _reference_penalised_embeds(model, embeds, max_new_tokens, stops, penalty):
+    out = model.generate(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long),
+                         max_new_tokens=max_new_tokens, min_new_tokens=1, do_sample=False, num_beams=1,
+                         repetition_penalty=penalty, eos_token_id=stops, pad_token_id=stops[0])[0].tolist()
+    return out[: next((i for i, t in enumerate(out) if t in stops), len(out))]
+
+
+def test_sampling_with_the_penalty_equals_hf_sampling_and_is_seeded():
+    from rellm.generation.decoding import DecodingOptions
+
+    model = _tiny("llama", seed=4)
+    prompt = _prompts(model.config.vocab_size, [8], seed=3)
+    embeds, mask = _embed_left_padded(model, prompt)
+    stops = [1]
+    options = DecodingOptions(repetition_penalty=1.1, do_sample=True, temperature=0.9, top_k=20, top_p=0.5, seed=11)
+    decoder = GreedyDecoder(model, stops, backend="static", options=options)  # sampling runs through generate
+    first = decoder.generate(embeds, mask, max_new_tokens=20, penalty_ids=prompt)
+    assert first.backend == "hf"
+    again = decoder.generate(embeds, mask, max_new_tokens=20, penalty_ids=prompt)
+    torch.manual_seed(11)
+    reference = _hf_from_ids(model, prompt[0], 20, stops, do_sample=True, temperature=0.9, top_k=20, top_p=0.5,
+                             repetition_penalty=1.1)
+    assert first.tokens == again.tokens == [reference]
+    other = GreedyDecoder(model, stops, options=DecodingOptions(do_sample=True, top_k=20, seed=12)).generate(
+        embeds, mask, max_new_tokens=20)
+    greedy = GreedyDecoder(model, stops).generate(embeds, mask, max_new_tokens=20)
+    assert other.tokens != first.tokens and greedy.tokens != first.tokens
+
+
+def test_decoding_options_are_checked():
+    from rellm.generation.decoding import DecodingOptions
+
+    for bad in ({"repetition_penalty": 0}, {"temperature": 0.0}, {"top_k": -1}, {"top_p": 0.0}, {"top_p": 1.5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            DecodingOptions(**bad)
+    assert not DecodingOptions().penalised and DecodingOptions(repetition_penalty=1.1).penalised
