@@ -46,23 +46,66 @@ def cached_features_pipeline(cache, with_emotion=True):
     return features
 
 
-def student_segments_pipeline(layout, system_prompt, instruction, ser_prompt=None):
+TARGET_ENDS = ("template", "released")
+KL_POSITIONS = ("predicting", "targets")
+
+
+def end_of_document_id(layout):
+    """The id of ``<|endoftext|>`` (Qwen's end-of-document token, ``tokenizer.eod_id`` in the released code), else
+    the tokenizer's eos; an error when the tokenizer has neither."""
+    tokenizer = layout.tokenizer
+    eod = tokenizer.get_vocab().get("<|endoftext|>")
+    if eod is None:
+        eod = tokenizer.eos_token_id
+    if eod is None:
+        raise UserError("target_end: released needs an end-of-document token (<|endoftext|> or the tokenizer's eos); "
+                        "this tokenizer has neither: use target_end: template")
+    return int(eod)
+
+
+def response_segment(layout, response, early_stop=False, target_end="template"):
+    """``(tail ids, num_unlabelled)``: assistant header + response + the end of the target (all labelled but the
+    header). ``target_end`` (docs/released_code.md#training): ``template`` ends it with the chat template's end
+    marker (``<|im_end|>``); ``released`` as the released data processing does, with the marker, a newline and
+    the end-of-document token (``<|im_end|>\\n<|endoftext|>``). A reply cut at the length limit (``early_stop``)
+    gets no end either way."""
+    if target_end not in TARGET_ENDS:
+        raise UserError(f"target_end must be one of {', '.join(TARGET_ENDS)}, got {target_end!r}")
+    tail, label_start = layout.response_ids(response, early_stop=bool(early_stop))
+    if target_end == "released" and not early_stop:
+        tail = list(tail) + layout.encode_content("\n") + [end_of_document_id(layout)]
+    return tail, label_start
+
+
+def student_segments_pipeline(layout, system_prompt, instruction, ser_prompt=None, target_end="template",
+                              kl_positions="predicting"):
     """``response``/``early_stop``/``turn`` -> the speech-branch token segments.
 
     ``prompt_ids`` = system turn + user header + instruction (before the speech);
     ``tail_ids`` = end of user turn + assistant header + response (+ end tokens unless
-    ``early_stop``); ``label_start`` = number of unlabelled tail tokens. ``turn`` is ``behaviour``
-    (``system_prompt`` + ``instruction``) or ``ser`` (``ser_prompt = (system prompt, instruction)``).
+    ``early_stop``, :func:`response_segment`); ``label_start`` = number of unlabelled tail tokens. ``turn`` is
+    ``behaviour`` (``system_prompt`` + ``instruction``) or ``ser`` (``ser_prompt = (system prompt, instruction)``).
+
+    ``kl_positions`` (only for a step whose response loss is the KL; docs/released_code.md#training): the model's
+    logits are taken at the positions *predicting* the labelled tokens (``predicting``), or, as the released
+    ``response_kl``, at the labelled tokens' own positions (``targets``): then the tail gets one filler token
+    (never attended by the positions before it) and ``label_start`` moves one on, so the rows picked are the
+    labelled tokens' positions, the last one included.
     """
+    if kl_positions not in KL_POSITIONS:
+        raise UserError(f"kl_positions must be one of {', '.join(KL_POSITIONS)}, got {kl_positions!r}")
     prompts = {"behaviour": torch.tensor(layout.prompt_ids(system_prompt, instruction), dtype=torch.long)}
     if ser_prompt is not None:
         prompts["ser"] = torch.tensor(layout.prompt_ids(*ser_prompt), dtype=torch.long)
+    filler = layout.tokenizer.pad_token_id if layout.tokenizer.pad_token_id is not None else layout.end_ids[0]
 
     @takes("response", "early_stop", "turn")
     @provides("prompt_ids", "prompt_len", "tail_ids", "tail_len", "label_start")
     def segments(response, early_stop, turn):
         prompt = prompts[turn]
-        tail, label_start = layout.response_ids(response, early_stop=bool(early_stop))
+        tail, label_start = response_segment(layout, response, early_stop, target_end)
+        if kl_positions == "targets":
+            tail, label_start = list(tail) + [filler], label_start + 1
         yield prompt
         yield len(prompt)
         yield torch.tensor(tail, dtype=torch.long)
@@ -144,6 +187,8 @@ def build_alignment_dataset(
     max_duration=float("inf"),
     max_text_tokens=None,
     ser_turns=None,
+    target_end="template",
+    kl_positions="predicting",
 ):
     """Join manifest + features + responses into a ``DynamicItemDataset``.
 
@@ -166,6 +211,7 @@ def build_alignment_dataset(
         fraction of the utterances also appear as an SER question/answer item (id ``<utt_id>#ser``, the same
         audio, the stage-5 SER question, the answer ``answer_template`` with the true emotion); counted in the
         report (``ser_turns``). Not part of the paper's method (a recipe option; see ``train_*.yaml``).
+    target_end, kl_positions : how the target ends and where the KL is taken (:func:`student_segments_pipeline`).
 
     Returns ``(dataset, report)``; the report (``rellm.utils.drop_report``) counts kept and dropped utterances
     by reason, with up to 5 example ids per reason.
@@ -213,7 +259,7 @@ def build_alignment_dataset(
             n = (
                 len(layout.prompt_ids(teacher_system_prompt or system_prompt, rec.get("instruction", "")))
                 + len(layout.encode_content(transcript))
-                + len(layout.response_ids(rec["output"], rec.get("early_stop"))[0])
+                + len(response_segment(layout, rec["output"], rec.get("early_stop"), target_end)[0])
             )
             if n > max_text_tokens:
                 skip("text_too_long", utt_id)
@@ -252,7 +298,8 @@ def build_alignment_dataset(
     items = [
         cached_features_pipeline(cache, with_emotion),
         student_segments_pipeline(layout, system_prompt, instruction,
-                                  (ser_turns["system_prompt"], ser_turns["instruction"]) if ser_turns else None),
+                                  (ser_turns["system_prompt"], ser_turns["instruction"]) if ser_turns else None,
+                                  target_end=target_end, kl_positions=kl_positions),
     ]
     keys = [
         "id",

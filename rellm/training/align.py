@@ -230,6 +230,9 @@ def run_step(model, step, hp, run_opts, output_folder, base_models, layout, posi
         brain.train_sampler = train_sampler  # so that fit() calls set_epoch: a new order every epoch
     try:
         brain.fit(counter, train_set, valid_set, train_loader_kwargs=train_kwargs, valid_loader_kwargs=valid_kwargs)
+        # a resume must run only the steps that were missing, a fresh run all of them: the log says which happened
+        logger.info("%s: %d optimizer step(s) in this run, %d in all", STEP_DIRS[step],
+                    brain.optimizer_step - getattr(brain, "steps_at_start", 0), brain.optimizer_step)
     finally:
         brain_hparams["curves"].close()
     return brain

@@ -139,15 +139,17 @@ class RNGState:
 
 @register_checkpoint_hooks
 class WarmupDecayLR:
-    """Linear warm-up from 0 to ``lr`` over ``warmup_steps`` optimizer steps, then linear decay to 0 at ``total_steps``
+    """Warm-up (linear, or ``warmup_type="log"``) from 0 to ``lr`` over ``warmup_steps`` optimizer steps, then linear
+    decay to 0 at ``total_steps``
     (``rellm.training.lr_schedule.warmup_decay``), with its step count saved in checkpoints."""
 
-    def __init__(self, lr, warmup_steps, total_steps=None):
+    def __init__(self, lr, warmup_steps, total_steps=None, warmup_type="linear"):
         self.lr, self.warmup_steps, self.total_steps = float(lr), int(warmup_steps), total_steps
+        self.warmup_type = warmup_type  # linear | log (lr_schedule.warmup_decay)
         self.step_count = 0
 
     def value(self, step):
-        return warmup_decay(step, self.warmup_steps, self.total_steps, peak=self.lr)
+        return warmup_decay(step, self.warmup_steps, self.total_steps, peak=self.lr, warmup_type=self.warmup_type)
 
     def apply(self, optimizer):
         """Set the learning rate for the next optimizer step; returns it."""

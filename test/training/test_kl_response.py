@@ -41,3 +41,16 @@ def test_kl_response_loss_trains(toy_recipe, tmp_path):
     assert train[0] < ce_first / 2  # a KL (to a teacher sharing the frozen LLM), not the token CE (~ln V)
     state = load_final_state(kl)[0]
     assert all(torch.isfinite(v).all() for v in state.values())
+
+
+@pytest.mark.slow
+def test_kl_at_the_released_positions_trains_with_the_released_target_end(toy_recipe, tmp_path):
+    """``kl_positions: targets`` (the released response_kl) with ``target_end: released``: the KL rows are the target
+    tokens' own positions, the ``<|endoftext|>`` one included; the loss still goes down and nothing is non-finite."""
+    out = tmp_path / "kl_targets" / "toy" / "seed1"
+    assert train_stage.main(_args(toy_recipe, out, response_loss="kl", step2_lr=2e-2, lambda_cat=0, lambda_dim=0,
+                                  ser_turns="false", kl_positions="targets", target_end="released")) == 0
+    train = _responses((out / "train_log.txt").read_text(), "train")
+    assert len(train) == 4 and all(v >= 0 for v in train)
+    assert train[-1] < 0.8 * train[0], train
+    assert all(torch.isfinite(v).all() for v in load_final_state(out)[0].values())
