@@ -6,6 +6,7 @@
     python -m rellm.pretrained path whisper-tiny.en      # prints the folder (fetches on first use)
     python -m rellm.pretrained import-qwen1 /data/Qwen-7B-Chat            # -> $RELLM_CACHE/models/qwen-7b-chat
     python -m rellm.pretrained import-qwen1 /data/Qwen-7B-Chat /data/qwen-7b-chat-hf   # -> a folder of your choice
+    python -m rellm.pretrained import-qwen1 /data/other-qwen1 /data/out --revision any  # not the pinned revision
     python -m rellm.pretrained import-blsp-emo /data/blsp-emo exp/blsp_emo/fold5/seed1 --llm qwen-7b-chat
 
 Logs go to stderr; ``path`` prints only the folder on stdout, for shell use.
@@ -47,6 +48,9 @@ def _parser():
     p_q1.add_argument("--name", default="qwen-7b-chat", choices=sorted(LOCAL_IMPORTS),
                       help="registry name to import into the cache when DST is not given")
     p_q1.add_argument("--force", action="store_true", help="replace an existing DST / cached import")
+    p_q1.add_argument("--revision", default=None, metavar="COMMIT|any",
+                      help="the Qwen-7B-Chat revision the snapshot must be (default: the pinned one, or "
+                           "$QWEN_7B_CHAT_REVISION); 'any' converts another revision or Qwen(1) model deliberately")
     p_b = sub.add_parser("import-blsp-emo", parents=[common],
                          help="turn the released BLSP-Emo checkpoint into a rellm experiment folder")
     p_b.add_argument("src", metavar="SRC", help="the released Blsp2Model folder")
@@ -105,15 +109,17 @@ def main(argv=None):
             print(fetch(args.name, cache_dir=args.cache_dir))
             return 0
         if args.command == "import-qwen1":
-            from rellm.pretrained.qwen1 import convert_qwen1, ensure_imported
+            from rellm.pretrained.qwen1 import check_qwen_7b_chat, convert_qwen1, ensure_imported
 
             if args.dst is None:
-                print(ensure_imported(args.name, source=args.src, cache_dir=args.cache_dir, force=args.force))
+                print(ensure_imported(args.name, source=args.src, cache_dir=args.cache_dir, force=args.force,
+                                      revision=args.revision))
                 return 0
             dst = Path(args.dst)
             if dst.exists() and any(dst.iterdir()) and not args.force:
                 raise FileExistsError(f"{dst} exists and is not empty; pass --force to replace it")
-            convert_qwen1(args.src, dst)
+            checked = check_qwen_7b_chat(args.src, args.revision, verify_files=True)
+            convert_qwen1(args.src, dst, source_check=checked)
             print(dst)
             return 0
         if args.command == "import-blsp-emo":

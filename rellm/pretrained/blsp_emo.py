@@ -33,7 +33,7 @@ import torch
 
 from rellm.pretrained.checkpoint_files import iter_shards
 from rellm.pretrained.errors import ConversionError
-from rellm.pretrained.qwen1 import TIKTOKEN_FILE, convert_qwen1, map_qwen1_tensors
+from rellm.pretrained.qwen1 import TIKTOKEN_FILE, convert_qwen1, map_qwen1_tensors, own_storage
 
 log = logging.getLogger("rellm.pretrained")
 
@@ -51,6 +51,9 @@ LORA_MAP = {  # Qwen(1) module (relative to a block) -> our target modules
 LORA_NAME = "llm.base_model.model.model.layers.{layer}.{module}.{matrix}.default.weight"
 SCOPES = {"audio": "speech", "global": "all"}
 EMBEDDED = "embedded"
+# generation_config.json values the released generate.py keeps (recorded in model.json's imported_from)
+DECODING_KEYS = ("repetition_penalty", "do_sample", "top_p", "top_k", "temperature", "chat_format", "eos_token_id",
+                 "pad_token_id")
 
 
 def read_blsp_config(src):
@@ -157,7 +160,7 @@ def _whisper_folder(src, config, state, dst):
     wconfig = WhisperConfig(**config["whisper_config"])
     wconfig.architectures = ["WhisperForConditionalGeneration"]
     wconfig.save_pretrained(dst)
-    save_file({f"model.encoder.{k}": v.contiguous() for k, v in state.items()}, str(dst / "model.safetensors"),
+    save_file(own_storage({f"model.encoder.{k}": v for k, v in state.items()}), str(dst / "model.safetensors"),
               metadata={"format": "pt"})
     pre = Path(src) / "preprocessor_config.json"
     if pre.is_file():
@@ -168,8 +171,22 @@ def _whisper_folder(src, config, state, dst):
         WhisperFeatureExtractor(feature_size=wconfig.num_mel_bins).save_pretrained(dst)
 
 
-def check_whisper_equal(state, name_or_path, rtol=1e-3, atol=1e-5):
-    """Compare the checkpoint's Whisper encoder with the one stage 2 uses; returns the max difference."""
+def whisper_tolerances(*dtypes):
+    """``(rtol, atol)`` for comparing two copies of one Whisper stored in ``dtypes``: the rounding of the coarsest
+    (bf16 keeps 8 significant bits: a value rounded to it moves by up to 2^-8 of itself, so rtol is its eps,
+    2^-7), never tighter than 1e-3; atol 1e-5 covers values rounded near zero (fp16 subnormals)."""
+    eps = max((torch.finfo(d).eps for d in dtypes if d.is_floating_point), default=0.0)
+    return max(1e-3, float(eps)), 1e-5
+
+
+def check_whisper_equal(state, name_or_path, rtol=None, atol=None):
+    """Compare the checkpoint's Whisper encoder with the one stage 2 uses; returns the max abs difference.
+
+    Two copies of one encoder may differ by the rounding of the dtypes they are stored in (the released
+    checkpoint in fp32, bf16 or fp16; stage 2's in fp32 or fp16): the tolerances are those of the coarser one
+    (:func:`whisper_tolerances`) unless given. Anything beyond is another encoder, and the error says which
+    tensor, by how much and in which dtypes.
+    """
     from rellm.pretrained.loaders import _encoder_only_state_dict, load_whisper_encoder, resolve
 
     where = resolve(name_or_path)
@@ -181,13 +198,28 @@ def check_whisper_equal(state, name_or_path, rtol=1e-3, atol=1e-5):
         if key not in ref:
             if key == "embed_positions.weight":
                 continue  # fixed sinusoids, recomputed by WhisperEncoder when a checkpoint omits them
-            raise ConversionError(f"the stage-2 Whisper {name_or_path} has no encoder tensor {key}")
-        other = ref[key].float()
-        if other.shape != value.shape or not torch.allclose(value.float(), other, rtol=rtol, atol=atol):
+            raise ConversionError(f"the stage-2 Whisper {name_or_path} has no encoder tensor {key}: it is another "
+                                  "architecture than BLSP-Emo's encoder")
+        other = ref[key]
+        if other.shape != value.shape:
             raise ConversionError(
-                f"BLSP-Emo's Whisper encoder differs from {name_or_path} at {key}: stage 2 must extract features "
+                f"BLSP-Emo's Whisper encoder has {key} of shape {tuple(value.shape)}, the stage-2 Whisper {name_or_path} "
+                f"{tuple(other.shape)}: another Whisper size; set whisper in conf/extract.yaml to the imported "
+                "<exp>/whisper folder (BLSP-Emo's own encoder)")
+        r, a = (rtol, atol) if rtol is not None else whisper_tolerances(value.dtype, other.dtype)
+        a = atol if atol is not None else a
+        ours, theirs = value.float(), other.float()
+        close = torch.isclose(ours, theirs, rtol=r, atol=a)
+        diff = (ours - theirs).abs()
+        if not bool(close.all()):
+            at = int(diff.argmax())
+            raise ConversionError(
+                f"BLSP-Emo's Whisper encoder differs from {name_or_path} at {key} beyond the rounding of their dtypes "
+                f"(checkpoint {str(value.dtype).replace('torch.', '')}, stage 2 {str(other.dtype).replace('torch.', '')}: "
+                f"rtol {r:g}, atol {a:g}): {int((~close).sum())} of {close.numel()} values, the largest difference "
+                f"{float(diff.flatten()[at]):.3g} at {float(theirs.flatten()[at]):.3g}; stage 2 must extract features "
                 "with BLSP-Emo's own encoder (set whisper in conf/extract.yaml to the imported <exp>/whisper folder)")
-        worst = max(worst, (value.float() - other).abs().max().item())
+        worst = max(worst, float(diff.max()) if diff.numel() else 0.0)
     return worst
 
 
@@ -266,6 +298,13 @@ def import_blsp_emo(src, exp_dir, llm="qwen-7b-chat", check_llm=True, check_whis
 
     exp_dir.mkdir(parents=True, exist_ok=True)
     details = {"source": str(src.resolve()), "importer": "rellm.pretrained.blsp_emo", "importer_version": IMPORTER_VERSION}
+    generation = src / "generation_config.json"
+    if generation.is_file():  # what the released generate.py decoded with (docs/released_code.md#decoding)
+        with open(generation, encoding="utf-8") as f:
+            values = json.load(f)
+        details["generation_config"] = {k: values[k] for k in DECODING_KEYS if k in values}
+        log.info("%s: the released decoding settings (generate.py keeps them): %s; conf/infer.yaml sets rellm's",
+                 generation, details["generation_config"])
     if check_whisper:
         details["whisper_max_abs_diff"] = check_whisper_equal(whisper, check_whisper)
         details["whisper_checked_against"] = str(check_whisper)
@@ -296,7 +335,8 @@ def import_blsp_emo(src, exp_dir, llm="qwen-7b-chat", check_llm=True, check_whis
         "avd_head_trained": False,
         "imported_from": details,
     }
-    save_final_state(ExperimentDir(exp_dir).final, state, meta)
+    # the q/k/v LoRA A of one c_attn is one tensor under three names: each is written as its own storage
+    save_final_state(ExperimentDir(exp_dir).final, own_storage(state), meta)
     log.info("imported BLSP-Emo %s -> %s (%d adapter, %d LoRA tensors; LLM %s)", src, exp_dir, len(adapter),
              len(lora), llm_name)
     return meta

@@ -180,6 +180,12 @@ def load_causal_lm(name_or_path, dtype=torch.float32, trust_remote_code=False):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     where = resolve(name_or_path)
+    card = Path(where) / "import_card.json"
+    if card.is_file():  # an imported checkpoint (Qwen-7B-Chat): say which snapshot and what was checked of it
+        with open(card, encoding="utf-8") as f:
+            info = json.load(f)
+        log.info("%s: imported from %s (%s)", name_or_path, info.get("source"),
+                 (info.get("source_check") or {}).get("revision_check", "revision not checked"))
     tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, trust_remote_code=trust_remote_code).eval()
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:

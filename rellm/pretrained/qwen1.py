@@ -114,6 +114,26 @@ def qwen2_config_dict(qwen):
 
 
 # ---------------------------------------------------------------------------- weights
+def own_storage(tensors):
+    """``{name: tensor}`` in which no two tensors share memory, each contiguous.
+
+    Splitting a fused matrix yields views of one storage, and a LoRA matrix shared by q, k and v is one tensor
+    under three names: safetensors refuses to write either ("Some tensors share memory"). A tensor that shares
+    its storage with another one (or is a strided view) is cloned; the others are written as they are, so a
+    7B checkpoint is not copied in memory for nothing.
+    """
+    users = {}
+    for value in tensors.values():
+        if value.numel():
+            users[value.untyped_storage().data_ptr()] = users.get(value.untyped_storage().data_ptr(), 0) + 1
+    out = {}
+    for key, value in tensors.items():
+        value = value.detach()
+        shared = value.numel() and users[value.untyped_storage().data_ptr()] > 1
+        out[key] = value.contiguous().clone() if shared else value.contiguous()
+    return out
+
+
 def map_qwen1_tensors(state, src_prefix="transformer.", head_key="lm_head.weight", dst_prefix=""):
     """Rename a Qwen(1) state dict (or the part of it under ``src_prefix``) to Qwen2's names.
 
@@ -207,13 +227,15 @@ def build_qwen_tokenizer(tiktoken_path, model_max_length=2048):
 
 
 # ---------------------------------------------------------------------------- conversion
-def convert_qwen1(src, dst, dtype=None, qwen_config=None, src_prefix="transformer.", head_key="lm_head.weight"):
+def convert_qwen1(src, dst, dtype=None, qwen_config=None, src_prefix="transformer.", head_key="lm_head.weight",
+                  source_check=None):
     """Convert the Qwen(1) snapshot ``src`` into the Qwen2 folder ``dst`` (written atomically).
 
     ``dtype``: None keeps the checkpoint's dtype. Returns a dict of details (for the card).
     ``qwen_config`` (a Qwen(1) config dict), ``src_prefix`` and ``head_key`` convert a Qwen(1) held
     inside another checkpoint (the released BLSP-Emo: ``qwen_model.model.transformer.*``); its other
-    tensors are then left out. Alone, a tensor that is not Qwen(1)'s is an error.
+    tensors are then left out. Alone, a tensor that is not Qwen(1)'s is an error. ``source_check``: what was
+    checked of the snapshot (its revision, :func:`check_qwen_7b_chat`), recorded in the card.
     """
     from safetensors.torch import save_file
     from transformers import GenerationConfig, Qwen2Config
@@ -244,7 +266,7 @@ def convert_qwen1(src, dst, dtype=None, qwen_config=None, src_prefix="transforme
             if dtype is not None:
                 mapped = {k: v.to(dtype) for k, v in mapped.items()}
             name = "model.safetensors" if len(files) == 1 else f"model-{i:05d}-of-{len(files):05d}.safetensors"
-            save_file({k: v.contiguous() for k, v in mapped.items()}, str(build / name), metadata={"format": "pt"})
+            save_file(own_storage(mapped), str(build / name), metadata={"format": "pt"})
             weight_map.update({k: name for k in mapped})
             saved_dtype = saved_dtype or next(iter(mapped.values())).dtype
             count += len(mapped)
@@ -270,6 +292,7 @@ def convert_qwen1(src, dst, dtype=None, qwen_config=None, src_prefix="transforme
             "bpe_ranks": num_ranks, "special_tokens": len(SPECIAL_TOKENS), "dtype": dtype_name,
             "converter": "rellm.pretrained.qwen1", "converter_version": CONVERTER_VERSION,
             "converted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            **({"source_check": source_check} if source_check else {}),
             "note": "logits equal Qwen(1)'s for sequences up to seq_length; beyond it Qwen(1) applies dynamic NTK "
                     "and log-n attention scaling, which this Qwen2 folder does not",
         }
@@ -291,6 +314,156 @@ def _replace_dir(build, final):
     replace(build, final)
 
 
+# ---------------------------------------------------------------------------- the pinned Qwen-7B-Chat revision
+# The released BLSP-Emo and RE-LLM name no revision of Qwen/Qwen-7B-Chat: the recipes pin the latest one on the hub
+# (docs/pretrained_models.md#the-qwen-7b-chat-revision), and check what can be checked offline.
+QWEN_7B_CHAT_REPO = "Qwen/Qwen-7B-Chat"
+QWEN_7B_CHAT_REVISION = "93a65d34827a3cc269b727e67004743b723e2f83"
+REVISION_ENV = "QWEN_7B_CHAT_REVISION"  # "any": use another revision deliberately; a commit: expect that one
+ANY_REVISION = "any"
+# What that revision's files say: the architecture (config.json), the decoding defaults the released scripts
+# inherit (generation_config.json: the repetition penalty 1.1 and top_p 0.8 of the September 2023 update, which
+# the first release lacked) and the tokenizer's size (qwen.tiktoken).
+QWEN_7B_CHAT_CONFIG = {"model_type": "qwen", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+                       "kv_channels": 128, "intermediate_size": 22016, "vocab_size": 151936,
+                       "rotary_emb_base": 10000, "layer_norm_epsilon": 1e-06, "no_bias": True}
+QWEN_7B_CHAT_GENERATION = {"chat_format": "chatml", "eos_token_id": 151643, "pad_token_id": 151643,
+                           "repetition_penalty": 1.1, "top_k": 0, "top_p": 0.8}
+QWEN_7B_CHAT_RANKS = 151643
+_HEX40 = set("0123456789abcdef")
+
+
+def _is_commit(text):
+    return isinstance(text, str) and len(text) == 40 and set(text) <= _HEX40
+
+
+def snapshot_revision(folder):
+    """``(commit, how)`` of a downloaded snapshot when its layout records one, else ``(None, why)``.
+
+    Known layouts: the Hugging Face cache (``.../snapshots/<commit>/``), a ``git clone`` (``.git/HEAD``) and
+    ``huggingface-cli download --local-dir`` (``.cache/huggingface/download/*.metadata``, commit on line 1).
+    """
+    folder = Path(folder).expanduser().absolute()
+    if folder.parent.name == "snapshots" and _is_commit(folder.name):
+        return folder.name, "Hugging Face cache folder name"
+    head = folder / ".git" / "HEAD"
+    if head.is_file():
+        ref = head.read_text(encoding="utf-8").strip()
+        if _is_commit(ref):
+            return ref, "git HEAD"
+        if ref.startswith("ref: "):
+            name = ref[5:].strip()
+            loose = folder / ".git" / name
+            if loose.is_file() and _is_commit(loose.read_text(encoding="utf-8").strip()):
+                return loose.read_text(encoding="utf-8").strip(), f"git {name}"
+            packed = folder / ".git" / "packed-refs"
+            if packed.is_file():
+                for line in packed.read_text(encoding="utf-8").splitlines():
+                    parts = line.split()
+                    if len(parts) == 2 and parts[1] == name and _is_commit(parts[0]):
+                        return parts[0], f"git {name} (packed)"
+    meta = folder / ".cache" / "huggingface" / "download" / "config.json.metadata"
+    if meta.is_file():
+        first = meta.read_text(encoding="utf-8").splitlines()[:1]
+        if first and _is_commit(first[0].strip()):
+            return first[0].strip(), "huggingface-cli --local-dir metadata"
+    return None, "the folder records no revision (not a Hugging Face cache snapshot, git clone or --local-dir download)"
+
+
+def hub_file_hashes(folder):
+    """``{file: sha256}`` the hub listed for the snapshot's large (LFS) files, as the download recorded them: the blob
+    names of the Hugging Face cache, or the etags of a ``--local-dir`` download's metadata. Empty when neither."""
+    folder = Path(folder).expanduser().absolute()
+    hashes = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_symlink():
+            target = Path(os.readlink(path)).name
+            if len(target) == 64 and set(target) <= _HEX40:
+                hashes[path.name] = target
+    meta_dir = folder / ".cache" / "huggingface" / "download"
+    if meta_dir.is_dir():
+        for meta in sorted(meta_dir.glob("*.metadata")):
+            lines = meta.read_text(encoding="utf-8").splitlines()
+            etag = lines[1].strip().strip('"') if len(lines) > 1 else ""
+            if len(etag) == 64 and set(etag) <= _HEX40:
+                hashes.setdefault(meta.name[: -len(".metadata")], etag)
+    return hashes
+
+
+def verify_file_hashes(folder):
+    """Check every file :func:`hub_file_hashes` knows against its sha256 (reads them all: minutes for 15 GB).
+    Returns ``{file: sha256}``; a mismatch is an error naming the file."""
+    from rellm.pretrained.fetch import sha256_file
+
+    folder = Path(folder).expanduser()
+    checked = {}
+    for name, expected in hub_file_hashes(folder).items():
+        if not (folder / name).is_file():
+            continue
+        got = sha256_file(folder / name)
+        if got != expected:
+            raise ConversionError(f"{folder / name}: sha256 {got} but the hub listed {expected} for it; the file is "
+                                  "damaged or was changed: download it again")
+        checked[name] = got
+    return checked
+
+
+def _read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _count_ranks(path):
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def check_qwen_7b_chat(folder, revision=None, verify_files=False):
+    """Check that ``folder`` is Qwen-7B-Chat at the pinned revision (or ``revision``; ``"any"`` checks nothing).
+
+    What is checked: the revision, where the snapshot's layout records it (:func:`snapshot_revision`); always the
+    architecture in config.json, the decoding defaults in generation_config.json and the size of qwen.tiktoken;
+    with ``verify_files`` the sha256 of every large file the download recorded a hash for
+    (:func:`hub_file_hashes`). Returns what was checked (for the import card); a difference is one error line
+    saying what differs and how to get the pinned revision or opt out.
+    """
+    revision = revision or os.environ.get(REVISION_ENV) or QWEN_7B_CHAT_REVISION
+    folder = Path(folder).expanduser()
+    if revision == ANY_REVISION:
+        return {"revision_check": f"skipped ({REVISION_ENV}={ANY_REVISION} or --revision {ANY_REVISION})"}
+    if not _is_commit(revision):
+        raise ConversionError(f"{REVISION_ENV}={revision!r} is neither a 40-character commit nor {ANY_REVISION!r}")
+    problems = []
+    found, how = snapshot_revision(folder)
+    if found is not None and found != revision:
+        problems.append(f"it is revision {found} ({how})")
+    config = read_qwen1_config(folder)  # not a Qwen(1) snapshot at all: that error first
+    problems += [f"config.json has {k} {config.get(k)!r} (expected {v!r})" for k, v in QWEN_7B_CHAT_CONFIG.items()
+                 if config.get(k) != v]
+    generation = folder / "generation_config.json"
+    if not generation.is_file():
+        problems.append("it has no generation_config.json")
+    else:
+        values = _read_json(generation)
+        problems += [f"generation_config.json has {k} {values.get(k)!r} (expected {v!r})"
+                     for k, v in QWEN_7B_CHAT_GENERATION.items() if values.get(k) != v]
+    ranks = _count_ranks(folder / TIKTOKEN_FILE) if (folder / TIKTOKEN_FILE).is_file() else None
+    if ranks != QWEN_7B_CHAT_RANKS:
+        problems.append(f"{TIKTOKEN_FILE} has {ranks} ranks (expected {QWEN_7B_CHAT_RANKS})")
+    if problems:
+        raise ConversionError(
+            f"{folder} is not {QWEN_7B_CHAT_REPO} at revision {revision[:7]}, the one the recipes pin: "
+            + "; ".join(problems[:4]) + ("; ..." if len(problems) > 4 else "")
+            + f". Download it (huggingface-cli download {QWEN_7B_CHAT_REPO} --revision {revision}), or set "
+            f"{REVISION_ENV}={ANY_REVISION} (import-qwen1 --revision {ANY_REVISION}) to use this snapshot deliberately")
+    details = {"revision_expected": revision, "revision_found": found, "revision_found_by": how,
+               "revision_check": "config.json, generation_config.json and qwen.tiktoken match"
+                                 + ("; the revision matches" if found else "; the revision itself is not recorded")}
+    if verify_files:
+        details["files_sha256_verified"] = verify_file_hashes(folder)
+    return details
+
+
 # ---------------------------------------------------------------------------- local imports (registry names)
 @dataclass(frozen=True)
 class LocalImport:
@@ -301,6 +474,7 @@ class LocalImport:
     convert: str  # converter: "qwen1"
     description: str
     download: str  # where to get the snapshot
+    check: object = None  # a check of the snapshot (folder, revision, verify_files) -> details, or None
 
 
 LOCAL_IMPORTS = {
@@ -308,8 +482,9 @@ LOCAL_IMPORTS = {
         name="qwen-7b-chat", env="QWEN_7B_CHAT", convert="qwen1",
         description="Qwen-7B-Chat (the RE-LLM / BLSP-Emo LLM), imported from the user's Qwen(1) snapshot "
                     "into a plain Qwen2 folder",
-        download="https://huggingface.co/Qwen/Qwen-7B-Chat (config.json, qwen.tiktoken, model-*.safetensors "
-                 "and its index; about 15 GB)"),
+        download=f"https://huggingface.co/Qwen/Qwen-7B-Chat at revision {QWEN_7B_CHAT_REVISION} (config.json, "
+                 "generation_config.json, qwen.tiktoken, model-*.safetensors and its index; about 15 GB)",
+        check=check_qwen_7b_chat),
 }
 
 
@@ -330,17 +505,21 @@ def _import_current(name, source, cache_dir=None):
     return source is None or card.get("source") == str(Path(source).expanduser().resolve())
 
 
-def ensure_imported(name, source=None, cache_dir=None, force=False):
+def ensure_imported(name, source=None, cache_dir=None, force=False, revision=None):
     """The cache folder of the local import ``name``, converting it first when needed.
 
     ``source`` (default: the folder in ``$<env>``) is the user's snapshot. A conversion from the same
-    source by the current converter is reused; another source (or ``force``) converts again.
+    source by the current converter is reused; another source (or ``force``) converts again. The snapshot is
+    checked first (Qwen-7B-Chat: :func:`check_qwen_7b_chat` against ``revision``, default the pinned one or
+    ``$QWEN_7B_CHAT_REVISION``; its files' hashes too when it is converted); the card records what was checked.
     """
     from rellm.pretrained.fetch import _lock, cache_root
 
     spec = LOCAL_IMPORTS[name]
     source = source or os.environ.get(spec.env) or None
     final = imported_dir(name, cache_dir)
+    if source is not None and spec.check is not None and Path(source).expanduser().is_dir():
+        spec.check(source, revision)  # cheap (three small files): every stage naming the model checks its snapshot
     if not force and _import_current(name, source, cache_dir):
         return final
     if source is None:
@@ -353,6 +532,7 @@ def ensure_imported(name, source=None, cache_dir=None, force=False):
     with _lock(cache_root(cache_dir) / "models" / f".{name}.lock"):
         if not force and _import_current(name, source, cache_dir):
             return final
+        checked = spec.check(source, revision, verify_files=True) if spec.check is not None else {}
         log.info("importing %s from %s into %s (once; later uses reuse it)", name, source, final)
-        convert_qwen1(source, final)
+        convert_qwen1(source, final, source_check=checked)
     return final

@@ -65,6 +65,9 @@ def test_model_json_is_partial_lora_on_every_blsp_target(exp_dir):
     assert (m["speech_dim"], m["adapter_bottleneck_dim"]) == (32, 16)
     assert meta["imported_from"]["llm_tensors_compared"] == 27 and meta["imported_from"]["llm_max_abs_diff"] == 0.0
     assert meta["avd_head_trained"] is False
+    # what the released generate.py would decode with: the checkpoint's generation_config, recorded
+    assert meta["imported_from"]["generation_config"] == {"chat_format": "chatml", "eos_token_id": 456,
+                                                          "pad_token_id": 456}
 
 
 @pytest.mark.parametrize("i", [0, 1])
@@ -163,3 +166,88 @@ def test_stage_command_with_the_recipe_config(tmp_path, qwen_dir, exp_dir):
     assert (out / "final" / "trainable.safetensors").stat().st_mtime_ns == stamp
     with pytest.raises(OptionsChangedError, match="overwrite"):
         main([*args, "--check_llm=false"])
+
+
+# ---------------------------------------------------------------- the released checkpoint's dtypes
+def _checkpoint_in(dtype, folder):
+    """The float32 fixture (saved by the reference code as the released checkpoint is) cast to ``dtype``."""
+    src = FIXTURES / "blsp_emo_fp32"
+    if dtype == torch.float32:
+        return src
+    folder.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.name != "pytorch_model.bin":
+            (folder / f.name).write_bytes(f.read_bytes())
+    state = torch.load(src / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    torch.save({k: v.to(dtype) for k, v in state.items()}, folder / "pytorch_model.bin")
+    return folder
+
+
+def test_the_split_lora_of_a_float32_checkpoint_is_written_as_its_own_storage():
+    """q, k and v get c_attn's one lora_A (the same tensor under three names) and three views of its lora_B:
+    safetensors refuses them as they are; the importer writes each as its own storage."""
+    from safetensors.torch import save_file
+
+    from rellm.pretrained.blsp_emo import _split_lora
+    from rellm.pretrained.qwen1 import own_storage
+
+    state = torch.load(FIXTURES / "blsp_emo_fp32" / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    assert {v.dtype for v in state.values()} == {torch.float32}
+    lora = {}
+    for matrix in ("lora_A", "lora_B"):
+        key = f"qwen_model.model.transformer.h.0.attn.c_attn.{matrix}.default.weight"
+        _split_lora(key, state[key], 32, lora)
+    assert len({v.untyped_storage().data_ptr() for v in lora.values()}) == 2  # 6 names, 2 storages
+    with pytest.raises(RuntimeError, match="share memory"):
+        save_file(lora, "/dev/null")
+    written = own_storage(lora)
+    assert len({v.untyped_storage().data_ptr() for v in written.values()}) == 6
+    assert all(torch.equal(written[k], lora[k]) for k in lora)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_the_released_layout_imports_in_every_dtype(tmp_path, dtype, expected):
+    src = _checkpoint_in(dtype, tmp_path / "ckpt")
+    exp = tmp_path / "exp"
+    assert pretrained_main(["import-blsp-emo", str(src), str(exp), "--llm", "embedded"]) == 0
+    state = load_file(exp / "final" / "trainable.safetensors")
+    source = torch.load(src / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    name = "llm.base_model.model.model.layers.{}.self_attn.{}.lora_{}.default.weight"
+    for layer in (0, 1):
+        a = source[f"qwen_model.model.transformer.h.{layer}.attn.c_attn.lora_A.default.weight"].float()
+        b = source[f"qwen_model.model.transformer.h.{layer}.attn.c_attn.lora_B.default.weight"].float()
+        for i, proj in enumerate(("q_proj", "k_proj", "v_proj")):
+            assert torch.equal(state[name.format(layer, proj, "A")], a)
+            assert torch.equal(state[name.format(layer, proj, "B")], b.chunk(3)[i])
+    assert len(state) == 10 + 2 * 2 * 7 + 2  # adapter, LoRA, the two heads
+    from rellm.models.speech_llm import SpeechLLM
+
+    model = SpeechLLM.from_pretrained_dir(exp)  # the embedded LLM and every tensor load
+    if dtype != torch.bfloat16:  # fp16-exact values: the reference's outputs hold (bf16 rounds them)
+        states, frames = _speech(exp, expected, 0)
+        E, _ = model.encode_speech(states, torch.tensor([frames]))
+        torch.testing.assert_close(E[0], expected[1]["adapter_out.0"], atol=1e-4, rtol=0)
+
+
+def test_a_bf16_stored_whisper_passes_the_check_and_another_one_is_named(tmp_path, exp_dir):
+    """A bf16 copy of the encoder differs from the fp16 one by bf16's rounding (measured: up to 2^-8 of a value,
+    0.0039, 0.002 absolute), which rtol 1e-3 refused; the tolerance is now the coarser dtype's. A different encoder
+    still fails, and the message names the tensor, the dtypes and the difference."""
+    from rellm.pretrained.blsp_emo import check_whisper_equal, whisper_tolerances
+
+    state = torch.load(FIXTURES / "blsp_emo" / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    whisper = {k[len("whisper_model."):]: v for k, v in state.items() if k.startswith("whisper_model.")}
+    bf16 = {k: v.to(torch.bfloat16) for k, v in whisper.items()}
+    rel = max(float(((bf16[k].float() - v.float()).abs() / v.float().abs().clamp_min(1e-30)).max())
+              for k, v in whisper.items())
+    assert 1e-3 < rel <= 2 ** -8
+    assert whisper_tolerances(torch.bfloat16, torch.float16) == (2 ** -7, 1e-5)
+    with pytest.raises(ConversionError, match="conv1.weight"):
+        check_whisper_equal(bf16, exp_dir / "whisper", rtol=1e-3, atol=1e-5)  # the former tolerance
+    assert 0 < check_whisper_equal(bf16, exp_dir / "whisper") <= 2 ** -8
+    other = dict(bf16, **{"layer_norm.weight": bf16["layer_norm.weight"] * 1.05})
+    with pytest.raises(ConversionError) as err:
+        check_whisper_equal(other, exp_dir / "whisper")
+    message = str(err.value)
+    assert "at layer_norm.weight" in message and "checkpoint bfloat16, stage 2 float16" in message
+    assert "rtol 0.0078125" in message and "set whisper in conf/extract.yaml" in message
