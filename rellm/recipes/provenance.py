@@ -163,8 +163,13 @@ def models(exp, dump, split, seed, train_set="train"):
     if info:
         out.append(("stage 2 Whisper", identify(info.get("whisper"))))
         out.append(("stage 2 emotion encoder", identify(info.get("emotion_encoder"))))
-    for system in ("blsp_emo", "rellm"):
-        path = ExperimentDir(Path(exp) / system / split / f"seed{seed}").final_config
+    from rellm.scoring.systems import ordered
+
+    # every trained or imported system of this run (any name: blsp_emo, rellm, blsp_emo_ft, ...), in table order
+    found = [p.parts[-5] for p in Path(exp).glob(f"*/{split}/seed{seed}/final/model.json")]
+    for system in ordered(sorted(found)):
+        exp_dir = ExperimentDir(Path(exp) / system / split / f"seed{seed}")
+        path = exp_dir.final_config
         if path.is_file():
             meta = json.loads(path.read_text(encoding="utf-8"))
             base = meta.get("base_models", {})
@@ -178,6 +183,9 @@ def models(exp, dump, split, seed, train_set="train"):
             if meta.get("imported_from"):
                 src = meta["imported_from"].get("source")
                 out.append((f"{system} imported from", display_path(src) if src else "unknown"))
+            init = config_value(exp_dir.hyperparams, "init_from") if exp_dir.hyperparams.is_file() else None
+            if init:  # e.g. RE-LLM continues the imported BLSP-Emo: what its training data include
+                out.append((f"{system} initialised from", str(init)))
     infer_log = sorted(Path(exp).glob(f"text_only/{split}/seed{seed}/infer/*/log/infer.1.log"))
     if infer_log and _first_line(infer_log[0]):
         args = _first_line(infer_log[0]).split()

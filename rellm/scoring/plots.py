@@ -13,14 +13,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from rellm.scoring.systems import label as system_label  # the one table of system labels
 from rellm.utils.io import atomic_path
 
 LEVEL_COLOURS = ("#d9d9d9", "#9ecae1", "#3182bd")
-SYSTEM_LABELS = {"text_only": "text-only LLM", "blsp_emo": "BLSP-Emo", "rellm": "RE-LLM"}
-
-
-def system_label(system):
-    return SYSTEM_LABELS.get(system, system)
 
 
 def _save(fig, path):
@@ -124,3 +120,12 @@ def plot_all(metrics, mechanisms, output_dir):
         plot_empathy_per_emotion(metrics, mechanisms, output_dir / "empathy_per_emotion.png"),
     ]
     return [p for p in paths if p is not None]
+
+
+# name -> draw(metrics, mechanisms, path), what stage 6 draws; each on its own, so a failure loses one figure
+FIGURES = {
+    "empathy_levels": plot_empathy_levels,
+    "confusion_matrices": lambda metrics, mechanisms, path: plot_confusion_matrices(metrics, path),
+    "empathy_vs_ser": plot_empathy_vs_ser,
+    "empathy_per_emotion": plot_empathy_per_emotion,
+}
