@@ -1,26 +1,51 @@
-"""Stage 6: write the recipe's RESULTS.md from the scored test sets.
+"""Stage 6: write the recipe's RESULTS.md from every scored run.
 
     python -m rellm.bin.results conf/score.yaml --corpus C --split S --seed N --test_sets "test ..." \\
-        --scores_dir exp/scores/<split>/seed<seed> --output RESULTS.md --command "./run.sh ..."
+        --exp_root exp --output RESULTS.md --command "./run.sh ..." [--tag NAME]
 
-RESULTS.md holds an environment block, the protocol, the exact command, the paper-style
-table per test set (text-only LLM, BLSP-Emo, RE-LLM x ER, IP, EX, UA, WA) with RE-LLM's
-relative changes and significance marks, the response-emotion UA and repeated responses
-(our additions, with the teacher's expected responses as a reference row), example responses
-in all five emotions, the paper's published figures for the real corpora, and the plots (copied beside RESULTS.md under ``results_figures/``).
+Every (split, seed) scored under ``<exp_root>/scores/<split>/seed<k>/<test set>/`` (``rellm.bin.score``) gets its
+own section: the environment, the protocol, the exact command, the paper-style table per test set (every scored
+system x ER, IP, EX, UA, WA and our additions, the teacher's expected responses as the ceiling row) with RE-LLM's
+relative changes and significance marks, what is n/a and why, the systems trained on the test set (†/‡), the
+paper's published figures beside ours, example responses and the plots (copied under ``results_figures/``). With
+more than one run (seeds, IEMOCAP folds) a summary comes first: mean ± sd and n per system and figure, the runs
+whose test set overlaps a system's training data and the summary without them, significance on the pooled
+per-utterance pairs (``rellm.scoring.summary``); it is also written to ``<scores root>/summary.json``
+(``{test set: {system: {metric: {mean, sd, n}}}}``) and ``pooled_comparisons.json``. ``--split``/``--seed`` name
+the run stage 6 was called for: listed even when unscored, and the one whose models and commands are shown.
+
+``--tag NAME`` (an ablation): reads ``<exp_root>/NAME/scores/`` and writes ``RESULTS_NAME.md`` beside ``--output``
+(figures under ``results_figures_NAME/``): never over the main results. ``--scores_dir`` (one run's folder, the
+older interface) is read as ``<scores root>/<split>/seed<k>`` when no tag is given.
 """
 import logging
 from pathlib import Path
 
 from rellm.utils.config import ConfigError, as_list, load_config, parse_stage_args, run_main
-from rellm.utils.io import atomic_write_text, read_json
+from rellm.utils.io import atomic_write_json, atomic_write_text
 from rellm.utils.logging import setup_logging
 
 logger = logging.getLogger("rellm.bin.results")
 
 
+def results_root(hp, tag):
+    """Where the scored runs are: ``<exp_root>/scores`` (``<exp_root>/<tag>/scores`` for an ablation)."""
+    from rellm.scoring.summary import scores_root
+
+    if hp["scores_dir"] and not tag:
+        return Path(hp["scores_dir"]).parent.parent
+    return scores_root(hp["exp_root"], tag)
+
+
+def tagged_output(output, tag):
+    """``RESULTS.md`` -> ``RESULTS_<tag>.md``: an ablation never overwrites the main results."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}_{tag}{output.suffix}") if tag else output
+
+
 def main(argv=None):
     from rellm.scoring.results_table import render_results
+    from rellm.scoring.summary import discover_runs, load_runs, pooled_comparisons, summary_json
 
     config, overrides = parse_stage_args(argv, description=__doc__)
     # The command line is quoted text: keep it verbatim rather than parsing it as YAML.
@@ -33,34 +58,46 @@ def main(argv=None):
     test_sets = as_list(hp["test_sets"])
     if not test_sets:
         raise ConfigError("--test_sets is empty; name the scored test sets, e.g. \"test\"")
-    scores_dir = Path(hp["scores_dir"]) if hp["scores_dir"] else \
-        Path(hp["exp_root"]) / "scores" / str(hp["split"]) / f"seed{hp['seed']}"
+    tag = str(hp["tag"] or "")
+    root = results_root(hp, tag)
     setup_logging()
-    epitome_metrics = None
+    current = (str(hp["split"]), int(hp["seed"]))
+    runs = sorted(set(discover_runs(root, test_sets)) | {current})
+    runs_metrics = load_runs(root, runs, test_sets)
     for test_set in test_sets:
-        path = scores_dir / test_set / "metrics.json"
-        if path.is_file():
-            epitome_metrics = read_json(path).get("epitome", {}).get("test_metrics")
-            break
-        logger.warning("no scores for %s (%s missing): RESULTS.md says so", test_set, path)
+        if test_set not in runs_metrics[current]:
+            logger.warning("no scores for %s of %s seed%s (%s missing): RESULTS.md says so", test_set, *current,
+                           root / current[0] / f"seed{current[1]}" / test_set / "metrics.json")
+    scored = [m for run in [current, *runs] for m in runs_metrics[run].values()]
+    epitome_metrics = next((m.get("epitome", {}).get("test_metrics") for m in scored), None)
     mechanisms = as_list(hp["mechanisms"])
+    pooled = {}
+    if len(runs) > 1:
+        pooled = {t: pooled_comparisons(root, runs_metrics, t, mechanisms, n_resamples=int(hp["bootstrap_resamples"]),
+                                        seed=int(hp["bootstrap_seed"])) for t in test_sets}
+        atomic_write_json(root / "pooled_comparisons.json", pooled)
+    if scored:
+        atomic_write_json(root / "summary.json", summary_json(runs_metrics, test_sets, mechanisms))
+    output = tagged_output(hp["output"], tag)
     text = render_results(
-        corpus=str(hp["corpus"]), split=str(hp["split"]), seed=hp["seed"], test_sets=test_sets,
-        scores_dir=scores_dir, output=hp["output"], command=command or "(not given)", mechanisms=mechanisms,
+        corpus=str(hp["corpus"]), runs=runs, test_sets=test_sets, scores_root=root, output=output,
+        command=command or "(not given)", mechanisms=mechanisms, runs_metrics=runs_metrics,
         notes=as_list_of_lines(hp["notes"]), epitome_metrics=epitome_metrics,
-        example_max_chars=int(hp["example_max_chars"]), repeated_max_share=hp["repeated_max_share"])
+        example_max_chars=int(hp["example_max_chars"]), repeated_max_share=hp["repeated_max_share"], tag=tag,
+        pooled=pooled)
     from rellm.recipes.provenance import markdown
     from rellm.utils.stage import python_command, recipe_command
 
-    section = markdown(hp["exp_root"], dump_dir or f"dump/{hp['split']}", hp["split"], hp["seed"],
+    exp = Path(hp["exp_root"]) / tag if tag and (Path(hp["exp_root"]) / tag).is_dir() else hp["exp_root"]
+    section = markdown(exp, dump_dir or f"dump/{hp['split']}", hp["split"], hp["seed"],
                        train_set=str(hp["train_set"]), data=hp["data_dir"] or None,
                        final=[(recipe_command(), python_command())] if python_command() else ())
     text = text.replace("## Command\n", section + "\n## Command\n", 1) if "## Command\n" in text else text + section
     if dry_run:
         text = mark_dry_run(text)
-    atomic_write_text(hp["output"], text)
-    logger.info("wrote %s", hp["output"])
-    return Path(hp["output"])
+    atomic_write_text(output, text)
+    logger.info("wrote %s (%d scored run(s))", output, len(runs))
+    return output
 
 
 def mark_dry_run(text):

@@ -16,6 +16,18 @@ reads the emotion back from each response; the teacher's own expected responses 
 (``<responses_dir>/<test_set>/expected.jsonl``, stage 3) are scored as a reference row when present.
 Response words (our addition, ``rellm.scoring.response_words``): the share of the transcript's content words
 each response repeats, against its chance level (the other test sentences' words).
+
+The teacher's expected responses are scored like a system (EPITOME levels too): the ceiling row. ``test_overlap``
+names the systems whose checkpoint, or the checkpoint they were initialised from, was trained on this test set
+(``rellm.scoring.training_data``; ``{}`` when none). A figure that cannot be computed (no SER answers, no words to
+train the response-emotion classifier on, one emotion only, a figure that fails to draw) is reported as n/a with
+its reason in ``metrics.json`` (``systems.<s>.not_available``, ``response_emotion.missing``, ``figures``), never
+fatal.
+
+``--tag NAME`` (an ablation, ``exp/NAME/``): each system's outputs are read from
+``<exp_root>/NAME/<system>/<split>/seed<seed>/`` when that run has them, else from the main run's folder (a
+baseline the ablation did not re-run; ``sources`` in metrics.json says which), and the scores go to
+``<exp_root>/NAME/scores/<split>/seed<seed>/<test_set>`` (never over the main run's).
 """
 import logging
 from pathlib import Path
@@ -29,10 +41,17 @@ logger = logging.getLogger("rellm.bin.score")
 
 
 def default_output_dir(hp):
-    return Path(hp["exp_root"]) / "scores" / str(hp["split"]) / f"seed{hp['seed']}" / str(hp["test_set"])
+    from rellm.scoring.summary import scores_root
+
+    return scores_root(hp["exp_root"], hp["tag"]) / str(hp["split"]) / f"seed{hp['seed']}" / str(hp["test_set"])
 
 
 def default_responses_dir(hp):
+    """Stage 3's folder: the tagged run's when it has one, else the main run's."""
+    if hp["tag"]:
+        tagged = Path(hp["exp_root"]) / str(hp["tag"]) / "responses" / str(hp["split"])
+        if tagged.is_dir():
+            return tagged
     return Path(hp["exp_root"]) / "responses" / str(hp["split"])
 
 
@@ -63,8 +82,26 @@ def emotion_perception(hp):
             section["prosody_baseline"] = {"missing": f"{missing} does not exist"}
         else:
             train = sets.pop(hp["train_set"])
-            section["prosody_baseline"] = prosody_baseline(train, sets)
+            try:
+                section["prosody_baseline"] = prosody_baseline(train, sets)
+            except ValueError as err:  # e.g. one emotion in the train set: n/a, said in RESULTS.md
+                logger.warning("prosody baseline not computed: %s", err)
+                section["prosody_baseline"] = {"missing": str(err)}
     return section
+
+
+def draw_figures(plots, metrics, mechanisms, output_dir):
+    """``{figure: path or "n/a: why"}``: a figure that fails to draw is reported, never fatal."""
+    figures = {}
+    for name, draw in plots.FIGURES.items():
+        try:
+            path = draw(metrics, mechanisms, Path(output_dir) / f"{name}.png")
+        except Exception as err:  # noqa: BLE001 (any plotting failure is one missing figure, not a failed stage)
+            logger.warning("figure %s not drawn: %s: %s", name, type(err).__name__, err)
+            figures[name] = f"n/a: {type(err).__name__}: {err}"
+            continue
+        figures[name] = str(path) if path else "n/a: no system has the figures it shows"
+    return figures
 
 
 def load_epitome_config(path):
@@ -81,12 +118,15 @@ def main(argv=None):
     from rellm.scoring.response_emotion import classifier_from_config, example_responses, expected_path, score_responses
     from rellm.scoring.response_words import FUNCTION_WORDS
     from rellm.scoring.system_scores import (
+        experiment_dir,
         load_system_outputs,
         per_utterance_records,
+        reference_metrics,
         responses_path,
         score_empathy,
         score_test_set,
     )
+    from rellm.scoring.training_data import overlap_section
 
     config, overrides = parse_stage_args(argv, description=__doc__)
     hp = load_config(config, overrides)
@@ -97,10 +137,19 @@ def main(argv=None):
     setup_logging(output_dir / "score.log")
 
     # 1. inputs: each system's stage-5 outputs (missing ones are reported, not fatal)
-    outputs, missing = load_system_outputs(hp["exp_root"], systems, str(hp["split"]), hp["seed"], str(hp["test_set"]))
+    exp_root, split, seed, test_set, tag = hp["exp_root"], str(hp["split"]), hp["seed"], str(hp["test_set"]), \
+        str(hp["tag"] or "")
+    outputs, missing = load_system_outputs(exp_root, systems, split, seed, test_set, tag=tag)
     if not outputs:
         raise FileNotFoundError(
             f"no system has outputs for test set {hp['test_set']}: " + "; ".join(missing.values()))
+    sources = {s: str(responses_path(exp_root, s, split, seed, test_set, tag)) for s in outputs}
+    # whose checkpoint (or the checkpoint it started from) was trained on these test utterances
+    test_overlap, training_data = overlap_section(
+        {s: experiment_dir(exp_root, s, split, seed, tag, test_set) for s in outputs}, str(hp["corpus"] or ""),
+        set().union(*(set(r) for r in outputs.values())), test_set, exp_root)
+    for system, why in test_overlap.items():
+        logger.warning("test overlap: %s: %s", system, why)
 
     # the teacher's expected responses: training data of the response-emotion classifier, reference row
     responses_dir = Path(hp["responses_dir"]) if hp["responses_dir"] else default_responses_dir(hp)
@@ -115,8 +164,7 @@ def main(argv=None):
     classifier_markers = {m: (root / m / ".done.train") for m in mechanisms}
     options = {
         "systems": systems, "reference_system": hp["reference_system"],
-        "inputs": {s: sha256_file(responses_path(hp["exp_root"], s, str(hp["split"]), hp["seed"], str(hp["test_set"])))
-                   for s in outputs},
+        "inputs": {s: sha256_file(sources[s]) for s in outputs}, "tag": tag,
         "missing": sorted(missing),
         "classifiers": {m: fingerprint({"marker": p.read_text()}) if p.is_file() else None
                         for m, p in classifier_markers.items()},
@@ -129,6 +177,8 @@ def main(argv=None):
         "prosody_baseline": bool(hp["prosody_baseline"]),
         # scores made before the response-words figures existed (or with another word list) are not reused
         "response_words": fingerprint({"function_words": sorted(FUNCTION_WORDS)}),
+        # ... nor those made before the overlap check and the teacher's EPITOME row, or with other training-data facts
+        "test_overlap": test_overlap, "teacher_row": "epitome",
     }
     marker = DoneMarker(output_dir, "score", hint="pass --overwrite=true (from run.sh: --score_args --overwrite=true)")
     if marker.is_done(options, overwrite=bool(hp["overwrite"])):
@@ -145,11 +195,21 @@ def main(argv=None):
     # 3b. the emotion each response was written for, read back by a text classifier
     response_section, teacher = score_responses(outputs, train_expected, teacher_expected, classifier,
                                                 cv_folds=hp["response_classifier_cv_folds"])
+    # 3c. the teacher's expected responses scored like a system: the ceiling of every figure
+    if teacher:
+        score_empathy({"teacher": teacher}, scorer)
     metrics = score_test_set(outputs, missing, hp["reference_system"], mechanisms,
-                             n_resamples=hp["bootstrap_resamples"], seed=hp["bootstrap_seed"])
+                             n_resamples=hp["bootstrap_resamples"], seed=hp["bootstrap_seed"],
+                             response_emotion_missing=response_section["missing"])
     metrics["test_set"] = str(hp["test_set"])
     metrics["split"] = str(hp["split"])
     metrics["seed"] = hp["seed"]
+    metrics["tag"] = tag
+    metrics["sources"] = sources
+    metrics["test_overlap"] = test_overlap
+    metrics["training_data"] = training_data
+    metrics["teacher"] = (reference_metrics(teacher, mechanisms) if teacher
+                          else {"missing": response_section["teacher_missing"]})
     metrics["response_emotion"] = response_section
     metrics["examples"] = example_responses(outputs, teacher, count=int(hp["example_sentences"]))
     metrics["emotion_perception"] = emotion_perception(hp)
@@ -157,9 +217,10 @@ def main(argv=None):
                           "test_metrics": load_metrics(root, mechanisms)}
 
     # 4. outputs
+    metrics["figures"] = draw_figures(plots, metrics, mechanisms, output_dir)
+    figures = [f for f in metrics["figures"].values() if not f.startswith("n/a")]
     write_jsonl(output_dir / "per_utt.jsonl", per_utterance_records(outputs))
     atomic_write_json(output_dir / "metrics.json", metrics)
-    figures = plots.plot_all(metrics, mechanisms, output_dir)
     for system, m in metrics["systems"].items():
         logger.info("%s: %s%s%s%s", system, ", ".join(f"{k} {m['empathy'][k]['mean']:.3f}" for k in mechanisms),
                     f", UA {m['ser']['ua'] * 100:.1f}%" if m["ser"] else "",

@@ -70,6 +70,10 @@ def _normalise(text):
     return re.sub(r"\s+", " ", (text or "").strip()).lower()
 
 
+class NotComputable(ValueError):
+    """A figure that cannot be computed from these inputs; its message says why (reported as n/a, never fatal)."""
+
+
 class ResponseEmotionClassifier:
     """TF-IDF + logistic regression from a response's text to the emotion it was written for."""
 
@@ -96,10 +100,21 @@ class ResponseEmotionClassifier:
                                random_state=o["seed"]))
 
     def fit(self, texts, labels):
+        """Train on ``texts``; ``NotComputable`` (saying why) when the texts hold one emotion or no words."""
         texts, labels = [_normalise(t) for t in texts], list(labels)
         if len(set(labels)) < 2:
-            raise ValueError(f"the response-emotion classifier needs at least two emotions to learn; got {set(labels)}")
-        self.pipeline = self._new_pipeline().fit(texts, labels)
+            raise NotComputable(f"the response-emotion classifier needs at least two emotions to learn; got "
+                                f"{sorted(set(labels))}")
+        try:
+            self.pipeline = self._new_pipeline().fit(texts, labels)
+        except ValueError as err:
+            # scikit-learn's "empty vocabulary": every text is empty or holds no token of the analyzer (e.g. a
+            # random teacher that wrote nothing), or min_df removed every term
+            if "empty vocabulary" not in str(err):
+                raise
+            n_empty = sum(not t for t in texts)
+            raise NotComputable(f"the {len(texts)} training responses hold no words to learn from ({n_empty} empty; "
+                                f"analyzer {self.options['analyzer']!r}, min_df {self.options['min_df']})") from None
         return self
 
     def predict(self, texts):
@@ -132,15 +147,18 @@ class ResponseEmotionClassifier:
         preds = [None] * len(texts)
         per_fold = []
         for train_idx, held_idx in GroupKFold(n_splits=folds).split(texts, labels, groups):
-            if len({labels[i] for i in train_idx}) < 2:
-                continue  # its held-out utterances stay unscored and are counted in n_not_held_out
-            model = ResponseEmotionClassifier(**self.options).fit([texts[i] for i in train_idx],
-                                                                  [labels[i] for i in train_idx])
+            try:
+                model = ResponseEmotionClassifier(**self.options).fit([texts[i] for i in train_idx],
+                                                                      [labels[i] for i in train_idx])
+            except NotComputable:
+                continue  # one emotion or no words in this fold: its held-out utterances are counted in n_not_held_out
             fold_preds = model.predict([texts[i] for i in held_idx])
             for i, p in zip(held_idx, fold_preds):
                 preds[i] = p
             per_fold.append(unweighted_accuracy([labels[i] for i in held_idx], fold_preds))
         scored = [k for k, p in enumerate(preds) if p is not None]
+        if not scored:
+            return None
         result = ser_metrics([labels[k] for k in scored], [preds[k] for k in scored])
         return {"ua": result["ua"], "wa": result["wa"], "per_class_recall": result["per_class_recall"],
                 "per_fold_ua": per_fold, "n_splits": folds, "n_groups": n_groups, "grouped_by": "transcript",
@@ -249,53 +267,65 @@ def example_responses(outputs, teacher, count=2):
     return examples
 
 
+def load_teacher(teacher_path):
+    """``(records, None)`` of the teacher's expected responses for the test utterances, or ``(None, why)``."""
+    teacher_path = Path(teacher_path)
+    if not teacher_path.is_file():
+        why = (f"{teacher_path} does not exist: the teacher's expected responses for the test utterances come from "
+               "stage 3 run on the test set (./run.sh --stage 3 --stop_stage 3)")
+        logger.warning("no teacher reference row: %s", why)
+        return None, why
+    teacher = load_expected(teacher_path)
+    if not teacher:
+        return None, f"{teacher_path} is empty"
+    return teacher, None
+
+
 def score_responses(outputs, train_path, teacher_path, classifier, cv_folds=5):
     """Train the classifier on ``train_path`` and read every system's responses with it.
 
     Adds ``response_emotion_pred`` to the records of ``outputs`` and returns ``(section, teacher)``:
     ``section`` is the ``response_emotion`` part of ``metrics.json`` (the classifier's summary and CV UA,
     the teacher's figures on the test utterances, or why either is missing), ``teacher`` the teacher's
-    test records with their readings (``None`` when ``teacher_path`` does not exist).
-    Without training responses nothing is predicted and ``section["missing"]`` says why.
+    test records (``None`` when ``teacher_path`` does not exist), with their readings when there is a classifier.
+    Without a classifier (no training responses, one emotion, no words in them) nothing is predicted and
+    ``section["missing"]`` says why: the figure is n/a, the rest of stage 6 goes on.
     """
     train_path, teacher_path = Path(train_path), Path(teacher_path)
     section = {"train_path": str(train_path), "teacher_path": str(teacher_path), "classifier": None,
                "missing": None, "teacher": None, "teacher_missing": None}
+    teacher, section["teacher_missing"] = load_teacher(teacher_path)
     if not train_path.is_file():
         section["missing"] = f"{train_path} does not exist (run stage 3 for the training set)"
+    else:
+        train = load_expected(train_path)
+        emotions = {r["emotion"] for r in train.values()}
+        if len(emotions) < 2:
+            section["missing"] = (f"{train_path} holds {len(train)} responses in {len(emotions)} emotion(s); "
+                                  "the classifier needs at least two")
+        else:
+            try:
+                section["classifier"] = train_on_expected(classifier, train, cv_folds)
+            except NotComputable as err:
+                section["missing"] = f"{train_path}: {err}"
+    if section["missing"]:
         logger.warning("no response-emotion figures: %s", section["missing"])
-        return section, None
-    train = load_expected(train_path)
-    emotions = {r["emotion"] for r in train.values()}
-    if len(emotions) < 2:
-        section["missing"] = (f"{train_path} holds {len(train)} responses in {len(emotions)} emotion(s); "
-                              "the classifier needs at least two")
-        logger.warning("no response-emotion figures: %s", section["missing"])
-        return section, None
-    section["classifier"] = train_on_expected(classifier, train, cv_folds)
-    cv = section["classifier"]["cv"]
-    logger.info("response-emotion classifier: %d teacher responses of %d sentences%s", len(train),
-                section["classifier"]["n_train_sentences"],
-                f"; {cv['n_splits']}-fold CV UA grouped by transcript {cv['ua']:.3f}" if cv else "")
-    for records in outputs.values():
-        predict_records(records, classifier)
-    if not teacher_path.is_file():
-        section["teacher_missing"] = (
-            f"{teacher_path} does not exist: the teacher's expected responses for the test utterances come from "
-            "stage 3 run on the test set (./run.sh --stage 3 --stop_stage 3)")
-        logger.warning("no teacher reference row: %s", section["teacher_missing"])
-        return section, None
-    teacher = load_expected(teacher_path)
-    if not teacher:
-        section["teacher_missing"] = f"{teacher_path} is empty"
-        return section, None
-    predict_records(teacher, classifier)
-    section["teacher"] = {"n": len(teacher), "response_emotion": response_emotion_metrics(teacher),
-                          "distinct_responses": distinct_responses(teacher),
-                          "response_words": response_words_metrics(teacher)}
+    else:
+        cv = section["classifier"]["cv"]
+        logger.info("response-emotion classifier: %d teacher responses of %d sentences%s",
+                    section["classifier"]["n_train"], section["classifier"]["n_train_sentences"],
+                    f"; {cv['n_splits']}-fold CV UA grouped by transcript {cv['ua']:.3f}" if cv else "")
+        for records in list(outputs.values()) + ([teacher] if teacher else []):
+            predict_records(records, classifier)
+    if teacher:
+        section["teacher"] = {"n": len(teacher),
+                              "response_emotion": response_emotion_metrics(teacher) if has_predictions(teacher) else None,
+                              "distinct_responses": distinct_responses(teacher),
+                              "response_words": response_words_metrics(teacher)}
     return section, teacher
 
 
-__all__ = ["ResponseEmotionClassifier", "classifier_from_config", "distinct_responses", "example_responses",
-           "expected_path", "has_predictions", "load_expected", "pick_example_sentences", "predict_records",
-           "response_emotion_metrics", "score_responses", "train_on_expected"]
+__all__ = ["NotComputable", "ResponseEmotionClassifier", "classifier_from_config", "distinct_responses",
+           "example_responses", "expected_path", "has_predictions", "load_expected", "load_teacher",
+           "pick_example_sentences", "predict_records", "response_emotion_metrics", "score_responses",
+           "train_on_expected"]

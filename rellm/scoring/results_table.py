@@ -1,42 +1,29 @@
-"""The recipe's RESULTS.md: environment, protocol, command, paper-style table, paper figures, plots.
+"""The recipe's RESULTS.md: environment, protocol, command, a summary over the scored runs, one paper-style table
+per scored (split, seed) and test set, the paper's figures beside ours, plots.
 
-Rows: text-only LLM, BLSP-Emo baseline, RE-LLM; columns ER, IP, EX (mean
-EPITOME level, 0..2) and UA, WA (%). Under the table, RE-LLM's relative
-change against each baseline is written the way the paper writes it
-("EX +35.4% vs text-only"), with Wilcoxon / McNemar significance marks.
+Rows: the scored systems (labels from ``rellm.scoring.systems``: text-only LLM, BLSP-Emo baseline, RE-LLM, any
+other name as it is) and the teacher's expected responses as the ceiling row; columns ER, IP, EX (mean EPITOME
+level, 0..2), UA, WA (%) and our additions. Under the table, RE-LLM's relative change against each baseline is
+written the way the paper writes it ("EX +35.4% vs text-only"), with Wilcoxon / McNemar significance marks. A
+figure that could not be computed is "n/a", its reason listed under the table; a system trained on the test set
+(``test_overlap``) is marked † (‡: the sources do not say), with the reason.
 """
 import datetime
 import importlib.metadata
+import math
 import os
 import platform
 import shutil
 import subprocess
 from pathlib import Path
 
+from rellm.scoring.paper_figures import ours_from_metrics, ours_from_summary, paper_comparison
 from rellm.scoring.significance import significance_mark
-from rellm.utils.io import read_json
+from rellm.scoring.summary import FIGURES, overlapping_runs, summarise, teacher_section
+from rellm.scoring.systems import TEACHER, TEACHER_LABEL, mark_letter, ordered, short_name
+from rellm.scoring.systems import label as _label
 
-SYSTEM_ROWS = (("text_only", "text-only LLM"), ("blsp_emo", "BLSP-Emo baseline"), ("rellm", "RE-LLM"))
-SHORT_NAMES = {"text_only": "text-only", "blsp_emo": "BLSP-Emo"}
 PACKAGES = ("torch", "torchaudio", "transformers", "speechbrain", "peft", "numpy", "scipy", "scikit-learn")
-
-# docs/paper_results.md: [ABS] relative gains from the abstract, [SUM] absolute RE-LLM numbers (leaderboard).
-PAPER_FIGURES = {
-    "iemocap": {
-        "absolute": {"ER": 1.856, "UA": 76.6},
-        "relative": {"text_only": {"ER": "slight", "EX": "+35.42%"},
-                     "blsp_emo": {"ER": "slight", "EX": "+3.91%", "UA": "+5.4"}},
-    },
-    "esd": {
-        "absolute": {"ER": 1.851, "UA": 98.9},
-        "relative": {"text_only": {"ER": "+14.79%", "EX": "+139.28%"},
-                     "blsp_emo": {"ER": "+6.76%", "EX": "+9.83%", "UA": "+2.3"}},
-    },
-    "msp_podcast": {
-        "absolute": {"ER": 1.889, "UA": 66.4},
-        "relative": {"text_only": {"EX": "+60.95%"}, "blsp_emo": {"EX": "+22.64%", "UA": "+6.9"}},
-    },
-}
 
 
 # What stage 6 itself rewrites in a checkout: committed results must not make the run look "dirty".
@@ -86,14 +73,13 @@ def environment():
 
 
 def _fmt(value, scale=1.0, digits=3):
-    return "–" if value is None else f"{value * scale:.{digits}f}"
+    if value is None:
+        return "–"
+    return "n/a" if math.isnan(value) else f"{value * scale:.{digits}f}"  # NaN: no class to average over
 
 
 def _relative(value):
     return "n/a (baseline 0)" if value is None else f"{value:+.1f}%"
-
-
-TEACHER_LABEL = "teacher (expected responses)"
 
 
 def results_table(metrics, mechanisms, repeated_max_share=None):
@@ -123,41 +109,86 @@ def results_table(metrics, mechanisms, repeated_max_share=None):
             c = comp["response_words"]
             marks_against.setdefault("words", []).append(
                 (baseline, significance_mark(c["wilcoxon"]["p_value"]), c["reference_mean"] < c["baseline_mean"]))
+    overlap = metrics.get("test_overlap") or {}
     for system, label in _rows(metrics):
         m = metrics["systems"].get(system)
+        if system in overlap:
+            label += " ‡" if overlap[system].startswith("unknown") else " †"
         if m is None:
             why = metrics.get("missing_systems", {}).get(system, "not scored")
             lines.append(f"| {label} | " + " | ".join(["missing"] * (len(mechanisms) + 6)) + " | – |")
             lines[-1] += f" <!-- {why} -->"
             continue
-        cells = []
-        for mech in mechanisms:
-            cell = _fmt(m["empathy"][mech]["mean"])
-            if system == reference:
-                cell += _mark_suffix(marks_against.get(mech, []))
-            cells.append(cell)
-        ser = m["ser"]
-        ua = _fmt(ser["ua"], 100, 1) if ser else "–"
-        if ser and system == reference:
-            ua += _mark_suffix(marks_against.get("UA", []))
-        resp = m.get("response_emotion")
-        resp_ua = _fmt(resp["ua"], 100, 1) if resp else "–"
-        if resp and system == reference:
-            resp_ua += _mark_suffix(marks_against.get("RE", []))
-        head = m.get("ser_head")
+        na = m.get("not_available") or {}
+
+        def cell(section, key, scale=100, digits=1, why=None, mark=None, marked=system == reference):
+            if not section:
+                return "n/a" if why else "–"
+            text = _fmt(section[key], scale, digits)
+            return text + (_mark_suffix(marks_against.get(mark, [])) if mark and marked else "")
+
+        cells = [cell(m["empathy"].get(mech), "mean", 1, 3, mark=mech) for mech in mechanisms]
         words = _words_cell(m.get("response_words"))
-        if words != "–" and system == reference:
+        if words == "–" and na.get("response_words"):
+            words = "n/a"
+        elif words != "–" and system == reference:
             words += _mark_suffix(marks_against.get("words", []))
-        cells += [ua, _fmt(ser["wa"], 100, 1) if ser else "–", _fmt(head["ua"], 100, 1) if head else "–", resp_ua,
+        cells += [cell(m["ser"], "ua", why=na.get("ser"), mark="UA"), cell(m["ser"], "wa", why=na.get("ser")),
+                  cell(m.get("ser_head"), "ua", why=na.get("ser_head")),
+                  cell(m.get("response_emotion"), "ua", why=na.get("response_emotion"), mark="RE"),
                   words, _repeated_cell(m.get("distinct_responses"), repeated_max_share), str(m["n"])]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    teacher = (metrics.get("response_emotion") or {}).get("teacher")
+    teacher = teacher_section(metrics)
     if teacher:
-        cells = ["–"] * (len(mechanisms) + 3) + [_fmt(teacher["response_emotion"]["ua"], 100, 1),
-                                                 _words_cell(teacher.get("response_words")),
-                                                 _repeated_cell(teacher["distinct_responses"], repeated_max_share),
-                                                 str(teacher["n"])]
+        empathy = teacher.get("empathy") or {}
+        resp = teacher.get("response_emotion")
+        cells = ([_fmt((empathy.get(mech) or {}).get("mean")) for mech in mechanisms] + ["–"] * 3
+                 + [_fmt(resp["ua"], 100, 1) if resp else "n/a", _words_cell(teacher.get("response_words")),
+                    _repeated_cell(teacher["distinct_responses"], repeated_max_share), str(teacher["n"])])
         lines.append(f"| {TEACHER_LABEL} | " + " | ".join(cells) + " |")
+    return lines
+
+
+NA_FIGURES = {"ser": "UA / WA", "ser_head": "SER head UA", "response_emotion": "resp. emotion UA",
+              "response_words": "resp. words"}
+
+
+def not_available_lines(metrics):
+    """Why each n/a cell of the table is n/a, one line per figure and reason (the systems it concerns)."""
+    grouped = {}
+    said = (metrics.get("response_emotion") or {}).get("missing")  # the "not measured" line already gives it
+    for system, m in metrics.get("systems", {}).items():
+        for figure, why in (m.get("not_available") or {}).items():
+            if not (figure == "response_emotion" and why == said):
+                grouped.setdefault((figure, why), []).append(_label(system))
+        if m.get("empty_responses"):
+            grouped.setdefault(("empty", m["empty_responses"]), []).append(_label(system))
+    lines = []
+    for (figure, why), systems in grouped.items():
+        if figure == "empty":
+            lines.append(f"- note ({', '.join(systems)}): {why}")
+        else:
+            lines.append(f"- n/a: {NA_FIGURES.get(figure, figure)} of {', '.join(systems)}: {why}")
+    teacher = teacher_section(metrics)
+    if teacher is not None and not teacher.get("empathy"):
+        lines.append("- the teacher row's EPITOME levels are not in these scores (re-score with "
+                     "--score_args --overwrite=true)")
+    return lines
+
+
+def overlap_lines(metrics):
+    """† / ‡ under the table: the systems trained (or perhaps trained) on this test set, and how."""
+    overlap = metrics.get("test_overlap")
+    if overlap is None:
+        return [("- training-data overlap not checked: these scores predate the check (re-score with "
+                 "--score_args --overwrite=true)")]
+    if not overlap:
+        return [("- training-data overlap: none of these systems holds a checkpoint known to be trained on this "
+                 "test set (docs/datasets.md#training-data-of-the-imported-checkpoints)")]
+    lines = []
+    for system, why in overlap.items():
+        sign = "‡" if why.startswith("unknown") else "†"
+        lines.append(f"- {sign} {_label(system)}: {why}")
     return lines
 
 
@@ -188,19 +219,14 @@ def _repeated_cell(distinct, max_share):
 
 
 def _rows(metrics):
-    known = [s for s, _ in SYSTEM_ROWS]
-    rows = list(SYSTEM_ROWS)
-    for system in list(metrics["systems"]) + list(metrics.get("missing_systems", {})):
-        if system not in known:
-            rows.append((system, system))
-            known.append(system)
-    present = set(metrics["systems"]) | set(metrics.get("missing_systems", {}))
-    return [(s, label) for s, label in rows if s in present]
+    """``[(system, label)]`` of the scored and the missing systems, in table order."""
+    return [(s, _label(s)) for s in ordered(list(metrics["systems"]) + list(metrics.get("missing_systems", {})))]
 
 
 def _mark_suffix(marks):
-    """``<sup>**t</sup><sup>*B↓</sup>``: one mark per baseline (t = text-only, B = BLSP-Emo); ↓ = RE-LLM lower."""
-    text = "".join(f"<sup>{mark}{SHORT_NAMES.get(base, base)[0]}{'↓' if worse else ''}</sup>"
+    """``<sup>**t</sup><sup>*B↓</sup>``: one mark per baseline (its letter in ``rellm.scoring.systems``: t = text-only,
+    B = BLSP-Emo, F = BLSP-Emo fine-tuned); ↓ = RE-LLM lower."""
+    text = "".join(f"<sup>{mark}{mark_letter(base)}{'↓' if worse else ''}</sup>"
                    for base, mark, worse in marks if mark)
     return f" {text}" if text else ""
 
@@ -210,7 +236,7 @@ def improvement_lines(metrics, mechanisms):
     lines = []
     reference = metrics.get("reference_system", "rellm")
     for baseline, comp in metrics.get("comparisons", {}).items():
-        name = SHORT_NAMES.get(baseline, baseline)
+        name = short_name(baseline)
         parts = []
         for mech in mechanisms:
             c = comp["empathy"].get(mech)
@@ -241,44 +267,6 @@ def improvement_lines(metrics, mechanisms):
     return lines
 
 
-def _label(system):
-    return dict(SYSTEM_ROWS).get(system, system)
-
-
-def paper_lines(corpus):
-    """The paper's published figures for a real corpus (docs/paper_results.md), or nothing."""
-    paper = PAPER_FIGURES.get(corpus)
-    if not paper:
-        return []
-    absolute = paper["absolute"]
-    lines = [("Published RE-LLM figures for this corpus (docs/paper_results.md; the paper's tables were not "
-             "available, so these come from the abstract [ABS] and a leaderboard summary [SUM]):"), "",
-             "| source | ER (RE-LLM) | UA (RE-LLM, %) | vs text-only | vs BLSP-Emo |", "|---|---|---|---|---|"]
-    rel = paper["relative"]
-    lines.append(
-        f"| paper | {absolute['ER']:.3f} [SUM] | {absolute['UA']:.1f} [SUM] | "
-        + ", ".join(f"{k} {v}" for k, v in rel.get("text_only", {}).items()) + " [ABS] | "
-        + ", ".join(f"{k} {v}" for k, v in rel.get("blsp_emo", {}).items()) + " [ABS] |")
-    lines += ["", ("The UA gains are given in the abstract without saying whether they are absolute points or "
-              "relative percentages; EX absolute values and the baselines' absolute values were not published in "
-              "a form we could retrieve. The paper's EPITOME classifiers are RoBERTa models trained on Reddit and "
-              "TalkLife; ours are re-trained on the public Reddit portion (encoder above), so compare relative "
-              "changes rather than absolute levels.")]
-    return lines
-
-
-def our_relative_summary(metrics, mechanisms):
-    """``"EX +35.4%, ER +2.1%"`` for each baseline, to put beside the paper's row."""
-    out = {}
-    for baseline, comp in metrics.get("comparisons", {}).items():
-        parts = [f"{m} {_relative(comp['empathy'][m]['relative_improvement_pct'])}"
-                 for m in mechanisms if m in comp["empathy"]]
-        if comp.get("ser"):
-            parts.append(f"UA {comp['ser']['ua_difference_points']:+.1f}")
-        out[baseline] = ", ".join(parts)
-    return out
-
-
 def copy_plots(scores_dir, test_set, figures_dir):
     """Copy a test set's PNGs beside RESULTS.md; returns the copied paths."""
     copied = []
@@ -291,45 +279,72 @@ def copy_plots(scores_dir, test_set, figures_dir):
     return copied
 
 
-def render_results(corpus, split, seed, test_sets, scores_dir, output, command, mechanisms, notes=(),
-                   env=None, epitome_metrics=None, example_max_chars=160, repeated_max_share=0.10):
-    """The RESULTS.md text; a test set without ``metrics.json`` gets a message instead of a table."""
+def _run_name(run):
+    split, seed = run
+    return f"{split} seed{seed}"
+
+
+def render_results(corpus, runs, test_sets, scores_root, output, command, mechanisms, runs_metrics, notes=(),
+                   env=None, epitome_metrics=None, example_max_chars=160, repeated_max_share=0.10, tag="",
+                   pooled=None):
+    """The RESULTS.md text for every scored run ``runs`` (``[(split, seed)]``) under ``scores_root``.
+
+    ``runs_metrics``: ``{(split, seed): {test set: metrics}}`` (``rellm.scoring.summary.load_runs``); ``pooled``:
+    ``{test set: pooled comparisons}`` (``rellm.scoring.summary.pooled_comparisons``). With more than one run a
+    summary (mean ± sd and n, pooled significance, overlapping runs) comes first. A test set without
+    ``metrics.json`` gets a message instead of a table.
+    """
     env = env or environment()
     output = Path(output)
-    figures_dir = output.parent / "results_figures" / f"{split}_seed{seed}"
-    lines = [f"# RESULTS: {corpus}", "", "Generated by stage 6 (`rellm.bin.results`); review before committing.", ""]
+    figures_root = output.parent / ("results_figures" + (f"_{tag}" if tag else ""))
+    title = f"# RESULTS: {corpus}" + (f" (ablation {tag})" if tag else "")
+    lines = [title, "", "Generated by stage 6 (`rellm.bin.results`); review before committing.", ""]
     lines += ["## Environment", "", "```",
               f"date: {env['date']}", f"git: {env['git']}", f"python: {env['python']}",
               "packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
               f"device: {env['device']}", "```", ""]
     classes, n_test = set(), {}
-    all_metrics = {}
-    for test_set in test_sets:
-        path = Path(scores_dir) / test_set / "metrics.json"
-        if path.is_file():
-            all_metrics[test_set] = read_json(path)
-            for m in all_metrics[test_set]["systems"].values():
-                n_test[test_set] = m["n"]
+    all_metrics = {}  # one metrics.json per test set (the first run that has it), for the protocol lines
+    for run in runs:
+        for test_set, metrics in runs_metrics.get(run, {}).items():
+            all_metrics.setdefault(test_set, metrics)
+            for m in metrics["systems"].values():
+                n_test.setdefault(test_set, {})[_run_name(run)] = m["n"]
                 if m["ser"]:
                     classes |= set(m["ser"]["classes_present"])
                 classes |= set(m["per_emotion"])
     from rellm.data.emotions import EMOTIONS
 
+    def sizes(t):
+        counts = n_test.get(t, {})
+        if len(set(counts.values())) <= 1:
+            return f"{t} ({next(iter(counts.values()), 0)} utterances)"
+        return f"{t} ({', '.join(f'{n} in {r}' for r, n in counts.items())} utterances)"
+
+    encoder = next((m['epitome']['encoder'] for m in all_metrics.values() if 'encoder' in m.get('epitome', {})),
+                   'unknown')
     lines += ["## Protocol", "",
-              f"- corpus: {corpus}; split/fold: {split}; seed(s): {seed} (one run)",
-              f"- test set(s): {', '.join(f'{t} ({n_test.get(t, 0)} utterances)' for t in test_sets)}",
+              (f"- corpus: {corpus}; scored runs (split/fold, seed): {', '.join(_run_name(r) for r in runs)} "
+               f"({len(runs)} run{'s' if len(runs) != 1 else ''}"
+               + ("; the summary below gives their mean ± sd" if len(runs) > 1 else "") + ")"
+               + (f"; ablation tag {tag}: its own scores and this file, never over the main results" if tag else "")),
+              f"- test set(s): {', '.join(sizes(t) for t in test_sets)}",
               (f"- emotion classes present in the reference: {', '.join(e for e in EMOTIONS if e in classes) or 'none'}"
               " (UA averages recall over these; an unparsed SER answer counts as wrong)"),
               ("- UA / WA: SER read from each system's generated answer to the SER question, as in the paper; "
               "SER head UA: the speech systems' 5-way emotion head on the pooled adapter output (trained by step 2's "
               "emotion cross-entropy; stage 5 records its label), a second figure that needs no text generation"),
               ("- empathy: mean EPITOME level (0..2) with seeker post = transcript, response = system response; "
-              "classifiers re-trained here on the encoder "
-              f"{next((m['epitome']['encoder'] for m in all_metrics.values() if 'encoder' in m.get('epitome', {})), 'unknown')}"
-              " (the paper's: roberta-base; see below)"),
+              f"classifiers re-trained here on the encoder {encoder} (the paper's: roberta-base; see below); the "
+              "teacher row scores the teacher's expected responses the same way: the ceiling each figure allows"),
               ("- significance: RE-LLM vs each baseline, Wilcoxon signed-rank on per-utterance levels, McNemar (exact) "
-              "on SER correctness; marks <sup>*t</sup>/<sup>*B</sup> = p<0.05 against text-only/BLSP-Emo "
-              "(** p<0.01, *** p<0.001; ↓ = RE-LLM significantly lower); paired bootstrap 95% CIs below the table")]
+              "on SER correctness; marks <sup>*t</sup>/<sup>*B</sup>/<sup>*F</sup> = p<0.05 against "
+              "text-only/BLSP-Emo/BLSP-Emo fine-tuned (** p<0.01, *** p<0.001; ↓ = RE-LLM significantly lower); paired "
+              "bootstrap 95% CIs below the table"),
+              ("- training-data overlap (docs/datasets.md#training-data-of-the-imported-checkpoints): † marks a system "
+               "whose checkpoint, or the checkpoint it was initialised from, was trained on this test set's "
+               "utterances, ‡ one whose sources do not say; its scores are not a fair comparison. n/a: a figure that "
+               "could not be computed, its reason under the table")]
     lines += _response_emotion_protocol(all_metrics, repeated_max_share)
     lines += _emotion_perception_protocol(all_metrics)
     lines += [f"- {note}" for note in notes]
@@ -338,37 +353,136 @@ def render_results(corpus, split, seed, test_sets, scores_dir, output, command, 
             f"{m} acc {v['accuracy']:.3f} / macro-F1 {v['macro_f1']:.3f} / IOU-F1 {v['iou_f1']:.3f}"
             for m, v in epitome_metrics.items()))
     lines += ["", "## Command", "", "```bash", command, "```", ""]
-    for test_set in test_sets:
-        lines += [f"## Test set: {test_set}", ""]
-        metrics = all_metrics.get(test_set)
-        if metrics is None:
-            lines += [(f"No scores for {test_set}: {Path(scores_dir) / test_set / 'metrics.json'} does not exist "
-                      "(run stage 6 scoring, `rellm.bin.score`, for this test set)."), ""]
-            continue
-        if not metrics["systems"]:
-            lines += ["No system had outputs for this test set:", ""]
-            lines += [f"- {s}: {why}" for s, why in metrics.get("missing_systems", {}).items()] + [""]
-            continue
-        lines += results_table(metrics, mechanisms, repeated_max_share) + [""]
-        for system, why in metrics.get("missing_systems", {}).items():
-            lines.append(f"- {_label(system)} is missing: {why}")
-        lines += _response_emotion_notes(metrics)
-        lines += improvement_lines(metrics, mechanisms)
-        ours = our_relative_summary(metrics, mechanisms)
-        paper = paper_lines(corpus)
-        if paper:
-            lines += [""] + paper
-            lines += ["", "This run, RE-LLM relative to the baselines: "
-                      + "; ".join(f"{v} vs {SHORT_NAMES.get(b, b)}" for b, v in ours.items())]
-        lines += ["", _empathy_by_ser_table(metrics, mechanisms), "", _per_emotion_table(metrics, mechanisms), ""]
-        lines += _repeated_table(metrics)
-        lines += _examples_section(metrics, example_max_chars)
-        plots = copy_plots(scores_dir, test_set, figures_dir)
-        if plots:
-            lines += ["Figures:", ""]
-            lines += [f"![{p.stem}]({os.path.relpath(p, output.parent)})" for p in plots]
-            lines.append("")
+    if len(runs) > 1:
+        lines += summary_section(corpus, runs, test_sets, mechanisms, runs_metrics, pooled or {})
+    for run in runs:
+        split, seed = run
+        lines += [f"## Run: {split}, seed {seed}", ""]
+        for test_set in test_sets:
+            lines += [f"### Test set: {test_set} ({_run_name(run)})", ""]
+            metrics = runs_metrics.get(run, {}).get(test_set)
+            scores_dir = Path(scores_root) / str(split) / f"seed{seed}"
+            if metrics is None:
+                lines += [(f"No scores for {test_set}: {scores_dir / test_set / 'metrics.json'} does not exist "
+                          "(run stage 6 scoring, `rellm.bin.score`, for this test set)."), ""]
+                continue
+            if not metrics["systems"]:
+                lines += ["No system had outputs for this test set:", ""]
+                lines += [f"- {s}: {why}" for s, why in metrics.get("missing_systems", {}).items()] + [""]
+                continue
+            lines += run_section(corpus, metrics, mechanisms, repeated_max_share, example_max_chars)
+            plots = copy_plots(scores_dir, test_set, figures_root / f"{split}_seed{seed}")
+            if plots:
+                lines += ["Figures:", ""]
+                lines += [f"![{p.stem}]({os.path.relpath(p, output.parent)})" for p in plots]
+                lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def run_section(corpus, metrics, mechanisms, repeated_max_share, example_max_chars):
+    """One scored test set of one run: the table, what is n/a and why, overlap, comparisons, paper figures, more."""
+    lines = results_table(metrics, mechanisms, repeated_max_share) + [""]
+    for system, why in metrics.get("missing_systems", {}).items():
+        lines.append(f"- {_label(system)} is missing: {why}")
+    lines += overlap_lines(metrics)
+    lines += not_available_lines(metrics)
+    lines += _response_emotion_notes(metrics)
+    lines += improvement_lines(metrics, mechanisms)
+    paper = paper_comparison(corpus, ours_from_metrics(metrics))
+    if paper:
+        lines += [""] + paper
+    lines += ["", _empathy_by_ser_table(metrics, mechanisms), "", _per_emotion_table(metrics, mechanisms), ""]
+    lines += _repeated_table(metrics)
+    lines += _examples_section(metrics, example_max_chars)
+    return lines
+
+
+def _mean_sd_cell(entry, scale, digits):
+    if not entry or entry.get("mean") is None:
+        return "–"
+    text = f"{entry['mean'] * scale:.{digits}f}"
+    if entry.get("sd") is not None:
+        text += f" ± {entry['sd'] * scale:.{digits}f}"
+    return text + f" ({entry['n']})"
+
+
+def summary_table(summary, mechanisms):
+    """Markdown rows: mean ± sd (n runs) per system and figure, the teacher's row last."""
+    columns = [(m, (m, 1, 3)) for m in mechanisms] + list(FIGURES.items())
+    lines = ["| system | " + " | ".join(title for _, (title, _, _) in columns) + " |",
+             "|" + "---|" * (len(columns) + 1)]
+    systems = ordered([s for s in summary if s != TEACHER]) + ([TEACHER] if TEACHER in summary else [])
+    for system in systems:
+        cells = [_mean_sd_cell(summary[system].get(key), scale, digits) for key, (_, scale, digits) in columns]
+        lines.append(f"| {_label(system)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _pooled_lines(pooled, mechanisms):
+    lines = []
+    reference = pooled.get("reference_system") or "rellm"
+    for baseline, comp in pooled.get("comparisons", {}).items():
+        parts = []
+        for m in mechanisms:
+            c = comp["empathy"].get(m)
+            if c:
+                boot = c["bootstrap"]
+                parts.append(f"{m} {c['reference_mean']:.3f} vs {c['baseline_mean']:.3f} ({c['n_pairs']} pairs; "
+                             f"Wilcoxon p={c['wilcoxon']['p_value']:.3g}; 95% CI of the difference "
+                             f"[{boot['ci_low']:+.3f}, {boot['ci_high']:+.3f}])")
+        for key, what in (("ser", "SER answers right"), ("response_emotion", "response emotion right")):
+            c = comp.get(key)
+            if c:
+                parts.append(f"{what} {c['accuracy_reference'] * 100:.1f}% vs {c['accuracy_baseline'] * 100:.1f}% "
+                             f"({c['n_pairs']} pairs; McNemar p={c['mcnemar']['p_value']:.3g})")
+        c = comp.get("response_words")
+        if c:
+            parts.append(f"response words {c['reference_mean'] * 100:.1f}% vs {c['baseline_mean'] * 100:.1f}% "
+                         f"({c['n_pairs']} pairs; Wilcoxon p={c['wilcoxon']['p_value']:.3g})")
+        if parts:
+            lines.append(f"- {_label(reference)} vs {short_name(baseline)}, pairs of {comp['n_runs']} runs pooled:")
+            lines += [f"  - {p}" for p in parts]
+    return lines
+
+
+def summary_section(corpus, runs, test_sets, mechanisms, runs_metrics, pooled):
+    """``## Summary over N runs``: per test set, mean ± sd and n of every figure, the runs whose test set overlaps a
+    system's training data (and the summary without them), significance on the pooled pairs, the paper's figures."""
+    lines = [f"## Summary over {len(runs)} runs", "",
+             (f"Runs: {', '.join(_run_name(r) for r in runs)}. Each cell: mean ± sample sd over the runs (n runs "
+              "that have the figure). Significance: RE-LLM against each baseline on the per-utterance pairs of all "
+              "runs pooled (Wilcoxon on levels and word recalls, McNemar on right/wrong); an utterance scored in k "
+              "runs gives k pairs, so read the p-values as a summary of the runs, not as independent evidence. "
+              "Written to summary.json and pooled_comparisons.json beside the scores."), ""]
+    for test_set in test_sets:
+        summary = summarise(runs_metrics, test_set, mechanisms)
+        if not summary:
+            continue
+        lines += [f"### Test set: {test_set} (all runs)", ""] + summary_table(summary, mechanisms) + [""]
+        overlap = overlapping_runs(runs_metrics, test_set)
+        if overlap:
+            lines.append("Runs whose test set overlaps a system's training data (docs/datasets.md#training-data-of-"
+                         "the-imported-checkpoints):")
+            lines.append("")
+            for run, systems in sorted(overlap.items()):
+                for system, why in systems.items():
+                    lines.append(f"- {_run_name(run)}: {_label(system)}: {why}")
+            lines.append("")
+            clean = summarise(runs_metrics, test_set, mechanisms, exclude=set(overlap))
+            if clean:
+                kept = [r for r in runs if r not in overlap and test_set in runs_metrics.get(r, {})]
+                lines += [f"Without those runs ({', '.join(_run_name(r) for r in kept)}):", ""]
+                lines += summary_table(clean, mechanisms) + [""]
+            else:
+                lines += ["Every run overlaps: no summary without them.", ""]
+        lines += _pooled_lines(pooled.get(test_set) or {}, mechanisms)
+        reference = next((m.get("reference_system") for by in runs_metrics.values() for m in by.values()), "rellm")
+        means = {s: {k: v["mean"] for k, v in figures.items()} for s, figures in summary.items()}
+        paper = paper_comparison(corpus, ours_from_summary(means, reference))
+        if paper:
+            lines += ["", *(line.replace("this run's", "the mean over the runs", 1) for line in paper)]
+        lines.append("")
+    return lines
 
 
 def _empathy_by_ser_table(metrics, mechanisms):

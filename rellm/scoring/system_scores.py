@@ -32,18 +32,32 @@ logger = logging.getLogger(__name__)
 REQUIRED_FIELDS = ("utt_id", "transcript", "emotion", "response", "ser_pred")
 
 
-def responses_path(exp_root, system, split, seed, test_set):
-    return Path(exp_root) / system / split / f"seed{seed}" / "infer" / test_set / "responses.jsonl"
+def experiment_dir(exp_root, system, split, seed, tag="", test_set=None):
+    """``<exp_root>/<system>/<split>/seed<seed>``; with a ``tag`` (an ablation, ``<exp_root>/<tag>/...``) the tagged
+    folder when it holds the system (its outputs for ``test_set`` when one is given), else the main run's (a baseline
+    the ablation did not re-run)."""
+    main = Path(exp_root) / system / str(split) / f"seed{seed}"
+    if tag:
+        tagged = Path(exp_root) / str(tag) / system / str(split) / f"seed{seed}"
+        probe = tagged / "infer" / str(test_set) / "responses.jsonl" if test_set is not None else tagged
+        if probe.exists():
+            return tagged
+    return main
 
 
-def load_system_outputs(exp_root, systems, split, seed, test_set):
+def responses_path(exp_root, system, split, seed, test_set, tag=""):
+    folder = experiment_dir(exp_root, system, split, seed, tag, test_set)
+    return folder / "infer" / str(test_set) / "responses.jsonl"
+
+
+def load_system_outputs(exp_root, systems, split, seed, test_set, tag=""):
     """``(outputs, missing)``: ``{system: {utt_id: record}}`` and ``{system: why}`` for those without outputs.
 
     A record lacking a required field or a repeated utt_id is an error naming the file.
     """
     outputs, missing = {}, {}
     for system in systems:
-        path = responses_path(exp_root, system, split, seed, test_set)
+        path = responses_path(exp_root, system, split, seed, test_set, tag)
         if not path.is_file():
             missing[system] = f"{path} does not exist (run stage 5 for {system})"
             logger.warning("no outputs for %s: %s", system, missing[system])
@@ -89,8 +103,37 @@ def _mean(values):
     return float(np.mean(values)) if len(values) else None
 
 
-def system_metrics(records, mechanisms):
-    """Mean levels, level distributions, SER figures and the two breakdowns for one system."""
+def not_available_reasons(records, metrics, response_emotion_missing=None):
+    """``{figure: why}`` for the figures of ``metrics`` (one system's) that could not be computed: RESULTS.md shows
+    them as n/a with this reason, and the rest of stage 6 goes on."""
+    why = {}
+    n = len(records)
+    if metrics.get("ser") is None:
+        why["ser"] = (f"no SER answers: all {n} SER answers are empty and none names an emotion"
+                      if all("ser_output" in r for r in records.values()) else
+                      "no SER answers: the records carry no ser_output")
+    if metrics.get("ser_head") is None:
+        why["ser_head"] = ("no emotion-head labels (stage 5 records ser_head_pred only for a speech system with an "
+                           "emotion head)")
+    if metrics.get("response_emotion") is None:
+        why["response_emotion"] = response_emotion_missing or "the responses were not read by the classifier"
+    words = metrics.get("response_words") or {}
+    if words.get("recall") is None:
+        why["response_words"] = "no transcript has a content word (three letters or more, not a function word)"
+    return why
+
+
+def empty_responses_note(records):
+    """A note when some responses are empty: they are scored as given (an empty reply's EPITOME levels, a wrong
+    response emotion), never dropped."""
+    empty = sum(not (r.get("response") or "").strip() for r in records.values())
+    return (f"{empty} of {len(records)} responses are empty (scored as given: EPITOME levels of an empty reply, "
+            "response emotion wrong)") if empty else None
+
+
+def system_metrics(records, mechanisms, response_emotion_missing=None):
+    """Mean levels, level distributions, SER figures and the two breakdowns for one system; ``not_available`` says
+    why a figure is missing (``response_emotion_missing``: why the response-emotion classifier read nothing)."""
     ids = sorted(records)
     refs = [records[i]["emotion"] for i in ids]
     preds = [records[i]["ser_pred"] or UNKNOWN for i in ids]
@@ -126,6 +169,24 @@ def system_metrics(records, mechanisms):
         if out["response_emotion"] is not None:
             entry["response_emotion_recall"] = out["response_emotion"]["per_class_recall"].get(emotion)
         out["per_emotion"][emotion] = entry
+    out["not_available"] = not_available_reasons(records, out, response_emotion_missing)
+    out["empty_responses"] = empty_responses_note(records)
+    return out
+
+
+def reference_metrics(records, mechanisms):
+    """The teacher's expected responses scored like a system (no SER): EPITOME levels, response emotion (when the
+    classifier read them), repeated responses, response words. The ceiling each figure allows."""
+    ids = sorted(records)
+    out = {"n": len(ids), "empathy": {},
+           "response_emotion": response_emotion_metrics(records) if has_predictions(records) else None,
+           "distinct_responses": distinct_responses(records), "response_words": response_words_metrics(records)}
+    if ids and all("levels" in records[i] for i in ids):
+        for m in mechanisms:
+            values = np.array([records[i]["levels"][m] for i in ids])
+            counts = [int(np.sum(values == lv)) for lv in LEVELS]
+            out["empathy"][m] = {"mean": _mean(values), "counts": counts,
+                                 "distribution": [c / len(ids) for c in counts]}
     return out
 
 
@@ -209,10 +270,11 @@ def per_utterance_records(outputs):
     return lines
 
 
-def score_test_set(outputs, missing, reference_system, mechanisms=MECHANISMS, n_resamples=10000, seed=0):
+def score_test_set(outputs, missing, reference_system, mechanisms=MECHANISMS, n_resamples=10000, seed=0,
+                   response_emotion_missing=None):
     """``metrics.json`` content for already EPITOME-scored outputs."""
     metrics = {
-        "systems": {s: system_metrics(r, mechanisms) for s, r in outputs.items()},
+        "systems": {s: system_metrics(r, mechanisms, response_emotion_missing) for s, r in outputs.items()},
         "missing_systems": missing,
         "reference_system": reference_system,
         "comparisons": {},

@@ -181,6 +181,23 @@ def test_iemocap_dry_run_through_the_importers(dry_env):
     results = (folder / "exp_dry" / "RESULTS_dry_run.md").read_text()
     assert f"- blsp_emo imported from: {FIXTURES / 'blsp_emo'}" in results
     assert f"- text-only LLM: qwen-7b-chat ({root / 'cache' / 'models' / 'qwen-7b-chat'}, imported from {FIXTURES / 'qwen1'}" in results
+    scores = folder / "exp_dry" / "scores"
+    assert json.loads((scores / "fold5" / "seed1" / "test" / "metrics.json").read_text())["test_overlap"] == {}
+
+    # fold1 tests on Session 1, which the released BLSP-Emo was trained on: blsp_emo and RE-LLM (initialised from
+    # it) are listed as overlapping, stage 6 finishes whatever the random teacher wrote, and RESULTS.md now holds
+    # both folds with their summary
+    _, seconds, _ = dry_run(folder, env, "--split", "fold1", "--extract_args", f"--whisper={whisper_exp / 'whisper'}",
+                            "--rellm_args", "--adapter_bottleneck_dim=16 --lora_r=4 --lora_alpha=8",
+                            BLSP_EMO=str(FIXTURES / "blsp_emo"), QWEN_7B_CHAT=str(FIXTURES / "qwen1"))
+    print(f"iemocap fold1 dry run: {seconds:.0f} s")
+    overlap = json.loads((scores / "fold1" / "seed1" / "test" / "metrics.json").read_text())["test_overlap"]
+    assert set(overlap) == {"blsp_emo", "rellm"} and "IEMOCAP Session 1" in overlap["blsp_emo"]
+    assert "initialised from exp_dry/blsp_emo/fold1/seed1" in overlap["rellm"]
+    results = (folder / "exp_dry" / "RESULTS_dry_run.md").read_text()
+    assert "## Summary over 2 runs" in results and "| BLSP-Emo baseline † |" in results
+    assert f"- fold1 seed1: BLSP-Emo baseline: {overlap['blsp_emo']}" in results
+    assert json.loads((scores / "summary.json").read_text())["test"]["rellm"]["ER"]["n"] == 2
 
 
 @pytest.mark.e2e

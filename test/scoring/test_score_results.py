@@ -124,9 +124,21 @@ def test_no_outputs_at_all_is_one_clear_message(recipe, capsys):
 
 
 def test_paper_figures_are_quoted_for_real_corpora(recipe):
-    score_bin.main(SCORE_ARGS)
+    out = Path(score_bin.main(SCORE_ARGS))
+    metrics = read_json(out / "metrics.json")
     text = Path(results_bin.main([*RESULTS_ARGS[:2], "esd", *RESULTS_ARGS[3:]])).read_text(encoding="utf-8")
     assert "Published RE-LLM figures" in text and "1.851" in text and "+139.28%" in text
+    # the paper's figure and this run's, side by side, with the source of each published one
+    rellm = metrics["systems"]["rellm"]
+    assert f"| RE-LLM ER (mean level) | 1.851 [SUM] | {rellm['empathy']['ER']['mean']:.3f} |" in text
+    assert f"| RE-LLM EX (mean level) | not published | {rellm['empathy']['EX']['mean']:.3f} |" in text
+    assert f"| RE-LLM UA (%) | 98.9 [SUM] | {rellm['ser']['ua'] * 100:.1f} |" in text
+    ex = metrics["comparisons"]["text_only"]["empathy"]["EX"]["relative_improvement_pct"]
+    assert f"| RE-LLM EX vs text-only | +139.28% [ABS] | {ex:+.1f}% |" in text
+    ua = metrics["comparisons"]["blsp_emo"]["ser"]
+    assert (f"| RE-LLM UA vs BLSP-Emo | +2.3 (points or %: not stated) [ABS] | {ua['ua_difference_points']:+.1f} points "
+            f"({ua['ua_relative_improvement_pct']:+.1f}%) |") in text
+    assert "| RE-LLM UA vs text-only |" not in text  # the paper compares UA with BLSP-Emo only
 
 
 def test_epitome_cli_metrics_and_score(recipe, capsys, tmp_path):
@@ -214,7 +226,11 @@ def test_response_emotion_teacher_row_repeats_and_examples(recipe):
     assert repeated["most_common_share"] <= 0.1  # but no reply is given to more than 10 % of the utterances
     teacher_words = section["teacher"]["response_words"]
     assert teacher_words["recall"] == 1.0  # the synthetic teacher repeats the transcript
-    assert (f"| teacher (expected responses) | – | – | – | – | – | – | 100.0 | "
+    # the teacher's responses are scored like a system: EPITOME levels too (the ceiling row)
+    teacher_levels = metrics["teacher"]["empathy"]
+    assert sum(teacher_levels["ER"]["counts"]) == 60 and metrics["teacher"]["n"] == 60
+    assert (f"| teacher (expected responses) | {teacher_levels['ER']['mean']:.3f} | {teacher_levels['IP']['mean']:.3f} "
+            f"| {teacher_levels['EX']['mean']:.3f} | – | – | – | 100.0 | "
             f"100.0 ({teacher_words['recall_other_sentences'] * 100:.1f}) | {repeated['most_common_share'] * 100:.1f} "
             "| 60 |") in text
     top = metrics["systems"]["text_only"]["distinct_responses"]["most_common_share"]
