@@ -173,3 +173,17 @@ def test_figures_that_cannot_be_computed_are_na_with_their_reason(recipe, monkey
     assert f"- response-emotion UA not measured: {section['missing']}" in text
     assert text.count(section["missing"]) == 1  # said once, not again per system
     assert "- note (RE-LLM): 60 of 60 responses are empty" in text
+
+
+def test_a_prosody_baseline_without_two_emotions_is_na(tmp_path):
+    """The emotion-perception reference is n/a with its reason when the train set holds fewer than two emotions."""
+    data = tmp_path / "data"
+    data.mkdir()
+    entry = {"wav": "{data_root}/missing.wav", "duration": 1.0, "transcript": "hello there", "emotion": "sad",
+             "arousal": None, "valence": None, "dominance": None, "speaker": "s1", "gender": "F"}
+    (data / "train.json").write_text(json.dumps({"u1": entry, "u2": {**entry, "wav": "{data_root}/other.wav"}}))
+    (data / "data_root.txt").write_text(str(tmp_path))
+    hp = {"exp_root": str(tmp_path / "exp"), "split": "s", "prosody_baseline": True, "data_dir": str(data),
+          "train_set": "train", "valid_set": "valid", "test_set": "test"}
+    section = score_bin.emotion_perception(hp)
+    assert "needs at least two emotions in the train set" in section["prosody_baseline"]["missing"]
