@@ -51,7 +51,7 @@ def build_page(systems, model_path, decoding=None):
                     do_sample = gr.Checkbox(decoding.do_sample, label="Sample (off: greedy, as in the evaluation)")
                     temperature = gr.Slider(0.1, 2.0, value=decoding.temperature, step=0.05, label="Temperature")
                     top_p = gr.Slider(0.05, 1.0, value=decoding.top_p, step=0.05, label="Top-p")
-                    max_new_tokens = gr.Slider(8, 512, value=decoding.max_new_tokens or 128, step=8,
+                    max_new_tokens = gr.Slider(1, 512, value=decoding.max_new_tokens or 128, step=1,
                                                label="Max new tokens")
                 status = gr.Markdown(status_markdown(None), elem_id="demo-status")
             with gr.Column(scale=3):
