@@ -88,6 +88,7 @@ def main(argv=None):
     baselines = parse_compare(args.compare, args.model)
     check_port(args.host, args.port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own requests to itself, one line each
     systems = load_systems(args, baselines)
 
     # no usage statistics are sent anywhere (and a closed network would only slow the start)
@@ -96,12 +97,17 @@ def main(argv=None):
     from rellm.demo.page import build_page
 
     page = build_page(systems, args.model, Decoding(max_new_tokens=args.max_new_tokens))
-    if args.host in ("127.0.0.1", "localhost"):
-        print(f"From another machine: ssh -L {args.port}:localhost:{args.port} USER@THIS_HOST, then open "
-              f"http://localhost:{args.port}", flush=True)
     page.queue(default_concurrency_limit=1).launch(server_name=args.host, server_port=args.port, share=False,
-                                                   inbrowser=False, show_error=True, ssr_mode=False,
-                                                   max_file_size="50mb", footer_links=[])
+                                                   inbrowser=False, show_error=True, ssr_mode=False, quiet=True,
+                                                   max_file_size="50mb", footer_links=[], prevent_thread_lock=True)
+    if args.host in ("127.0.0.1", "localhost"):
+        print(f"Open http://localhost:{args.port} in a browser (Ctrl-C stops the demo). From another machine: "
+              f"ssh -N -L {args.port}:localhost:{args.port} USER@{socket.gethostname()}, then the same address.",
+              flush=True)
+    else:
+        print(f"Open http://{socket.gethostname()}:{args.port} in a browser (Ctrl-C stops the demo); anyone who can "
+              f"reach this port can use the model.", flush=True)
+    page.block_thread()
 
 
 def cli(argv=None):

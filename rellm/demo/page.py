@@ -78,13 +78,15 @@ def build_page(systems, model_path, decoding=None):
         outputs = [conversation, status, emotion, avd, reply, transcript, chat, debug, prompt, audio,
                    *others.values()]
 
-        def show(conv, outcome, keep_audio=None):
+        def show(conv, outcome):
+            """The outputs' values after a turn (``outcome``) or for a new conversation (None); the audio input is
+            emptied for the next turn and the prompt panel until it is asked for again."""
             last = outcome.reply if outcome is not None else None
+            heard = last is not None and not last.no_speech
             values = [conv, status_markdown(outcome), probabilities(last) or None, avd_markdown(last),
-                      "" if last is None or last.no_speech else last.response,
-                      "" if last is None or last.no_speech else (getattr(last, "transcript", None) or ""),
+                      last.response if heard else "", (last.transcript or "") if heard else "",
                       chat_messages(conv), json.dumps(debug_info(conv, outcome), indent=1, ensure_ascii=False),
-                      "", keep_audio]
+                      "", None]
             turn = outcome.turn if outcome is not None else None
             return values + [(turn.baselines.get(name, "") if turn is not None else "") for name in baseline_names]
 
@@ -114,7 +116,8 @@ def build_page(systems, model_path, decoding=None):
                 return conv.last_prompt(systems)
             except Exception as err:
                 logger.exception("prompt preview failed")
-                raise gr.Error(f"The prompt could not be shown: {err}") from err
+                raise gr.Error(f"The prompt could not be shown: {type(err).__name__}: {err}",
+                               print_exception=False) from None
 
         send.click(on_send, [conversation, audio, do_sample, temperature, top_p, max_new_tokens], outputs,
                    concurrency_limit=1)
