@@ -107,11 +107,14 @@ def _avd_dict(values):
 
 
 def history_turns(history):
-    """``([(user_text, assistant_text)], notes)`` from ``Reply`` objects, their ``to_dict()`` or pairs."""
+    """``([(user_text, assistant_text)], notes)`` from ``Reply`` objects, their ``to_dict()``, ``{"user",
+    "assistant"}`` dicts or pairs."""
     turns, notes = [], []
     for k, turn in enumerate(history or [], 1):
-        if isinstance(turn, dict):
-            turn = Reply(**turn)
+        if isinstance(turn, dict) and set(turn) == {"user", "assistant"}:
+            turn = (turn["user"], turn["assistant"])
+        elif isinstance(turn, dict) and "no_speech" in turn:
+            turn = Reply(**{key: v for key, v in turn.items() if key in Reply.__dataclass_fields__})
         if isinstance(turn, Reply):
             if turn.no_speech or turn.response is None:
                 notes.append(f"history turn {k} had no speech and no reply; left out of the prompt")
@@ -124,8 +127,8 @@ def history_turns(history):
         elif isinstance(turn, (tuple, list)) and len(turn) == 2 and all(isinstance(t, str) for t in turn):
             turns.append((turn[0], turn[1]))
         else:
-            raise ResponderError(f"history turn {k} is a {type(turn).__name__}; give Reply objects or "
-                                 "(user_text, assistant_text) pairs")
+            raise ResponderError(f"history turn {k} is a {type(turn).__name__}; give Reply objects (or their "
+                                 "to_dict()) or (user_text, assistant_text) pairs")
     return turns, notes
 
 

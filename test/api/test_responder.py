@@ -186,7 +186,7 @@ def test_replies_as_history_carry_their_transcripts(responder, speech_wavs):
     quiet = responder.respond(silence(1.0), sample_rate=16000)
     reply = responder.respond(speech_wavs[1], history=[quiet, first], max_new_tokens=2, transcript="ok")
     assert "history turn 1 had no speech and no reply; left out of the prompt" in reply.notes
-    with pytest.raises(ResponderError, match="Reply objects or"):
+    with pytest.raises(ResponderError, match="give Reply objects"):
         responder.respond(speech_wavs[1], history=["just text"], max_new_tokens=2)
 
 
@@ -213,5 +213,8 @@ def test_reply_dicts_round_trip_as_history():
                   transcript="My dog died.")
     from rellm.responder import history_turns
 
-    assert history_turns([reply.to_dict(), ("Hi", "Hello")]) == ([("My dog died.", "I am sorry."), ("Hi", "Hello")],
-                                                                 [])
+    saved = {**reply.to_dict(), "shown_at": "12:00"}  # e.g. kept by an app with fields of its own
+    assert history_turns([saved, ("Hi", "Hello"), {"user": "Bye", "assistant": "Take care."}]) == (
+        [("My dog died.", "I am sorry."), ("Hi", "Hello"), ("Bye", "Take care.")], [])
+    with pytest.raises(ResponderError, match="give Reply objects"):
+        history_turns([{"text": "hello"}])
