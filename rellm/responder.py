@@ -40,8 +40,20 @@ __all__ = ["AudioInputError", "PromptPreview", "Reply", "Responder", "ResponderE
 
 DEFAULT_MAX_NEW_TOKENS = 128
 SER_MAX_NEW_TOKENS = 128  # stage 5's (BLSP-Emo's generate.py default)
-# Stage 5's decoding settings (conf/infer.yaml), so that a reply equals the recipe's.
-DECODING = {"decoding_backend": "auto", "cuda_graphs": True, "compile_decode": False, "min_new_tokens": 1}
+# Stage 5's decoding settings (conf/infer.yaml), so that a reply equals the recipe's: the mini recipe's plain greedy
+# decoding unless from_pretrained(decoding=...) sets the paper recipes' repetition penalty.
+DECODING = {"decoding_backend": "auto", "cuda_graphs": True, "compile_decode": False, "min_new_tokens": 1,
+            "repetition_penalty": 1.0, "repetition_penalty_context": "reply"}
+
+
+def decoding_settings(decoding=None):
+    """Stage 5's decoding keys with ``decoding`` (keys of the same names as in conf/infer.yaml) over the defaults."""
+    extra = dict(decoding or {})
+    unknown = sorted(set(extra) - set(DECODING))
+    if unknown:
+        raise ResponderError(f"unknown decoding key(s) {', '.join(unknown)}; known: {', '.join(sorted(DECODING))} "
+                             "(sampling is a respond() option: do_sample, temperature, top_p, seed)")
+    return {**DECODING, **extra}
 
 
 class ResponderError(RuntimeError):
@@ -146,20 +158,23 @@ class Responder:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, path, device="auto", dtype="auto", whisper=None, emotion_encoder=None, vad=True,
-                        vad_threshold=0.5, min_speech_seconds=0.25, whisper_dtype="auto", threads=None):
+                        vad_threshold=0.5, min_speech_seconds=0.25, whisper_dtype="auto", threads=None, decoding=None):
         """Load the model of an experiment folder (``exp/<model>/<split>/seed<k>``) or an exported folder, once.
 
         ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ...; ``dtype``: the LLM's (``auto``: bf16 on
         a capable GPU, else fp32). ``whisper`` / ``emotion_encoder``: load these instead of the model's own
         (registry name, folder or hub name). ``vad=False`` answers every input, speech or not.
         ``whisper_dtype``: ``auto`` is fp16 on CUDA, fp32 on CPU (stage 2's settings). ``threads``: cap torch's CPU
-        threads (None: leave them).
+        threads (None: leave them). ``decoding``: stage 5's decoding keys of the recipe the model comes from
+        (``{"repetition_penalty": 1.1}`` for the paper recipes, whose conf/infer.yaml sets it; default: the mini
+        recipe's plain greedy decoding).
         """
         from rellm.features.whisper_states import WhisperStateExtractor
         from rellm.generation.runtime import build_decoder, set_threads
         from rellm.models.speech_llm import SpeechLLM
         from rellm.utils.torch_device import pick_device, pick_dtype
 
+        settings = decoding_settings(decoding)
         try:
             folder = open_model_folder(path)
         except ModelFolderError as err:
@@ -190,7 +205,10 @@ class Responder:
             from rellm.responder_vad import SpeechDetector
 
             detector = SpeechDetector(vad_threshold, min_speech_seconds)
-        decoder = build_decoder(model.base_llm, model.tokenizer, model.layout, DECODING)
+        try:  # stage 5's decoder: the repetition penalty counts the reply (context "reply") unless told otherwise
+            decoder = build_decoder(model.base_llm, model.tokenizer, model.layout, settings, "reply")
+        except ValueError as err:
+            raise ResponderError(str(err)) from None
         return cls(folder, model, extractor, embedder, detector, decoder, llm_dtype, device, whisper_name)
 
     @staticmethod

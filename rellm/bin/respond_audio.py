@@ -40,6 +40,8 @@ def parse_args(argv):
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (with --do_sample)")
     p.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling mass (with --do_sample)")
     p.add_argument("--seed", type=int, default=None, help="seed of the sampling (with --do_sample)")
+    p.add_argument("--repetition_penalty", type=float, default=1.0, help="stage 5's repetition penalty (the paper "
+                   "recipes' conf/infer.yaml: 1.1; the mini recipe's: 1.0, off)")
     p.add_argument("--no_vad", action="store_true", help="answer the input even when no speech is detected in it")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
@@ -56,7 +58,8 @@ def run_model(args):
     wave, notes = load_checked_audio(args.wav)  # a bad file is reported before any model is loaded
     responder = Responder.from_pretrained(args.exp, device=args.device, dtype=args.dtype, whisper=args.whisper,
                                           emotion_encoder=args.emotion_encoder, vad=not args.no_vad,
-                                          threads=args.threads)
+                                          threads=args.threads,
+                                          decoding={"repetition_penalty": args.repetition_penalty})
     reply = responder.respond(wave, sample_rate=SAMPLE_RATE, transcript=args.transcript, with_text_only=args.text,
                               system_prompt=args.system_prompt, max_new_tokens=args.max_new_tokens,
                               do_sample=args.do_sample, temperature=args.temperature, top_p=args.top_p,
