@@ -101,6 +101,9 @@ def write_model_card(folder, model_folder, config, state, results_path):
             'responder = Responder.from_pretrained("path/to/this/folder")',
             'reply = responder.respond("utterance.wav")        # or an array with sample_rate=...',
             "print(reply.emotion, reply.probabilities[reply.emotion], reply.response)", "```", "",
+            *([("The paper recipes' stage 5 decodes Qwen-7B-Chat with its repetition penalty: "
+                "`Responder.from_pretrained(folder, decoding={\"repetition_penalty\": 1.1})` replies as it does."), ""]
+              if sources.get("llm", {}).get("hub_id") == "Qwen/Qwen-7B-Chat" else []),
             (f"It needs the rellm package ({config['exported_from']['rellm_version']}, the version that exported it, "
              "or newer). From the shell: `rellm-respond-audio utterance.wav --exp path/to/this/folder [--json]`. "
              "Input: mono or stereo "
