@@ -71,7 +71,8 @@ def paper_comparison(corpus, ours):
             if metric not in ours_for:  # not measured in this run (no such baseline, no SER answers)
                 mine_cell = "–"
             elif metric == "UA":
-                mine_cell = f"{value[0]:+.1f} points ({_relative(value[1])})"
+                relative = f"{value[1]:+.1f}%" if value[1] is not None else "relative n/a: baseline 0"
+                mine_cell = f"{value[0]:+.1f} points ({relative})"
             else:
                 mine_cell = _relative(value)  # None: the baseline's mean is 0
             rows.append(f"| RE-LLM {metric} vs {short_name(baseline)} | {paper_cell} | {mine_cell} |")

@@ -140,7 +140,7 @@ def check_outputs(folder, split, test_sets, systems=("text_only", "blsp_emo", "r
     results = (folder / "exp_dry" / "RESULTS_dry_run.md").read_text()
     assert results.startswith("# DRY RUN RESULTS (not paper results)")
     assert "--dry_run true" in results
-    assert "- EPITOME encoder: minilm-l6" in results and "# stage 4 training\npython" in results  # provenance
+    assert "- EPITOME encoder: registry:minilm-l6" in results and "# stage 4 training\npython" in results  # provenance
     return counts
 
 
@@ -180,7 +180,7 @@ def test_iemocap_dry_run_through_the_importers(dry_env):
                          "adapter_bottleneck_dim": 512, "lora_r": 16, "lora_alpha": 16})
     results = (folder / "exp_dry" / "RESULTS_dry_run.md").read_text()
     assert f"- blsp_emo imported from: {FIXTURES / 'blsp_emo'}" in results
-    assert f"- text-only LLM: qwen-7b-chat ({root / 'cache' / 'models' / 'qwen-7b-chat'}, imported from {FIXTURES / 'qwen1'}" in results
+    assert f"- text-only LLM: registry:qwen-7b-chat (imported from {FIXTURES / 'qwen1'}" in results
     scores = folder / "exp_dry" / "scores"
     assert json.loads((scores / "fold5" / "seed1" / "test" / "metrics.json").read_text())["test_overlap"] == {}
 
