@@ -40,8 +40,11 @@ infer_nj=${infer_nj-4}                    # parallel jobs for inference
 ngpu=${ngpu-1}                            # GPUs for training (torchrun); 0 = CPU
 cpu_train_threads=${cpu_train_threads-2}  # with ngpu=0: CPU threads of the one-job training stages (2a, 4), which run alone
 seed=${seed-1}
-models=${models-"blsp_emo rellm"}         # trained systems (conf/train_<model>.yaml)
-systems=${systems-"text_only blsp_emo rellm"}  # scored systems
+models=${models-"blsp_emo blsp_emo_ft rellm"}  # trained systems (conf/train_<model>.yaml); blsp_emo_ft: the matched control
+systems=${systems-"text_only blsp_emo blsp_emo_ft rellm"}  # scored systems
+ablation=${ablation-}                     # an ablation of RE-LLM (python -m rellm.recipes.ablations lists them): trains
+                                          # RE-LLM with its overrides under --tag NAME, scored beside the main baselines
+tag=${tag-}                               # stages 4-6 write under <expdir>/<tag>/ and RESULTS_<tag>.md (an ablation's own)
 datadir=${datadir-data}
 dumpdir=${dumpdir-dump}
 expdir=${expdir-exp}
@@ -54,6 +57,7 @@ train_args=${train_args-}
 infer_args=${infer_args-}
 score_args=${score_args-}
 blsp_emo_args=${blsp_emo_args-}           # stage-4 overrides for one model only (after --train_args)
+blsp_emo_ft_args=${blsp_emo_ft_args-}
 rellm_args=${rellm_args-}
 import_args=${import_args-}               # stage 4 with blsp_emo_source=released (conf/import_blsp_emo.yaml)
 epitome_args=${epitome_args-}             # EPITOME training (conf/epitome.yaml), e.g. "--device=cuda --num_jobs=3"
@@ -81,9 +85,18 @@ if "${dry_run}"; then
     dry_settings=$(${python} -m rellm.bin.dry_run settings --split="${split}" --blsp_emo_source="${blsp_emo_source}" \
         --blsp_emo="${BLSP_EMO:-}" --prepare_args="${prepare_args}" --extract_args="${extract_args}" \
         --respond_args="${respond_args}" --train_args="${train_args}" --blsp_emo_args="${blsp_emo_args}" \
-        --rellm_args="${rellm_args}" --import_args="${import_args}" --infer_args="${infer_args}" \
+        --blsp_emo_ft_args="${blsp_emo_ft_args}" --rellm_args="${rellm_args}" --import_args="${import_args}" --infer_args="${infer_args}" \
         --epitome_args="${epitome_args}" --score_args="${score_args}")
     eval "${dry_settings}"
+fi
+if [ -n "${ablation}" ]; then
+    # one factor of RE-LLM changed (rellm/recipes/ablations.py): only RE-LLM is trained, into its own tag; the
+    # baselines and the matched control are the main run's
+    ablation_args=$(${python} -m rellm.recipes.ablations args "${ablation}")
+    tag=${tag:-${ablation}}
+    models=rellm
+    rellm_args="${rellm_args} ${ablation_args}"
+    log "ablation ${ablation}: RE-LLM with ${ablation_args} -> ${expdir}/${tag}/, RESULTS_${tag}.md"
 fi
 if "${overwrite}"; then
     for _v in prepare_args step1_prepare_args emotion_encoder_args extract_args respond_args train_args import_args infer_args epitome_args score_args; do
@@ -92,6 +105,7 @@ if "${overwrite}"; then
 fi
 data=${datadir}/${split}
 dump=${dumpdir}/${split}
+tagdir=${expdir}${tag:+/${tag}}  # where stages 4-6 write: a tag (an ablation) keeps its runs apart from the main ones
 gpu_per_job=$(( ngpu > 0 ? 1 : 0 ))  # array jobs (extract, generate, infer) use one GPU each, or none
 train_threads=""  # the sharded stages use one thread per job; a training job alone on the CPU may use more
 [ "${ngpu}" -eq 0 ] && train_threads="--num_threads ${cpu_train_threads}"
@@ -191,7 +205,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     step1_args=""
     [ -n "${step1}" ] && step1_args="--step1_data_dir ${datadir}/${step1} --step1_feats_dir ${dumpdir}/${step1} --step1_responses_dir ${expdir}/responses/${step1}"
     for model in ${models}; do
-        model_dir=${expdir}/${model}/${split}/seed${seed}
+        model_dir=${tagdir}/${model}/${split}/seed${seed}
         if [ "${model}" = blsp_emo ] && [ "${blsp_emo_source}" = released ]; then
             # The paper's baseline and RE-LLM's starting point: the released checkpoint, not one trained here.
             blsp_emo_root=$(rellm_checkpoint BLSP_EMO)
@@ -218,6 +232,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     stage_begin
     for system in ${systems}; do
         model_dir=${expdir}/${system}/${split}/seed${seed}
+        # with a tag, the systems trained under it are read from there; the others are the main run's
+        case " ${models} " in *" ${system} "*) model_dir=${tagdir}/${system}/${split}/seed${seed} ;; esac
         for dset in ${test_sets}; do
             log "Stage 5: ${system} responses and SER answers on ${dset} (${infer_nj} jobs) -> ${model_dir}/infer/${dset}"
             ${cuda_cmd} --gpu ${gpu_per_job} JOB=1:${infer_nj} "${model_dir}/infer/${dset}/log/infer.JOB.log" \
@@ -240,16 +256,16 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     ${train_cmd} --num_threads 2 "${expdir}/scores/log/epitome_train.log" \
         ${python} -m rellm.bin.epitome train conf/epitome.yaml --save_config "${expdir}/scores/epitome.yaml" ${epitome_args}
     for dset in ${test_sets}; do
-        ${python} -m rellm.bin.score conf/score.yaml --systems "${systems}" --exp_root "${expdir}" \
-            --split "${split}" --seed "${seed}" --test_set "${dset}" --train_set "${train_set}" \
+        ${python} -m rellm.bin.score conf/score.yaml --systems "${systems}" --exp_root "${expdir}" --tag "${tag}" \
+            --corpus "${corpus}" --split "${split}" --seed "${seed}" --test_set "${dset}" --train_set "${train_set}" \
             --valid_set "${valid_set}" --data_dir "${data}" \
-            --output_dir "${expdir}/scores/${split}/seed${seed}/${dset}" \
+            --output_dir "${tagdir}/scores/${split}/seed${seed}/${dset}" \
             --epitome_config "${expdir}/scores/epitome.yaml" ${score_args}
     done
+    # RESULTS.md (an ablation: RESULTS_<tag>.md) from every scored split and seed, the summary when there are several
     ${python} -m rellm.bin.results conf/score.yaml --corpus "${corpus}" --split "${split}" --seed "${seed}" \
-        --test_sets "${test_sets}" --scores_dir "${expdir}/scores/${split}/seed${seed}" \
-        --output "${results}" --command "${run_command% }" --dry_run "${dry_run}" \
-        --exp_root "${expdir}" --dump_dir "${dump}"
+        --test_sets "${test_sets}" --exp_root "${expdir}" --tag "${tag}" \
+        --output "${results}" --command "${run_command% }" --dry_run "${dry_run}" --dump_dir "${dump}"
     stage_end 6
 fi
 

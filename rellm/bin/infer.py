@@ -54,14 +54,28 @@ def _options(hp):
     if hp["system"] == "text_only":
         opts["text_llm"] = str(hp["text_llm"])
     else:
-        from rellm.training.experiment_dir import ExperimentDir
-
-        final = ExperimentDir(hp["model_dir"]).final
         opts["model_dir"] = str(Path(hp["model_dir"]).resolve())
-        # A retrained model must not be mistaken for the one the outputs came from.
-        opts["model_mtime"] = [(p.name, int(p.stat().st_mtime)) for p in sorted(final.glob("*")) if p.is_file()]
         opts["feats_dir"] = str(Path(hp["feats_dir"]).resolve())
     return opts
+
+
+def _inputs(hp):
+    """What the answers are made from (``rellm.utils.lineage``): the manifest's content, and the model: the text
+    LLM's files, or the trained (or imported) experiment through its stage-4 marker plus the test set's features
+    through stage 2's; a retrained model or re-extracted features make the answers stale."""
+    from rellm.utils.lineage import FEATURES_MARKER, Inputs, done_marker_of, stage_output
+
+    inputs = Inputs().file("manifest", hp["manifest"])
+    if hp["system"] == "text_only":
+        return inputs.model("text_llm", hp["text_llm"])
+    marker = done_marker_of(hp["model_dir"])
+    if marker is not None:
+        inputs.marker("model", marker)
+    else:  # a model folder made by hand (no stage-4 marker): its final/ files
+        from rellm.training.experiment_dir import ExperimentDir
+
+        inputs.folder("model", ExperimentDir(hp["model_dir"]).final)
+    return stage_output(inputs, "features", hp["feats_dir"], FEATURES_MARKER, "index.jsonl")
 
 
 def main(argv=None):
@@ -69,17 +83,23 @@ def main(argv=None):
     hp = load_config(config, overrides)
     _check(hp)
     out = Path(hp["output_dir"])
+    stage = ShardedStage("infer", out, hp["num_shards"], stage="5")
+    # one process per shard (and per merge) at a time, taken before its log is opened
+    with stage.locked(None if hp["merge"] else int(hp["shard"])):
+        return _run(hp, out, stage)
+
+
+def _run(hp, out, stage):
     what = "merge" if hp["merge"] else f"infer.{hp['shard']}of{hp['num_shards']}"
     setup_logging(out / "log" / f"{what}.log")
     manifest = read_manifest(hp["manifest"])
-    stage = ShardedStage("infer", out, hp["num_shards"])
-    options = _options(hp)
+    options, inputs = _options(hp), _inputs(hp)
     if hp["merge"]:
         return stage.merge(options, options, lambda: I.merge_answers(stage, manifest, hp, _prompts(hp)),
-                           overwrite=hp["overwrite"])
+                           overwrite=hp["overwrite"], inputs=inputs)
     return stage.run_shard(int(hp["shard"]), options,
                            lambda: I.answer_shard(stage, int(hp["shard"]), manifest, hp, _prompts(hp)),
-                           overwrite=hp["overwrite"])
+                           overwrite=hp["overwrite"], inputs=inputs)
 
 
 if __name__ == "__main__":

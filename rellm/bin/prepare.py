@@ -15,6 +15,7 @@ from pathlib import Path
 from rellm.data.corpora import PREPARERS, get_preparer
 from rellm.data.corpora.common import LOG_FILE
 from rellm.utils.config import ConfigError, load_config, parse_stage_args, run_main
+from rellm.utils.lock import OutputLock
 from rellm.utils.logging import setup_logging
 
 
@@ -44,9 +45,11 @@ def main(argv=None):
         raise ConfigError(f"--corpus must be one of {', '.join(sorted(PREPARERS))}, got {corpus!r}")
     preparer = get_preparer(corpus)
     kwargs = preparer_arguments(corpus, preparer, hparams)
-    logger = setup_logging(Path(kwargs["save_folder"]) / LOG_FILE)
-    logger.info("stage 1 (%s): %s", corpus, " ".join(f"--{k}={v}" for k, v in sorted(kwargs.items())))
-    preparer(**kwargs)
+    save_folder = Path(kwargs["save_folder"])
+    with OutputLock(save_folder, "prepare", what=f"the data folder {save_folder}"):  # before its log is opened
+        logger = setup_logging(save_folder / LOG_FILE)
+        logger.info("stage 1 (%s): %s", corpus, " ".join(f"--{k}={v}" for k, v in sorted(kwargs.items())))
+        preparer(**kwargs)
 
 
 if __name__ == "__main__":

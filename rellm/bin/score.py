@@ -34,6 +34,7 @@ from pathlib import Path
 
 from rellm.utils.config import ConfigError, as_list, load_config, parse_stage_args, run_main
 from rellm.utils.io import atomic_write_json, write_jsonl
+from rellm.utils.lineage import ANSWERS_MARKER, RESPONSES_MARKER, Inputs, stage_output
 from rellm.utils.logging import setup_logging
 from rellm.utils.stage import DoneMarker, fingerprint
 
@@ -180,8 +181,17 @@ def main(argv=None):
         # ... nor those made before the overlap check and the teacher's EPITOME row, or with other training-data facts
         "test_overlap": test_overlap, "teacher_row": "epitome",
     }
-    marker = DoneMarker(output_dir, "score", hint="pass --overwrite=true (from run.sh: --score_args --overwrite=true)")
-    if marker.is_done(options, overwrite=bool(hp["overwrite"])):
+    # lineage: each system's stage-5 answers and the teacher's responses, through their markers; a model retrained
+    # on other responses (or answers of a model since retrained) stops the scoring instead of mixing in RESULTS.md
+    inputs = Inputs()
+    for s in outputs:
+        stage_output(inputs, f"answers_{s}", Path(sources[s]).parent, ANSWERS_MARKER, Path(sources[s]).name)
+    for role, path in (("train", train_expected), ("test", teacher_expected)):
+        if path.is_file():
+            stage_output(inputs, f"responses_{role}", path.parent, RESPONSES_MARKER, path.name)
+    marker = DoneMarker(output_dir, "score", hint="pass --overwrite=true (from run.sh: --score_args --overwrite=true)",
+                        stage="6")
+    if marker.is_done(options, overwrite=bool(hp["overwrite"]), inputs=inputs):
         logger.info("%s already scored from the same inputs; nothing to do", output_dir)
         return output_dir
     # the classifiers' and plots' libraries (torch, transformers, matplotlib) only now: a finished scoring is
@@ -228,7 +238,7 @@ def main(argv=None):
                     f", response words {m['response_words']['recall'] * 100:.1f}%"
                     if (m["response_words"] or {}).get("recall") is not None else "")
     logger.info("metrics.json, per_utt.jsonl and %d figures in %s", len(figures), output_dir)
-    marker.mark_done(options)
+    marker.mark_done(options, inputs=inputs)
     return output_dir
 
 

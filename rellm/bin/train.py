@@ -77,7 +77,7 @@ def check_init_from(values):
         fix = " ".join(f"--{k}={model[k]}" for k in wrong)
         raise ConfigError(
             f"init_from {init} has {', '.join(f'{k}={model[k]}' for k in wrong)} but this config says "
-            f"{', '.join(f'{k}={values[k]}' for k in wrong)}: pass --rellm_args \"{fix}\" (or fix conf/), or "
+            f"{', '.join(f'{k}={values[k]}' for k in wrong)}: pass --train_args \"{fix}\" (every model that continues it: RE-LLM and blsp_emo_ft; or fix conf/), or "
             "--init_from=null to train both steps")
 
 

@@ -1,8 +1,9 @@
-"""Stage 5: empathetic responses and SER answers of the three systems on a test set.
+"""Stage 5: empathetic responses and SER answers of the systems on a test set.
 
 * ``text_only``: the base LLM given the transcript (no training; the paper's text-only baseline);
-* ``blsp_emo`` / ``rellm``: a trained :class:`rellm.models.speech_llm.SpeechLLM` given the speech
-  (cached Whisper states, plus the emotion embedding for RE-LLM's emotion nuance module).
+* ``blsp_emo`` / ``blsp_emo_ft`` / ``rellm``: a trained :class:`rellm.models.speech_llm.SpeechLLM` given the speech
+  (cached Whisper states, plus the emotion embedding for RE-LLM's emotion nuance module); ``blsp_emo_ft`` is the
+  matched control (BLSP-Emo continued on the corpus like RE-LLM, without the module).
 
 Two passes per utterance (docs/method.md#prompts, #inference):
 
@@ -34,7 +35,7 @@ from rellm.utils.torch_device import no_grad
 
 logger = logging.getLogger(__name__)
 
-SYSTEMS = ("text_only", "blsp_emo", "rellm")
+SYSTEMS = ("text_only", "blsp_emo", "blsp_emo_ft", "rellm")
 PASSES = ("response", "ser")
 RESPONSES = "responses"  # responses.jsonl, shards/responses.<j>of<N>.jsonl
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from rellm.jobs.outcome import TAIL_LINES, failed_tasks, report_failures, tasks_to_run
 from rellm.jobs.progress import ArrayProgress, ProgressLine
 from rellm.jobs.spec import RESOURCE_OPTIONS, UsageError
-from rellm.jobs.task import tail
+from rellm.jobs.task import refuse_logs_in_use, tail
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -209,7 +209,9 @@ def run_slurm(spec):
     submit = [*config.command, *config.sbatch_options(spec.resources), f"--job-name={name}", f"--array={array}",
               f"--output={slurm_dir / name}.%A_%a.out", f"--chdir={os.getcwd()}", "--parsable", str(script)]
     _require(submit[0])
-    # remove the logs of the tasks about to run, so that a stale "code 0" can never be read as this run's result
+    # remove the logs of the tasks about to run, so that a stale "code 0" can never be read as this run's result;
+    # first make sure no task of another run still writes one of them (it would lose its log)
+    refuse_logs_in_use(spec.log_of(j) for j in task_ids)
     for j in task_ids:
         Path(spec.log_of(j)).unlink(missing_ok=True)
     result = subprocess.run(submit, capture_output=True, text=True, check=False)

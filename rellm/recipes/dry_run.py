@@ -27,7 +27,8 @@ EMOTION_ENCODER_CONF = Path(__file__).with_name("dry_run_emotion_encoder.yaml")
 # stage-table key -> run.sh variable that carries the user's overrides for it
 STAGE_ARGS = {
     "prepare": "prepare_args", "extract": "extract_args", "respond": "respond_args", "train": "train_args",
-    "blsp_emo": "blsp_emo_args", "rellm": "rellm_args", "import_blsp_emo": "import_args", "infer": "infer_args",
+    "blsp_emo": "blsp_emo_args", "blsp_emo_ft": "blsp_emo_ft_args", "rellm": "rellm_args",
+    "import_blsp_emo": "import_args", "infer": "infer_args",
     "epitome": "epitome_args", "score": "score_args",
 }
 # Overrides that name a model the released BLSP-Emo fixes (not swapped when it is imported).

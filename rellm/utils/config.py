@@ -7,6 +7,7 @@ have is an error naming the key and the keys that exist (SpeechBrain issue
 #27: overrides must never fail silently).
 """
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -89,7 +90,13 @@ def load_config(path, overrides=None):
         )
     override_yaml = yaml.safe_dump({k: _yaml_value(str(v)) for k, v in overrides.items()}, allow_unicode=True)
     with open(path, encoding="utf-8") as f:
-        return load_hyperpyyaml(f, override_yaml if overrides else None)
+        try:
+            return load_hyperpyyaml(f, override_yaml if overrides else None)
+        except ValueError as err:  # a required key (!PLACEHOLDER) left out: one line naming the option to pass
+            match = re.match(r"'(\w+)' is a !PLACEHOLDER and must be replaced", str(err))
+            if match:
+                raise ConfigError(f"--{match.group(1)} is required ({path} leaves it to the command line)") from None
+            raise
 
 
 def resolved_yaml(path, overrides=None):

@@ -107,14 +107,16 @@ def resolve_model(name):
     path = Path(name).expanduser()
     if path.is_dir():
         return "folder", path, f"model folder {name}"
-    try:
-        from rellm.pretrained.qwen1 import LOCAL_IMPORTS
-    except ImportError:  # pragma: no cover - qwen1 is part of the package
-        LOCAL_IMPORTS = {}
-    if name in LOCAL_IMPORTS:
-        from rellm.pretrained.fetch import cache_root
+    from rellm.pretrained.qwen1 import LOCAL_IMPORTS
 
-        return "folder", cache_root() / "models" / name, f"imported model {name}"
+    if name in LOCAL_IMPORTS:
+        # the user's snapshot, converted into the cache on first use: convert it now (as the stage is about to,
+        # under the same lock) so that every job of the stage records the same converted model, then follow its
+        # import card (rewritten by each conversion, and naming the snapshot it came from)
+        from rellm.pretrained.qwen1 import ensure_imported
+
+        folder = Path(ensure_imported(name))
+        return "file", folder / "import_card.json", f"imported model {name} ({folder})"
     try:
         from huggingface_hub import try_to_load_from_cache
 
@@ -261,7 +263,7 @@ def entry_path(entry, marker_folder):
     path recorded (a recipe folder that was moved keeps its lineage)."""
     relative = entry.get("relative")
     if relative is not None:
-        candidate = Path(marker_folder) / relative
+        candidate = Path(os.path.normpath(Path(marker_folder) / relative))
         if candidate.exists() or not Path(entry["path"]).exists():
             return candidate
     return Path(entry["path"])
@@ -273,6 +275,15 @@ def entry_now(entry, marker_folder):
         return entry["fingerprint"], entry["path"]
     path = entry_path(entry, marker_folder)
     return current_fingerprint(entry["kind"], path, entry.get("data_root")), path
+
+
+def display_path(path):
+    """A path as a user reads it in a message: relative to the current folder (the recipe) when inside it."""
+    path = Path(path)
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 class Change:
@@ -290,7 +301,7 @@ class Change:
     def describe(self):
         what = {"marker": "the output of", "file": "the file", "folder": "the folder", "audio": "the audio named by",
                 "model": "the model"}.get(self.entry["kind"], "")
-        what_path = self.path.parent if self.entry["kind"] == "marker" else self.path
+        what_path = display_path(self.path.parent if self.entry["kind"] == "marker" else self.path)
         if self.now == "missing":
             return f"its input '{self.name}' ({what} {what_path}) no longer exists"
         when = self.when

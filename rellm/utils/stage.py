@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rellm.utils.faults import fault_point
 from rellm.utils.io import atomic_write_json, atomic_write_text, read_json
-from rellm.utils.lineage import changes, read_marker, upstream_problems
+from rellm.utils.lineage import changes, display_path, read_marker, upstream_problems
 
 COMMAND_FILE = "command.txt"
 RECIPE_COMMAND_ENV = "RELLM_RECIPE_COMMAND"
@@ -43,6 +43,20 @@ class UpstreamStaleError(OptionsChangedError):
     cannot help)."""
 
 
+def _short(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _describe_change(key, old, new):
+    """``key: old -> new``; for a dict (e.g. hashes per system) only the entries that differ, values shortened."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        parts = [f"{key}.{k}: {_short(old.get(k))} -> {_short(new.get(k))}"
+                 for k in sorted(set(old) | set(new), key=str) if old.get(k) != new.get(k)]
+        return ", ".join(parts[:4]) + (f", and {len(parts) - 4} more" if len(parts) > 4 else "")
+    return f"{key}: {_short(old)} -> {_short(new)}"
+
+
 def redo_command(stage):
     """The recipe command that redoes ``stage`` and whatever depends on it (each later stage redoes only the
     outputs whose inputs changed)."""
@@ -53,7 +67,7 @@ def redo_command(stage):
 
 def describe_stale(marker_path, found, stage=None, upstream=False):
     """One message for the outputs whose inputs changed: the output, each changed input, when, and what to run."""
-    folder = Path(marker_path).parent
+    folder = display_path(Path(marker_path).parent)
     what = f"{folder}{f' (stage {stage})' if stage else ''}"
     detail = "; ".join(c.describe() for c in found[:4]) + (f"; and {len(found) - 4} more" if len(found) > 4 else "")
     lead = f"{what} is out of date, so it cannot be used" if upstream else f"{what} is out of date"
@@ -166,7 +180,7 @@ class DoneMarker:
         old = stored.get("options", {})
         new = _jsonable(options)
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:8])
+        details = ", ".join(_describe_change(k, old.get(k), new.get(k)) for k in changed[:8])
         raise OptionsChangedError(
             f"{self.path.parent} was made by '{self.name}' with other options ({details}). "
             f"To replace it, {self.hint}."

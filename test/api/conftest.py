@@ -5,13 +5,14 @@ from pathlib import Path
 import pytest
 from api_helpers import SENTENCES, make_bases, make_experiment
 
+from rellm.testing.prerequisites import require_module
 from rellm.testing.pretrained_models import smollm2_dir, whisper_tiny_dir  # noqa: F401  (session fixtures)
 
 
 @pytest.fixture(scope="session")
 def speech_wavs(tmp_path_factory):
     """Three short utterances of real (synthetic) speech, 16 kHz mono wav."""
-    pytest.importorskip("espeakng_loader")
+    require_module("espeakng_loader")
     from rellm.data.corpora.mini import say
 
     folder = tmp_path_factory.mktemp("speech")

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-pytest.importorskip("espeakng_loader")
+from rellm.testing.prerequisites import require_module
+
+require_module("espeakng_loader")
 
 from rellm.data.corpora import mini
 from rellm.data.emotions import EMOTIONS

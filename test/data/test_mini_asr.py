@@ -7,6 +7,7 @@ import pytest
 from rellm.bin import prepare as prepare_stage
 from rellm.data.corpora import mini
 from rellm.data.corpora.mini_asr import generate_sentences, plan_asr_set, read_sentences_file
+from rellm.testing.prerequisites import require_module
 
 CONF = Path(__file__).resolve().parents[2] / "egs" / "mini" / "conf" / "prepare_step1.yaml"
 
@@ -34,7 +35,7 @@ def test_plan_is_neutral_both_voices_and_split_by_sentence():
 
 
 def test_stage_1_makes_unlabelled_manifests(tmp_path):
-    pytest.importorskip("espeakng_loader")
+    require_module("espeakng_loader")
     save = tmp_path / "data" / "mini_asr"
     prepare_stage.main([str(CONF), f"--save_folder={save}", "--num_sentences=6", "--valid_sentences=1"])
     train = json.loads((save / "train.json").read_text())
@@ -64,7 +65,7 @@ def test_sentences_file_is_sampled_without_repeats_or_ser_sentences(tmp_path):
 
 
 def test_stage_1_speaks_a_sentences_file(tmp_path):
-    pytest.importorskip("espeakng_loader")
+    require_module("espeakng_loader")
     path = tmp_path / "sentences.txt"
     path.write_text("The cat sat on the warm mat.\nA storm rolled over the hills.\nWe sold the old piano.\n"
                     + mini.SENTENCES[0] + "\n", encoding="utf-8")

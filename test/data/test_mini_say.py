@@ -6,8 +6,9 @@ import pytest
 import soundfile as sf
 
 from rellm.data.corpora import espeak_synthesis, mini
+from rellm.testing.prerequisites import require_module
 
-pytest.importorskip("espeakng_loader")
+require_module("espeakng_loader")
 
 TEXT = "Can you set a timer for twenty minutes?"
 

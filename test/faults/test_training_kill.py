@@ -72,6 +72,9 @@ def test_sigkill_after_a_checkpoint_and_during_a_write_resumes_to_the_uninterrup
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "removing the incomplete checkpoint" in proc.stderr
     assert re.search(r"step2_behaviour: resumed from \S+ at optimizer step 4 ", proc.stderr), proc.stderr[-3000:]
+    # only the missing steps ran (a restart from scratch would run all 8, and step 1's 4 again)
+    assert "step2_behaviour: 4 optimizer step(s) in this run, 8 in all" in proc.stderr, proc.stderr[-3000:]
+    assert "step1_semantic: 0 optimizer step(s) in this run" in proc.stderr
     assert not list((out / "save").rglob(".staging-*"))
     a, b = load_final_state(full)[0], load_final_state(out)[0]
     assert a.keys() == b.keys() and len(a) > 10

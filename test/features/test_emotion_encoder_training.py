@@ -9,6 +9,7 @@ from rellm.features.emotion_encoder_training import validation_ccc, validation_u
 from rellm.models.emotion_encoder import load_emotion_encoder
 from rellm.models.heads import ccc
 from rellm.scoring.ser_metrics import unweighted_accuracy
+from rellm.testing.prerequisites import require_module
 
 
 def test_concordance_correlation():
@@ -46,7 +47,7 @@ def test_unweighted_accuracy_is_mean_class_recall():
 
 
 def mini_corpus(folder, **kw):
-    pytest.importorskip("espeakng_loader")
+    require_module("espeakng_loader")
     from rellm.data.corpora.mini import prepare_mini
 
     save = folder / "data" / "official"

@@ -111,5 +111,5 @@ def test_missing_features_are_counted_not_dropped(tmp_path, toy_data, trained_di
 def test_unknown_system_is_a_clear_error(tmp_path, toy_data):
     from rellm.utils.config import ConfigError
 
-    with pytest.raises(ConfigError, match="--system must be one of text_only, blsp_emo, rellm"):
+    with pytest.raises(ConfigError, match="--system must be one of text_only, blsp_emo, blsp_emo_ft, rellm"):
         run("whisper", tmp_path, toy_data, tmp_path / "o", "unused")

@@ -10,6 +10,7 @@ import torch
 from rellm.bin import respond_audio
 from rellm.data.emotions import EMOTIONS
 from rellm.responder_audio import AudioInputError, load_checked_audio
+from rellm.testing.prerequisites import require_module
 
 
 def _tone(seconds, sr, channels=1):
@@ -69,7 +70,7 @@ def test_missing_experiment_is_explained(tmp_path, capsys):
 
 def _speech(path, text="Hello there, how are you today?", rate=16000, channels=1):
     """Spoken ``text`` (eSpeak NG, as ``mini say`` makes it) written to ``path`` at ``rate`` with ``channels``."""
-    pytest.importorskip("espeakng_loader")
+    require_module("espeakng_loader")
     import torchaudio.functional as AF
 
     from rellm.data.corpora.mini import say

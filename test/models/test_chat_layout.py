@@ -1,6 +1,7 @@
 import pytest
 
 from rellm.models.chat_layout import ChatLayout
+from rellm.testing.prerequisites import missing
 
 SYSTEM = "You are a helpful assistant."
 
@@ -48,7 +49,7 @@ def test_real_smollm2_template_when_fetched():
 
         tok = AutoTokenizer.from_pretrained(pretrained.resolve("smollm2-135m-instruct"))
     except OSError as err:  # not fetched on this machine
-        pytest.skip(f"smollm2-135m-instruct not available: {err}")
+        missing(f"smollm2-135m-instruct not available: {err}")
     layout = ChatLayout(tok)
     assert layout.header_text == "<|im_end|>\n<|im_start|>assistant\n"
     assert tok.decode(layout.end_ids) == "<|im_end|>"

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rellm.pretrained import REGISTRY, load_causal_lm, load_text_encoder, load_whisper, mean_pool, read_card
+from rellm.testing.prerequisites import require_module
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
@@ -39,7 +40,7 @@ def test_whisper_tokenizer_has_specials_and_timestamps_in_place(whisper_tiny_dir
 
 @pytest.mark.slow
 def test_whisper_encoder_matches_ctranslate2(whisper_tiny_dir, whisper_ct2_dir, espeak_sentences, noise_clip):
-    ctranslate2 = pytest.importorskip("ctranslate2")
+    ctranslate2 = require_module("ctranslate2")
     model, processor = load_whisper(whisper_tiny_dir)
     waves = [w for _, w in espeak_sentences[:3]] + [noise_clip]
     feats = processor.feature_extractor(waves, sampling_rate=16000, return_tensors="np").input_features
@@ -55,8 +56,8 @@ def test_whisper_encoder_matches_ctranslate2(whisper_tiny_dir, whisper_ct2_dir, 
 @pytest.mark.slow
 def test_whisper_greedy_transcripts_are_token_identical_to_ctranslate2(
         whisper_tiny_dir, whisper_ct2_dir, espeak_sentences):
-    ctranslate2 = pytest.importorskip("ctranslate2")
-    jiwer = pytest.importorskip("jiwer")
+    ctranslate2 = require_module("ctranslate2")
+    jiwer = require_module("jiwer")
     model, processor = load_whisper(whisper_tiny_dir)
     texts, waves = zip(*espeak_sentences)
     feats = processor.feature_extractor(list(waves), sampling_rate=16000, return_tensors="np").input_features
@@ -102,7 +103,7 @@ def test_smollm2_chat_template_renders_chatml(smollm2_dir):
 
 @pytest.mark.slow
 def test_smollm2_folder_equals_the_gguf_load(smollm2_dir, smollm2_gguf, monkeypatch):
-    pytest.importorskip("gguf")
+    require_module("gguf")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with monkeypatch.context() as m:

@@ -19,8 +19,9 @@ from rellm.pretrained.convert_whisper import (
     ct2_whisper_state_dict,
 )
 from rellm.pretrained.ctranslate2_format import read_ct2_model
+from rellm.testing.prerequisites import require_module
 
-pytest.importorskip("ctranslate2", reason="ctranslate2 is a test dependency: pip install ctranslate2")
+require_module("ctranslate2", "it is a test dependency: pip install ctranslate2")
 
 
 @pytest.fixture(scope="module")

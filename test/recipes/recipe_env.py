@@ -4,7 +4,7 @@ import shutil
 import sys
 from pathlib import Path
 
-import pytest
+from rellm.testing.prerequisites import missing
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "test" / "scoring"))
@@ -23,7 +23,7 @@ def private_cache_and_epitome(root):
     for name in SMALL_MODELS:
         src = cache_root() / "models" / name
         if not src.is_dir():
-            pytest.skip(f"{name} is not cached: python -m rellm.pretrained fetch {' '.join(SMALL_MODELS)}")
+            missing(f"{name} is not cached: python -m rellm.pretrained fetch {' '.join(SMALL_MODELS)}")
         (cache / name).symlink_to(src)
     write_epitome_csvs(root / "epitome", n_pairs=60)
 

@@ -119,7 +119,7 @@ def dry_run(folder, env, *args, **extra_env):
     return folder, time.monotonic() - start, result.stdout + result.stderr
 
 
-def check_outputs(folder, split, test_sets, systems=("text_only", "blsp_emo", "rellm")):
+def check_outputs(folder, split, test_sets, systems=("text_only", "blsp_emo", "blsp_emo_ft", "rellm")):
     data = folder / "data_dry" / split
     counts = {s: len(json.loads((data / f"{s}.json").read_text())) for s in ("train", "valid", *test_sets)}
     assert all(n > 0 for n in counts.values()), counts
@@ -154,9 +154,10 @@ def test_iemocap_dry_run_through_the_importers(dry_env):
     # The checkpoint's Whisper as a folder of its own: the stand-in for openai/whisper-large-v2.
     whisper_exp = root / "whisper_source"
     import_blsp_emo(FIXTURES / "blsp_emo", whisper_exp, llm="embedded", check_llm=False)
-    # RE-LLM continues the imported model: its sizes are the tiny checkpoint's (the released one's match conf/)
+    # RE-LLM and blsp_emo_ft continue the imported model: their sizes are the tiny checkpoint's (the released one's
+    # match conf/), given to both through --train_args (the import itself takes none)
     folder, seconds, log = run_recipe(root, env, "iemocap", "--extract_args", f"--whisper={whisper_exp / 'whisper'}",
-                                      "--rellm_args", "--adapter_bottleneck_dim=16 --lora_r=4 --lora_alpha=8",
+                                      "--train_args", "--adapter_bottleneck_dim=16 --lora_r=4 --lora_alpha=8",
                                       BLSP_EMO=str(FIXTURES / "blsp_emo"), QWEN_7B_CHAT=str(FIXTURES / "qwen1"))
     print(f"iemocap dry run: {seconds:.0f} s")
     assert "BLSP_EMO=" in log and "is imported" in log
@@ -175,7 +176,7 @@ def test_iemocap_dry_run_through_the_importers(dry_env):
     from rellm.bin.train import check_init_from
     from rellm.utils.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r'--rellm_args "--adapter_bottleneck_dim=16 --lora_r=4 --lora_alpha=8"'):
+    with pytest.raises(ConfigError, match=r'--train_args "--adapter_bottleneck_dim=16 --lora_r=4 --lora_alpha=8"'):
         check_init_from({"init_from": str(folder / "exp_dry" / "blsp_emo" / "fold5" / "seed1"),
                          "adapter_bottleneck_dim": 512, "lora_r": 16, "lora_alpha": 16})
     results = (folder / "exp_dry" / "RESULTS_dry_run.md").read_text()
@@ -188,7 +189,7 @@ def test_iemocap_dry_run_through_the_importers(dry_env):
     # it) are listed as overlapping, stage 6 finishes whatever the random teacher wrote, and RESULTS.md now holds
     # both folds with their summary
     _, seconds, _ = dry_run(folder, env, "--split", "fold1", "--extract_args", f"--whisper={whisper_exp / 'whisper'}",
-                            "--rellm_args", "--adapter_bottleneck_dim=16 --lora_r=4 --lora_alpha=8",
+                            "--train_args", "--adapter_bottleneck_dim=16 --lora_r=4 --lora_alpha=8",
                             BLSP_EMO=str(FIXTURES / "blsp_emo"), QWEN_7B_CHAT=str(FIXTURES / "qwen1"))
     print(f"iemocap fold1 dry run: {seconds:.0f} s")
     overlap = json.loads((scores / "fold1" / "seed1" / "test" / "metrics.json").read_text())["test_overlap"]

@@ -22,6 +22,7 @@ from recipe_env import private_cache_and_epitome
 
 from rellm.data.emotions import EMOTIONS
 from rellm.recipes.fast_run import run_sh_args
+from rellm.testing.prerequisites import require_module
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "test" / "scoring"))
@@ -53,7 +54,7 @@ def train_log(model_dir):
 
 @pytest.fixture(scope="module")
 def fast_run(tmp_path_factory):
-    pytest.importorskip("espeakng_loader")
+    require_module("espeakng_loader")
     root = tmp_path_factory.mktemp("mini_fast")
     private_cache_and_epitome(root)
     folder = root / "mini"

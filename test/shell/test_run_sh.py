@@ -13,6 +13,7 @@ import pytest
 
 FAKE_PYTHON = """#!/usr/bin/env bash
 [ "$2" = rellm.bin.check_gpu ] && exit 0  # the GPU check before stage 1, not a stage (test/recipes/test_check_gpu.py)
+[ "$2" = rellm.recipes.ablations ] && exec python3 "$@"  # the ablation table: the real one answers
 printf '%s\\n' "$*" >> "${FAKE_PYTHON_RECORD}"
 printf '%s\\n' "${RELLM_RECIPE_COMMAND-unset}" >> "${FAKE_PYTHON_RECORD}.command"
 if [ -n "${FAKE_PYTHON_FAIL:-}" ] && [[ "$*" == *"${FAKE_PYTHON_FAIL}"* ]]; then
@@ -134,7 +135,29 @@ def test_per_model_args_and_overwrite_reach_stage_4(repo_root, tmp_path, fake):
     calls = [line for line in fake[1].read_text().splitlines() if "rellm.bin.train " in line]
     assert calls[0].startswith("-m rellm.bin.train conf/train_blsp_emo.yaml") and "--lambda_dim" not in calls[0]
     assert calls[0].endswith("--lr=1 --overwrite=true")
-    assert calls[1].endswith("--lr=1 --overwrite=true --lambda_dim=2")
+    # the matched control trains between them, with its own config and without RE-LLM's own overrides
+    assert calls[1].startswith("-m rellm.bin.train conf/train_blsp_emo_ft.yaml") and calls[1].endswith("--lr=1 --overwrite=true")
+    assert calls[2].endswith("--lr=1 --overwrite=true --lambda_dim=2")
+
+
+def test_an_ablation_trains_rellm_alone_into_its_tag_and_scores_beside_the_main_baselines(repo_root, tmp_path, fake):
+    result = run_sh(repo_root, tmp_path, fake, "--stage", "4", "--blsp_emo_source", "trained",
+                    "--ablation", "no_avd")
+    assert result.returncode == 0, result.stderr
+    lines = fake[1].read_text().splitlines()
+    train = [line for line in lines if "rellm.bin.train " in line]
+    assert len(train) == 1 and "conf/train_rellm.yaml" in train[0] and train[0].endswith("--lambda_dim=0.0")
+    exp = tmp_path / "exp"
+    assert f"--output_folder {exp}/no_avd/rellm/official/seed1" in train[0] and f"--exp_root {exp} " in train[0]
+    infer = {line.split("--system ")[1].split()[0]: line for line in lines if "rellm.bin.infer" in line}
+    assert f"--model_dir {exp}/no_avd/rellm/official/seed1" in infer["rellm"]
+    assert f"--model_dir {exp}/blsp_emo/official/seed1" in infer["blsp_emo"]  # the main run's baseline
+    score = next(line for line in lines if "rellm.bin.score" in line)
+    assert "--tag no_avd" in score and f"--output_dir {exp}/no_avd/scores/official/seed1/test" in score
+    results = next(line for line in lines if "rellm.bin.results" in line)
+    assert "--tag no_avd" in results
+    result = run_sh(repo_root, tmp_path, fake, "--stage", "4", "--ablation", "no_such_thing")
+    assert result.returncode != 0 and "unknown ablation 'no_such_thing'" in result.stderr
 
 
 @pytest.mark.parametrize("flag", ["--stop_stage", "--stop-stage"])
@@ -160,7 +183,8 @@ def test_released_blsp_emo_is_imported_not_trained(repo_root, tmp_path, fake):
     assert modules(fake[1]) == ["import_blsp_emo", "train"]
     calls = fake[1].read_text().splitlines()
     assert f"--src {released} --output_folder {tmp_path}/exp/blsp_emo/official/seed1" in calls[0]
-    assert "conf/train_rellm.yaml" in calls[1]
+    # then the matched control and RE-LLM, both continuing the imported checkpoint
+    assert "conf/train_blsp_emo_ft.yaml" in calls[1] and "conf/train_rellm.yaml" in calls[2]
 
     result = run_sh(repo_root, tmp_path, fake, "--stage", "4", "--stop_stage", "4", "--blsp_emo_source", "both")
     assert result.returncode != 0 and "must be 'released' or 'trained'" in result.stderr

@@ -31,10 +31,16 @@ def test_lora_and_heads_continue_and_the_adapter_follows_fusion_init(tokenizer, 
         assert float(w0[24:32].abs().min()) > 0  # the new channels are random, not zero
 
 
-def test_same_shape_adapter_is_copied_and_unknown_fusion_init_is_refused(tokenizer, blsp_dir):
+def test_a_speech_only_model_follows_fusion_init_too_and_unknown_values_are_refused(tokenizer, blsp_dir):
+    """The matched control (blsp_emo_ft: RE-LLM without the emotion nuance module) starts like RE-LLM: a fresh adapter
+    with fusion_init=fresh even though BLSP-Emo's has the same shape, BLSP-Emo's adapter with expand."""
     folder, source = blsp_dir
-    control = toy_speech_llm(tokenizer, emotion_dim=0, seed=5)  # BLSP-Emo trained further (the control)
+    control = toy_speech_llm(tokenizer, emotion_dim=0, seed=5)
+    before = control.adapter.convs[0].weight.detach().clone()
+    assert not torch.equal(before, source.adapter.convs[0].weight)
     init_from_experiment(control, folder, "fresh")
+    assert torch.equal(control.adapter.convs[0].weight, before)
+    init_from_experiment(control, folder, "expand")
     assert torch.equal(control.adapter.convs[0].weight, source.adapter.convs[0].weight)
     with pytest.raises(ValueError, match="fusion_init"):
         init_from_experiment(control, folder, "zeros")

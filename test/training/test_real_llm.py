@@ -4,6 +4,7 @@ import torch
 
 from rellm.models.packing import segment_batch
 from rellm.models.speech_llm import SpeechLLM
+from rellm.testing.prerequisites import missing
 from rellm.testing.toy_models import TOY_SENTENCES
 from rellm.training.losses import response_ce
 
@@ -17,7 +18,7 @@ def test_smollm2_speech_llm_response_loss_falls():
     try:
         llm, tok = pretrained.load_causal_lm("smollm2-135m-instruct")
     except (OSError, pretrained.FetchError) as err:
-        pytest.skip(f"smollm2-135m-instruct not fetched: {err}")
+        missing(f"smollm2-135m-instruct not fetched: {err}")
     torch.manual_seed(1)
     model = SpeechLLM(llm, speech_dim=384, emotion_dim=32, tokenizer=tok, lora_dropout=0.0,
                       lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
