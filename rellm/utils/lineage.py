@@ -85,12 +85,17 @@ def audio_fingerprint(wav_paths):
 
 
 def _manifest_wavs(manifest_path, data_root=None):
-    from rellm.data.manifest import read_data_root, read_manifest
-
+    """The audio paths a SpeechBrain JSON manifest names, as stage 1 writes them (``rellm.data.manifest``: a
+    ``{data_root}`` placeholder, the root in ``data_root.txt`` beside it, braces escaped). Read here with the
+    format's own two rules rather than through ``rellm.data``, which builds on this module."""
     manifest_path = Path(manifest_path)
     if data_root is None:
-        data_root = read_data_root(manifest_path.parent)
-    return [e["wav"] for e in read_manifest(manifest_path, data_root).values() if e.get("wav")]
+        root_file = manifest_path.parent / "data_root.txt"
+        data_root = root_file.read_text(encoding="utf-8").rstrip("\n") if root_file.is_file() else "{data_root}"
+    with open(manifest_path, encoding="utf-8") as f:
+        entries = json.load(f)
+    return [entry["wav"].format_map({"data_root": str(data_root)}) for entry in entries.values()
+            if isinstance(entry, dict) and isinstance(entry.get("wav"), str)]
 
 
 def resolve_model(name):
