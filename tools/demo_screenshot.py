@@ -3,9 +3,10 @@
 
     tools/venv/bin/python tools/demo_screenshot.py [--model EXP] [--out docs/figures/demo.png]
 
-Starts ``rellm-demo`` on the trained mini model (egs/mini/exp/rellm/official/seed1, from ``make demo``) with
-``--compare blsp_emo,text_only`` when it exists, else on toy models with random weights (their replies are
-random words; the caption printed says which), uploads two sentences spoken by the mini corpus's ``say``, and
+Starts ``rellm-demo`` on the trained mini model (egs/mini/exp/rellm/official/seed1, from ``make demo``, else
+egs/mini/exp_fast/rellm/official/seed1 from the fast configuration) with ``--compare blsp_emo,text_only`` when
+there is one, else on toy models with random weights (their replies are random words; the line printed says
+which), uploads two sentences spoken by the mini corpus's ``say``, and
 saves the page as a palette PNG. Needs chromium and chromium-driver (tools/install_chromium.sh), selenium and
 Gradio (make install).
 """
@@ -17,14 +18,15 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MINI = REPO / "egs" / "mini" / "exp" / "rellm" / "official" / "seed1"
+# the trained mini models: make demo's, else the fast configuration's (python -m rellm.bin.fast_run conf/fast.yaml)
+MINI = [REPO / "egs" / "mini" / exp / "rellm" / "official" / "seed1" for exp in ("exp", "exp_fast")]
 TURNS = (("I lost my keys again today.", "sad"), ("Oh wait, they were in my coat all along!", "happy"))
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=None, help=f"experiment folder (default: {MINI.relative_to(REPO)} when "
-                   "trained, else toy models)")
+    p.add_argument("--model", default=None, help="experiment folder (default: the trained mini model, else toy "
+                   "models)")
     p.add_argument("--compare", default=None, help="rellm-demo's --compare (default: blsp_emo,text_only when the "
                    "sibling BLSP-Emo experiment exists, else text_only)")
     p.add_argument("--out", default=str(REPO / "docs" / "figures" / "demo.png"))
@@ -48,7 +50,7 @@ def main(argv=None):
 
     with tempfile.TemporaryDirectory(prefix="rellm-demo-shot-") as tmp:
         tmp = Path(tmp)
-        model = Path(args.model).resolve() if args.model else (MINI if has_model(MINI) else None)
+        model = Path(args.model).resolve() if args.model else next((m for m in MINI if has_model(m)), None)
         if model is None:
             from rellm.testing.toy_demo import write_toy_experiments
 
@@ -66,7 +68,8 @@ def main(argv=None):
                             str(wavs[-1])], check=True, capture_output=True)
         # run from the recipe folder of exp/<model>/<split>/seed<k>, where the experiment's relative paths point
         cwd = model.parents[3] if len(model.parents) > 3 else tmp
-        with running_demo([model, "--compare", compare, "--device", "cpu", *extra], tmp / "demo.log", cwd=cwd) as url, \
+        shown = model.relative_to(cwd)  # the page names the model as the command line gave it
+        with running_demo([shown, "--compare", compare, "--device", "cpu", *extra], tmp / "demo.log", cwd=cwd) as url, \
                 headless_chromium(width=args.width, height=900) as web:
             page = DemoPage(web, url, timeout=600)
             for wav in wavs:

@@ -174,10 +174,15 @@ class DemoPage:
             button.click()
         self.wait.until(lambda w: not self.errors())
 
+    # The readers below take one JavaScript snapshot each: Gradio re-renders components while an event updates
+    # them, so element handles held across calls go stale.
+    def _js(self, script):
+        return self.web.execute_script(script)
+
     def errors(self):
         """The texts of the error messages (toasts) on the page."""
-        return [" ".join(el.text.replace("×", " ").split())
-                for el in self.web.find_elements("css selector", ".toast-body.error")]
+        texts = self._js("return [...document.querySelectorAll('.toast-body.error')].map(e => e.innerText)")
+        return [" ".join(t.replace("\u00d7", " ").split()) for t in texts]
 
     def new_conversation(self):
         self._css("#demo-new").click()
@@ -186,40 +191,41 @@ class DemoPage:
     def _busy(self):
         # while an event runs, Gradio shows the status trackers of its outputs ("processing | 1.2s"); idle ones
         # are hidden
-        return any("hide" not in (el.get_attribute("class") or "").split()
-                   for el in self.web.find_elements("css selector", "[data-testid='status-tracker']"))
+        return self._js("return [...document.querySelectorAll(\"[data-testid='status-tracker']\")]"
+                        ".some(e => !e.classList.contains('hide'))")
 
     def status(self):
-        return self._css("#demo-status").text.strip()
+        return (self._js("return document.querySelector('#demo-status')?.innerText ?? ''") or "").strip()
 
     def textbox(self, elem_id):
-        return self._css(f"#{elem_id} textarea").get_attribute("value")
+        return self._js(f"return document.querySelector('#{elem_id} textarea')?.value ?? null")
 
     def reply(self, system=None):
         return self.textbox("demo-reply" if system is None else f"demo-reply-{system}")
 
     def emotion(self):
         """``(shown label, {class: percent})`` from the probability bars."""
-        panel = self._css("#demo-emotion")
-        heading = panel.find_elements("css selector", "h2, .output-class")
+        heading, rows = self._js(
+            "const p = document.querySelector('#demo-emotion');"
+            "const h = p.querySelector('h2, .output-class');"
+            "return [h ? h.innerText : '', [...p.querySelectorAll(\"[data-testid='label-output-value'], "
+            ".confidence-set\")].map(r => r.innerText)]")
         bars = {}
-        for row in panel.find_elements("css selector", "[data-testid='label-output-value'], .confidence-set"):
-            text = row.text.split()
+        for row in rows:
+            text = row.split()
             if len(text) >= 2 and text[-1].endswith("%"):
                 bars[" ".join(text[:-1])] = float(text[-1].rstrip("%"))
-        return (heading[0].text.strip() if heading else ""), bars
+        return heading.strip(), bars
 
     def avd(self):
-        return self._css("#demo-avd").text.strip()
+        return self._js("return document.querySelector('#demo-avd').innerText").strip()
 
     def chat(self):
         """The chat's messages as ``(role, text)``, oldest first."""
-        out = []
-        for row in self.web.find_elements("css selector", "#demo-chat .message-row"):
-            classes = row.get_attribute("class").split()
-            role = "user" if "user-row" in classes else "assistant" if "bot-row" in classes else "?"
-            out.append((role, row.text.strip()))
-        return out
+        rows = self._js("return [...document.querySelectorAll('#demo-chat .message-row')].map(r => "
+                        "[r.classList.contains('user-row') ? 'user' : r.classList.contains('bot-row') ? 'assistant' "
+                        ": '?', r.innerText])")
+        return [(role, text.strip()) for role, text in rows]
 
     def debug(self):
         """What the models were given for the last turn (the JSON of the debug panel, opened if closed)."""

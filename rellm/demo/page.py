@@ -67,7 +67,7 @@ def build_page(systems, model_path, decoding=None):
                 transcript = gr.Textbox(label="Transcript (Whisper; what the text-only LLM was given)",
                                         interactive=False, visible=systems.with_text_only,
                                         elem_id="demo-transcript")
-        chat = gr.Chatbot(label="Conversation", height=320, elem_id="demo-chat", feedback_options=None)
+        chat = gr.Chatbot(label="Conversation", height=460, elem_id="demo-chat", feedback_options=None)
         with gr.Accordion("What the model was given (last turn)", open=False, elem_id="demo-debug-panel"):
             debug = gr.Textbox(json.dumps(debug_info(Conversation(), None)), show_label=False, lines=6, max_lines=40,
                                interactive=False, elem_id="demo-debug")
