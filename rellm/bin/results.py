@@ -91,7 +91,8 @@ def main(argv=None):
     exp = Path(hp["exp_root"]) / tag if tag and (Path(hp["exp_root"]) / tag).is_dir() else hp["exp_root"]
     section = markdown(exp, dump_dir or f"dump/{hp['split']}", hp["split"], hp["seed"],
                        train_set=str(hp["train_set"]), data=hp["data_dir"] or None,
-                       final=[(recipe_command(), python_command())] if python_command() else ())
+                       final=[(recipe_command(), python_command())] if python_command() else (),
+                       results_dir=Path(output).parent)
     text = text.replace("## Command\n", section + "\n## Command\n", 1) if "## Command\n" in text else text + section
     if dry_run:
         text = mark_dry_run(text)
