@@ -26,7 +26,8 @@ def run(corpus, root, save, *extra):
 
 
 def mtimes(folder):
-    return {p.name: p.stat().st_mtime_ns for p in sorted(folder.iterdir()) if p.is_file()}
+    """The outputs' modification times (a lock file is written by every run that takes it: not an output)."""
+    return {p.name: p.stat().st_mtime_ns for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".lock.")}
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,7 @@ def test_iemocap_end_to_end_with_spaces(spaced_iemocap, tmp_path):
     assert sorted(p.name for p in save.iterdir()) == sorted(
         [
             ".done.prepare",
+            ".lock.prepare",  # stage 1's lock on its folder (released: empty)
             "data_root.txt",
             "prepare.log",
             "prepare_report.json",
@@ -122,7 +124,8 @@ def test_deleted_manifest_is_remade(spaced_iemocap, tmp_path):
 
 def test_skip_prep_writes_nothing(tmp_path):
     run("iemocap", tmp_path / "nowhere", tmp_path / "out", "--skip_prep=true")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["prepare.log"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".lock.prepare", "prepare.log"]
+    assert (tmp_path / "out" / ".lock.prepare").read_text() == ""  # released
 
 
 @pytest.mark.parametrize("data_folder", ["", "/nonexistent/IEMOCAP_full_release"])

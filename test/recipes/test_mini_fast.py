@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "test" / "scoring"))
 RECIPE = REPO / "egs" / "mini"
 LINKED = ("run.sh", "stages.sh", "cmd.sh", "path.sh", "db.sh", "utils", "conf")
 SPLIT, SEED = "official", 1
-SYSTEMS = ("text_only", "blsp_emo", "rellm")
+SYSTEMS = ("text_only", "blsp_emo", "blsp_emo_ft", "rellm")
 # conf/fast.yaml: 20 sentences, 12/4/4 by sentence, x 5 styles x 2 voices; mini_asr 20 sentences (2 valid) x 2 voices
 COUNTS = {"train": 120, "valid": 40, "test": 40}
 STEP1_COUNTS = {"train": 36, "valid": 4}
@@ -104,13 +104,16 @@ def test_every_stage_wrote_its_outputs(fast_run):
         report = json.loads((exp / "responses" / SPLIT / s / "report.json").read_text())
         assert report["tasks"]["expected"]["cleaning"]["kept"] == len(records)
     assert len(read_jsonl(exp / "responses" / "mini_asr" / "train" / "continuation.jsonl")) >= 0.9 * STEP1_COUNTS["train"]
-    # stage 4: both models trained to a final/ that stage 5 loads; RE-LLM continued from BLSP-Emo
-    for model in ("blsp_emo", "rellm"):
+    # stage 4: the three models trained to a final/ that stage 5 loads; RE-LLM and the matched control continued
+    # from BLSP-Emo with the same step 2
+    models = ("blsp_emo", "blsp_emo_ft", "rellm")
+    for model in models:
         final = exp / model / SPLIT / f"seed{SEED}" / "final"
         assert (final / "model.json").is_file() and (final / "trainable.safetensors").is_file(), model
-    steps = {model: {step for step, _, _ in train_log(exp / model / SPLIT / f"seed{SEED}")}
-             for model in ("blsp_emo", "rellm")}
-    assert steps == {"blsp_emo": {"step1_semantic", "step2_behaviour"}, "rellm": {"step2_behaviour"}}
+    steps = {model: [(step, epoch) for step, epoch, _ in train_log(exp / model / SPLIT / f"seed{SEED}")]
+             for model in models}
+    assert {step for step, _ in steps["blsp_emo"]} == {"step1_semantic", "step2_behaviour"}
+    assert steps["blsp_emo_ft"] == steps["rellm"] and {step for step, _ in steps["rellm"]} == {"step2_behaviour"}
     # stage 5: one response and SER answer per test utterance, for each system
     for system in SYSTEMS:
         records = read_jsonl(exp / system / SPLIT / f"seed{SEED}" / "infer" / "test" / "responses.jsonl")
@@ -120,7 +123,7 @@ def test_every_stage_wrote_its_outputs(fast_run):
     metrics = json.loads((exp / "scores" / SPLIT / f"seed{SEED}" / "test" / "metrics.json").read_text())
     assert set(metrics["systems"]) == set(SYSTEMS)
     results = (exp / "RESULTS_fast.md").read_text()
-    assert results.startswith("# RESULTS: mini") and "| RE-LLM |" in results
+    assert results.startswith("# RESULTS: mini") and "| RE-LLM |" in results and "| BLSP-Emo (fine-tuned) |" in results
 
 
 @pytest.mark.e2e
