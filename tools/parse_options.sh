@@ -9,9 +9,13 @@
 # without a value or a positional argument is an error naming it. --help (-h) prints the
 # script's header comment and every flag with its current default and its line's trailing comment.
 # The script's "$@" is left untouched, so it can still log or record its own command line.
-# A recipe's run.sh sources egs/TEMPLATE/stages.sh, which holds the flags and sources this file: the
-# flags are read from the file that sources this one; the help's header and the name in messages come
-# from the script the user ran ($0: run.sh).
+#
+# A script that another one calls with settings of its own (egs/TEMPLATE/stages.sh, which a recipe's run.sh
+# calls as  ./stages.sh --corpus iemocap --split fold5 ... -- "$0" "$@"): the flags before "--" are the
+# caller's settings; after "--" comes the command the user typed, its name (the help's usage and header
+# comment, the name in messages) and then its flags, which are read after the settings and so win.
+# Afterwards the array command_line holds that command (name, then arguments), to log or record; without
+# "--" it is the script's own ("$0" "$@").
 
 _po_script=${BASH_SOURCE[1]:-}
 if [ -z "${_po_script}" ] || [ ! -f "${_po_script}" ]; then
@@ -19,8 +23,26 @@ if [ -z "${_po_script}" ] || [ ! -f "${_po_script}" ]; then
     return 2 2>/dev/null || exit 2
 fi
 
+# The caller's settings (before "--") and the command the user typed (after it: its name, then its flags).
+_po_args=()  # the caller's settings
+command_line=("$0" "$@")
+_po_i=1
+while [ ${_po_i} -le $# ]; do
+    if [ "${!_po_i}" = "--" ]; then
+        _po_args=("${@:1:_po_i-1}")
+        command_line=("${@:_po_i+1}")
+        if [ ${#command_line[@]} -eq 0 ]; then
+            echo "parse_options.sh: '--' must be followed by the command the user typed (\"\$0\" \"\$@\")" >&2
+            exit 2
+        fi
+        break
+    fi
+    _po_i=$(( _po_i + 1 ))
+done
+_po_args+=("${command_line[@]:1}")  # the user's flags after the caller's settings: they win
+
 # The help text: the header comment of the script the user ran.
-_po_command=$0
+_po_command=${command_line[0]}
 [ -f "${_po_command}" ] || _po_command=${_po_script}
 _po_header=()
 while IFS= read -r _po_line || [ -n "${_po_line}" ]; do
@@ -61,7 +83,6 @@ _po_fail() {
     return 1
 }
 
-_po_args=("$@")
 _po_i=0
 while [ ${_po_i} -lt ${#_po_args[@]} ]; do
     _po_arg=${_po_args[${_po_i}]}

@@ -11,7 +11,8 @@ checkpoint fixes are not swapped: its LLM (``llm_name`` of conf/import_blsp_emo.
 teacher, the speech-LLM and the text-only baseline as in the paper) and its Whisper (``whisper`` of
 conf/extract.yaml, which the import compares with the checkpoint's own encoder).
 
-:func:`shell_settings` returns the ``run.sh`` variables as ``name=value`` lines quoted for ``eval``.
+:func:`settings` returns the stages.sh flags a dry run sets; stages.sh gets them through
+``python -m rellm.recipes.stage_args --dry_run true`` (which also applies the recipe's ``conf/overlay.yaml``).
 """
 import json
 import shlex
@@ -24,13 +25,6 @@ from rellm.utils.io import atomic_write_json, atomic_write_text
 
 TABLE = Path(__file__).with_name("dry_run.yaml")
 EMOTION_ENCODER_CONF = Path(__file__).with_name("dry_run_emotion_encoder.yaml")
-# stage-table key -> run.sh variable that carries the user's overrides for it
-STAGE_ARGS = {
-    "prepare": "prepare_args", "extract": "extract_args", "respond": "respond_args", "train": "train_args",
-    "blsp_emo": "blsp_emo_args", "blsp_emo_ft": "blsp_emo_ft_args", "rellm": "rellm_args",
-    "import_blsp_emo": "import_args", "infer": "infer_args",
-    "epitome": "epitome_args", "score": "score_args",
-}
 # Overrides that name a model the released BLSP-Emo fixes (not swapped when it is imported).
 CHECKPOINT_BOUND = {"teacher_llm", "text_llm", "llm_name", "speech_encoder", "whisper"}
 SHELL_SETTINGS = ("datadir", "dumpdir", "expdir", "results", "ngpu", "nj", "gen_nj", "infer_nj")
@@ -41,18 +35,27 @@ def load_table(path=TABLE):
         return yaml.safe_load(f)
 
 
-def _conf_value(conf, key):
-    """A top-level plain value of a recipe config (read without building hyperpyyaml objects)."""
-    if not Path(conf).is_file():
+def _conf_value(conf, key, conf_overrides=None):
+    """A top-level plain value of a recipe config (read without building hyperpyyaml objects), the recipe's
+    overlay value when it sets one."""
+    conf = Path(conf)
+    overridden = (conf_overrides or {}).get(conf.name, {})
+    if key in overridden:
+        return overridden[key]
+    if not conf.is_file():
         raise ConfigError(f"{conf} does not exist; run ./run.sh from the recipe folder")
     return config_value(conf, key)
 
 
 def settings(recipe_dir=".", split="official", blsp_emo_source="released", blsp_emo="", user_args=None,
-             table=None):
-    """``(variables, notes)``: the run.sh variables of a dry run and what it tells the user."""
+             table=None, conf_overrides=None):
+    """``(flags, notes)``: the stages.sh flags a dry run sets and what it tells the user.
+
+    ``user_args``: ``{flag: value}`` of stages.sh's stage-argument flags (``extract_args``, ...); each comes back
+    with the dry run's overrides for it in front, a flag the dry run has none for as it was. ``conf_overrides``:
+    the recipe's overlay (``{config file: {key: value}}``), read where the dry run reads a config value."""
     table = table or load_table()
-    user_args = user_args or {}
+    user_args = dict(user_args or {})
     recipe_dir = Path(recipe_dir)
     imported = blsp_emo_source == "released" and bool(blsp_emo)
     notes = []
@@ -65,29 +68,23 @@ def settings(recipe_dir=".", split="official", blsp_emo_source="released", blsp_
         out["blsp_emo_source"] = "trained"
         notes.append("BLSP_EMO is not set: the dry run trains a tiny BLSP-Emo instead of importing the released "
                      "checkpoint (set BLSP_EMO to check the import too)")
-    for stage, var in STAGE_ARGS.items():
-        args = [a.format(**values) for a in table.get(stage, [])]
-        if imported:
-            args = [a for a in args if a[2:].split("=", 1)[0] not in CHECKPOINT_BOUND]
-        out[var] = shlex.join(args + shlex.split(user_args.get(var, "")))
+    swaps = {flag: [a.format(**values) for a in args] for flag, args in (table.get("stage_args") or {}).items()}
     if imported:
+        swaps = {flag: [a for a in args if a[2:].split("=", 1)[0] not in CHECKPOINT_BOUND]
+                 for flag, args in swaps.items()}
         # the Whisper stage 2 extracts with is the one the import checks and RE-LLM records
         whisper = split_overrides(shlex.split(user_args.get("extract_args", ""))).get("whisper") \
-            or _conf_value(recipe_dir / "conf" / "extract.yaml", "whisper")
-        out["import_args"] = shlex.join([f"--check_whisper={whisper}", *shlex.split(out["import_args"])])
-        out["train_args"] = shlex.join([f"--speech_encoder={whisper}", *shlex.split(out["train_args"])])
-        llm = _conf_value(recipe_dir / "conf" / "import_blsp_emo.yaml", "llm_name")
+            or _conf_value(recipe_dir / "conf" / "extract.yaml", "whisper", conf_overrides)
+        swaps["import_args"] = [f"--check_whisper={whisper}", *swaps.get("import_args", [])]
+        swaps["train_args"] = [f"--speech_encoder={whisper}", *swaps.get("train_args", [])]
+        llm = _conf_value(recipe_dir / "conf" / "import_blsp_emo.yaml", "llm_name", conf_overrides)
         notes.append(f"BLSP_EMO={blsp_emo} is imported: its LLM ({llm}) and Whisper ({whisper}) are used as "
                      "configured, not swapped for the small ones")
+    # the user's string as typed after the swaps: stages.sh splits it into words as in a run without --dry_run
+    for flag in [*user_args, *(f for f in swaps if f not in user_args)]:
+        out[flag] = " ".join(w for w in (*swaps.get(flag, []), user_args.get(flag, "")) if w)
     out["dry_run_max_per_set"] = json.dumps(table["max_per_set"])
     return out, notes
-
-
-def shell_settings(**kwargs):
-    out, notes = settings(**kwargs)
-    lines = [f"{name}={shlex.quote(value)}" for name, value in out.items()]
-    lines += [f"log {shlex.quote('Dry run: ' + note)}" for note in notes]
-    return "\n".join(lines) + "\n"
 
 
 def _round_robin(items, n):

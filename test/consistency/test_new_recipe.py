@@ -1,11 +1,12 @@
-"""tools/new_recipe.sh makes a complete recipe: every link resolves, every config the stages read is there,
-the scripts parse and run, and it says what to edit next. (Its dry run: test/recipes/test_dry_run.py, e2e.)"""
+"""tools/new_recipe.sh makes a complete recipe: every link resolves, every config the stages read is there (the
+template's, linked, but for the copies its conf/overlay.yaml declares), the scripts parse and run, and it says
+what to edit next. (Its dry run: test/recipes/test_dry_run.py, e2e.)"""
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from test_recipes import LINKED, confs_read_by_stages, settings
+from test_recipes import LINKED, check_configs_follow_the_template, confs_read_by_stages, settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "test" / "recipes"))
@@ -27,13 +28,16 @@ def test_made_recipe_is_complete_and_runs(checkout, tool_env):
     assert result.returncode == 0, result.stderr
     recipe = checkout[0] / "egs" / "demo"
     assert result.stdout.splitlines()[:2] == ["Created egs/demo for corpus esd.",
-                                              "Split, sets and conf/prepare.yaml come from esd's recipe."]
+                                              ("Split, sets, conf/prepare.yaml and conf/overlay.yaml come from "
+                                               "esd's recipe.")]
     assert "ESD=/path/to/it ./run.sh" in result.stdout and "cd egs/demo && ./run.sh --dry_run true" in result.stdout
 
     dangling = [str(p.relative_to(recipe)) for p in recipe.rglob("*") if not p.exists()]
     assert not dangling and all((recipe / name).is_symlink() for name in LINKED)
     missing = [c for c in confs_read_by_stages(recipe) if not (recipe / c).is_file()]
     assert not missing, missing
+    overlay = check_configs_follow_the_template(recipe)
+    assert overlay.overrides["train_rellm.yaml"] == {"avd_source": "encoder"}  # ESD's recipe's value
     assert settings(recipe / "run.sh")["corpus"] == "esd" and settings(recipe / "run.sh")["nj"] == "1"
     for script in ("run.sh", "stages.sh"):
         assert subprocess.run(["bash", "-n", str(recipe / script)], check=False).returncode == 0, script

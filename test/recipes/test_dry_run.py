@@ -20,6 +20,8 @@ import pytest
 from recipe_env import checkout_for_new_recipes, private_cache_and_epitome
 
 from rellm.recipes.dry_run import settings, subset_manifests
+from rellm.recipes.stage_args import main as stage_args_main
+from rellm.utils.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "test" / "data"))
@@ -60,6 +62,37 @@ def test_settings_with_blsp_emo_keep_its_llm_and_whisper():
     assert "qwen-7b-chat" in notes[0]
     out, _ = settings(recipe_dir=REPO / "egs" / "iemocap", blsp_emo="/ckpt", user_args={})
     assert "--check_whisper=openai/whisper-large-v2" in _args(out, "import_args")  # conf/extract.yaml's
+
+
+def stage_args_records(capsysbinary, *argv):
+    assert stage_args_main(list(argv)) == 0
+    out = capsysbinary.readouterr().out
+    assert out.endswith(b"\0")
+    return [tuple(r.decode().split("=", 1)) for r in out.split(b"\0")[:-1]]
+
+
+def test_stage_args_answers_the_overlay_and_the_dry_run_as_records(capsysbinary):
+    """What stages.sh reads: the recipe's overlay per config, then (a dry run) every flag it sets, each --*_args
+    flag passed with the swaps in front (a flag without swaps as it was), and the notes."""
+    conf = str(REPO / "egs" / "esd" / "conf")
+    flags = ["--extract_args=--batch_size=2", "--step1_prepare_args=--num_sentences=3 --x='a b'", "--import_args="]
+    records = stage_args_records(capsysbinary, f"--conf_dir={conf}", *flags)
+    assert records == [(f"conf/train_{m}.yaml", "--avd_source=encoder") for m in ("blsp_emo", "blsp_emo_ft", "rellm")]
+    records = stage_args_records(capsysbinary, f"--conf_dir={conf}", "--dry_run=true", "--split=official", *flags,
+                                 "--train_args=", "--rellm_args=", "--infer_args=", "--respond_args=",
+                                 "--epitome_args=", "--score_args=")
+    values = dict(records)
+    assert records[0] == ("conf/train_blsp_emo.yaml", "--avd_source=encoder")
+    assert values["extract_args"].startswith("--whisper=whisper-tiny.en ") and values["extract_args"].endswith(
+        "--batch_size=4 --batch_size=2")
+    assert values["step1_prepare_args"] == "--num_sentences=3 --x='a b'" and values["import_args"] == ""
+    assert (values["datadir"], values["blsp_emo_source"], values["train_emotion_encoder"]) == ("data_dry", "trained",
+                                                                                              "true")
+    assert json.loads(values["dry_run_max_per_set"])["train"] == 16
+    assert "BLSP_EMO is not set" in values["log"]
+    with pytest.raises(ConfigError, match="dry_run.yaml has overrides for --extract_args, --infer_args"):
+        stage_args_main([f"--conf_dir={conf}", "--dry_run=true", "--train_args=", "--rellm_args=",
+                         "--respond_args=", "--epitome_args=", "--score_args="])
 
 
 def test_subset_keeps_every_emotion_and_counts_the_rest(tmp_path):
@@ -103,7 +136,7 @@ def run_recipe(root, env, recipe, *args, **extra_env):
     for item in (REPO / "egs" / recipe).iterdir():
         if item.is_symlink():
             (folder / item.name).symlink_to(item.resolve())
-        elif item.name in ("run.sh", "conf"):  # -L: conf/ holds links to egs/TEMPLATE/conf (slurm.conf, epitome.yaml)
+        elif item.name in ("run.sh", "conf"):  # -L: conf/ holds links to egs/TEMPLATE/conf (../../TEMPLATE/...)
             subprocess.run(["cp", "-rL", str(item), str(folder / item.name)], check=True)
     return dry_run(folder, env, *args, **extra_env)
 

@@ -93,3 +93,38 @@ def test_flags_of_a_sourced_file_with_the_help_and_name_of_the_script_run(tmp_pa
     assert "lib header" not in result.stdout and "  --nj                       [2]  jobs" in result.stdout
     result = run(main, "--nope", "1")
     assert result.returncode != 0 and "ERROR: main.sh: unknown option --nope (see main.sh --help)" in result.stderr
+
+
+def test_a_callers_settings_before_double_dash_and_the_users_command_after(tmp_path, repo_root):
+    """As run.sh calls stages.sh: ./stages.sh --nj 2 -- "$0" "$@": the settings, then the command as typed, whose
+    flags win; the help and the messages are the caller's, and command_line is what the user typed."""
+    lib = tmp_path / "lib.sh"
+    lib.write_text("#!/usr/bin/env bash\n# lib header: not the help text\nset -euo pipefail\n"
+                   "stage=1      # first stage\nnj=4         # jobs\nname=\"\"\n"
+                   f". {repo_root / 'tools' / 'parse_options.sh'}\n"
+                   "printf '%s\\n' \"stage=${stage}\" \"nj=${nj}\" \"name=${name}\" \"argc=$#\"\n"
+                   "printf 'command=%s\\n' \"${command_line[@]}\"\n")
+    lib.chmod(0o755)
+    main = tmp_path / "main.sh"
+    main.write_text(f'#!/usr/bin/env bash\n# Main script: its header is the help.\nexec {lib} --nj 2 -- "$0" "$@"\n')
+    main.chmod(0o755)
+
+    def run_main(*args):
+        result = run(main, *args)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        return dict(line.split("=", 1) for line in lines if not line.startswith("command=")), \
+            [line.removeprefix("command=") for line in lines if line.startswith("command=")]
+
+    assert run_main() == ({"stage": "1", "nj": "2", "name": "", "argc": "4"}, [str(main)])
+    out, command = run_main("--nj=5", "--stage", "3", "--name", "a -- b")
+    assert out == {"stage": "3", "nj": "5", "name": "a -- b", "argc": "9"}
+    assert command == [str(main), "--nj=5", "--stage", "3", "--name", "a -- b"]
+    result = run(main, "--help")
+    assert result.stdout.startswith(f"Usage: {main} [--flag value ...]\nMain script: its header is the help.\n")
+    assert "  --nj                       [2]  jobs" in result.stdout  # the caller's setting as the default
+    result = run(main, "--nope", "1")
+    assert result.returncode != 0 and "ERROR: main.sh: unknown option --nope (see main.sh --help)" in result.stderr
+    # called without "--", the script's own command line is the user's
+    result = run(lib, "--stage", "2")
+    assert "stage=2" in result.stdout and f"command={lib}\ncommand=--stage\ncommand=2" in result.stdout

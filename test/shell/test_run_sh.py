@@ -1,5 +1,5 @@
-"""egs/TEMPLATE/run.sh (its settings, then the shared egs/TEMPLATE/stages.sh) driven with a fake --python that
-records its arguments.
+"""egs/TEMPLATE/run.sh (./stages.sh called with its settings as flags, then the user's command) driven with a fake
+--python that records the stages' arguments.
 
 This tests the stage logic (selection, logging, job logs, failures) without running the stages.
 """
@@ -13,7 +13,7 @@ import pytest
 
 FAKE_PYTHON = """#!/usr/bin/env bash
 [ "$2" = rellm.bin.check_gpu ] && exit 0  # the GPU check before stage 1, not a stage (test/recipes/test_check_gpu.py)
-[ "$2" = rellm.recipes.ablations ] && exec python3 "$@"  # the ablation table: the real one answers
+case "$2" in rellm.recipes.*) exec python3 "$@" ;; esac  # the recipe helpers (overlay, dry run, ablations) answer
 printf '%s\\n' "$*" >> "${FAKE_PYTHON_RECORD}"
 printf '%s\\n' "${RELLM_RECIPE_COMMAND-unset}" >> "${FAKE_PYTHON_RECORD}.command"
 if [ -n "${FAKE_PYTHON_FAIL:-}" ] && [[ "$*" == *"${FAKE_PYTHON_FAIL}"* ]]; then
@@ -298,3 +298,120 @@ def test_released_blsp_emo_needs_no_step1_data(repo_root, tmp_path, fake):
     assert not [c for c in calls if "mini_asr" in c]
     respond = [c for c in calls if "rellm.bin.respond" in c]
     assert respond and all("--tasks=[expected]" in c for c in respond)  # no continuations: step 1 does not run
+
+
+# ------------------------------------------------------------------ what each stage gets on top of its config
+
+
+def recipe_copy(repo_root, tmp_path, recipe="TEMPLATE", overlay=None):
+    """egs/<recipe> in tmp (links to its files, conf/ a folder of links), so that relative outputs stay there;
+    ``overlay``: the text of its conf/overlay.yaml instead of the recipe's."""
+    source = repo_root / "egs" / recipe
+    folder = tmp_path / recipe
+    (folder / "conf").mkdir(parents=True)
+    for item in source.iterdir():
+        if item.name != "conf" and (item.is_symlink() or item.name.endswith(".sh")):
+            (folder / item.name).symlink_to(item.resolve())
+    for item in (source / "conf").iterdir():
+        (folder / "conf" / item.name).symlink_to(item.resolve())
+    if overlay is not None:
+        (folder / "conf" / "overlay.yaml").unlink(missing_ok=True)
+        (folder / "conf" / "overlay.yaml").write_text(overlay)
+    return folder
+
+
+def run_in(folder, fake, *args, **env):
+    python, _, base_env = fake
+    return subprocess.run(["./run.sh", "--python", str(python), "--nj", "1", "--gen_nj", "1", "--infer_nj", "1",
+                           *args], cwd=folder, env={**base_env, **env}, capture_output=True, text=True, timeout=300,
+                          check=False)
+
+
+def test_the_recipe_overlay_comes_before_the_users_overrides(repo_root, tmp_path, fake):
+    """ESD's conf/overlay.yaml sets avd_source: encoder in the (linked) template's train configs."""
+    folder = recipe_copy(repo_root, tmp_path, "esd")
+    result = run_in(folder, fake, "--stage", "4", "--stop_stage", "4", "--blsp_emo_source", "trained",
+                    "--train_args", "--avd_source=annotation --lr=1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    train = [c for c in fake[1].read_text().splitlines() if "rellm.bin.train " in c]
+    assert len(train) == 3
+    assert all(c.endswith("--avd_source=encoder --avd_source=annotation --lr=1") for c in train), train
+
+    result = run_in(recipe_copy(repo_root, tmp_path / "t"), fake, "--stage", "4", "--stop_stage", "4",
+                    "--blsp_emo_source", "trained")  # the template's overlay changes nothing
+    assert result.returncode == 0, result.stderr
+    assert not any("--avd_source" in c for c in fake[1].read_text().splitlines()[3:])
+
+
+@pytest.mark.parametrize("overlay, message", [
+    ("overrides: {train_rellm.yaml: {avd_sorce: encoder}}\n", "train_rellm.yaml has no key(s) avd_sorce"),
+    ("overrides: {score.yaml: {notes: [a note]}}\n", "holds spaces"),
+    ("overrides: {train_nothing.yaml: {lr: 1}}\n", "overrides of train_nothing.yaml, which conf does not have"),
+    ("own: {nothing.yaml: [lr]}\n", "own: nothing.yaml, which conf does not have"),
+])
+def test_a_wrong_overlay_stops_before_any_stage(repo_root, tmp_path, fake, overlay, message):
+    folder = recipe_copy(repo_root, tmp_path, overlay=overlay)
+    result = run_in(folder, fake, "--stage", "4", "--blsp_emo_source", "trained")
+    assert result.returncode == 1 and message in result.stderr, result.stderr
+    assert result.stderr.count("ERROR") == 1 and "Traceback" not in result.stderr
+    assert not fake[1].exists()
+
+
+def test_dry_run_values_are_data_never_shell_code(repo_root, tmp_path, fake):
+    """The dry run's settings come back as records assigned as values: what the user typed is never run."""
+    folder = recipe_copy(repo_root, tmp_path)
+    marker = tmp_path / "ran"
+    result = run_in(folder, fake, "--corpus", "mini", "--dry_run", "true", "--stage", "2", "--stop_stage", "2",
+                    "--extract_args", f"--batch_size=2 --x=$(touch {marker})`touch {marker}`;touch")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not marker.exists()
+    calls = fake[1].read_text().splitlines()
+    extract = [c for c in calls if "rellm.bin.extract" in c]
+    assert extract and all("--whisper=whisper-tiny.en" in c for c in extract)  # the dry run's swap ...
+    assert all(c.endswith(f"--batch_size=4 --batch_size=2 --x=$(touch {marker})`touch {marker}`;touch")
+               for c in extract)  # ... then the user's, last, as typed
+    assert all("--output_dir dump_dry/official/" in c for c in extract)  # the dry run's own roots
+    assert re.search(rf"^{TIMESTAMP} \(stages.sh:\d+\) Dry run: BLSP_EMO is not set", result.stdout, re.MULTILINE)
+
+
+def help_flags(folder, env):
+    """``{flag: default}`` of ``./run.sh --help``."""
+    out = subprocess.run(["./run.sh", "--help"], cwd=folder, env=env, capture_output=True, text=True, check=True).stdout
+    return dict(re.findall(r"^  --(\w+) +\[([^\]]*)\]", out, re.MULTILINE))
+
+
+@pytest.mark.parametrize("source", ["trained", "released"])
+def test_every_stage_args_flag_reaches_its_stage_in_a_dry_run_with_overwrite(repo_root, tmp_path, fake, source):
+    """One list of --*_args flags behind the help, the dry run and --overwrite: each flag of the help reaches its
+    stage after the dry run's swaps, and every stage call gets --overwrite=true once."""
+    folder = recipe_copy(repo_root, tmp_path)
+    flags = [f for f in help_flags(folder, fake[2]) if f.endswith("_args")]
+    assert len(flags) == 13
+    released = tmp_path / "blsp_emo"
+    released.mkdir()
+    marks = [a for f in flags for a in (f"--{f}", f"--mark_{f}=1")]
+    result = run_in(folder, fake, "--corpus", "mini", "--dry_run", "true", "--blsp_emo_source", source,
+                    "--overwrite", "true", "--step1_data", "mini_asr", *marks,
+                    **({"BLSP_EMO": str(released)} if source == "released" else {}))
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = [c for c in fake[1].read_text().splitlines() if "rellm.bin.dry_run" not in c]
+    stage_of = {"prepare_args": "conf/prepare.yaml", "step1_prepare_args": "conf/prepare_step1.yaml",
+                "emotion_encoder_args": "rellm.bin.train_emotion_encoder", "extract_args": "rellm.bin.extract",
+                "respond_args": "rellm.bin.respond", "train_args": "rellm.bin.train ", "infer_args": "rellm.bin.infer",
+                "import_args": "rellm.bin.import_blsp_emo", "epitome_args": "rellm.bin.epitome",
+                "score_args": "rellm.bin.score", "blsp_emo_args": "train_blsp_emo.yaml",
+                "blsp_emo_ft_args": "train_blsp_emo_ft.yaml", "rellm_args": "train_rellm.yaml"}
+    assert set(stage_of) == set(flags)
+    # the dry run needs no step-1 data; the released BLSP-Emo is imported, so neither trains with its own flags
+    unused = {"step1_prepare_args"} | ({"blsp_emo_args"} if source == "released" else {"import_args"})
+    for flag in set(flags) - unused:
+        reached = [c for c in calls if stage_of[flag] in c]
+        assert reached and all(f"--mark_{flag}=1" in c for c in reached), flag
+    for call in calls:
+        if "rellm.bin.results" not in call:  # RESULTS.md is rewritten every time (and records the command)
+            assert call.split().count("--overwrite=true") == 1, call
+    train = [c for c in calls if "rellm.bin.train " in c]
+    rellm = next(c for c in train if "train_rellm.yaml" in c).split()
+    # --train_args (the dry run's, the user's, --overwrite=true), then RE-LLM's own (the dry run's, the user's)
+    assert rellm.index("--speech_dim=auto") < rellm.index("--mark_train_args=1") \
+        < rellm.index("--overwrite=true") < rellm.index("--emotion_dim=auto") < rellm.index("--mark_rellm_args=1")
