@@ -17,66 +17,18 @@ folder (where the stages run): those are read relative to the working directory,
 folder of the documented layout ``<recipe>/<exp_root>/<model>/<split>/seed<k>``; nothing else is searched.
 """
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rellm.training.experiment_dir import FINAL_CONFIG, FINAL_WEIGHTS, ExperimentDir
+from rellm.models.final_state import ModelFolderError, base_model_path
+from rellm.utils.experiment_dir import FINAL_CONFIG, FINAL_WEIGHTS, ExperimentDir
 
 EXPORT_CONFIG = "rellm_model.json"
 EXPORT_WEIGHTS = FINAL_WEIGHTS
 EXPORT_FORMAT = "rellm-export"
 EXPORT_FORMAT_VERSION = 1
 BASE_MODEL_KEYS = ("llm", "speech_encoder", "emotion_encoder")
-
-
-class ModelFolderError(RuntimeError):
-    """A model folder that cannot be used; the message says what to do (one line)."""
-
-
-def relative_base_model_folders(base_models, folder):
-    """``{key: path of the base model's local folder relative to folder}`` for the base models given as
-    existing local folders (registry and hub names are left out)."""
-    out = {}
-    for key, value in (base_models or {}).items():
-        if isinstance(value, str) and value and Path(value).expanduser().is_dir():
-            out[key] = os.path.relpath(Path(value).expanduser().resolve(), Path(folder).resolve())
-    return out
-
-
-def base_model_value(meta, key):
-    """The base model ``key`` as the config names it (``llm`` from the constructor arguments), or None."""
-    if key == "llm":
-        return (meta.get("model") or {}).get("llm") or (meta.get("base_models") or {}).get("llm")
-    return (meta.get("base_models") or {}).get(key)
-
-
-def base_model_path(meta, key, config_dir, recipe_layout=True):
-    """Where to load base model ``key`` from: a local folder (str) or the registry / hub name; None if unset.
-
-    ``config_dir``: the folder of the config (``final/`` or the exported folder). ``recipe_layout``: also try
-    the recipe folder of ``exp/<model>/<split>/seed<k>/final`` for experiments saved without
-    ``base_model_folders`` (False for exported folders, where every path is relative to the folder).
-    """
-    value = base_model_value(meta, key)
-    if not value:
-        return None
-    relative = (meta.get("base_model_folders") or {}).get(key)
-    if relative:
-        folder = Path(os.path.normpath(Path(config_dir) / relative))
-        if folder.is_dir():
-            return str(folder)
-        if not recipe_layout:
-            raise ModelFolderError(f"{folder} is missing ({key} of {config_dir}); copy the whole exported folder")
-    path = Path(str(value)).expanduser()
-    if path.is_absolute() or path.is_dir():
-        return str(path)
-    if recipe_layout:
-        parents = Path(config_dir).resolve().parents  # final/ -> seed<k>, <split>, <model>, <exp_root>, <recipe>
-        if len(parents) > 4 and (parents[4] / path).is_dir():
-            return str(parents[4] / path)
-    return str(value)
 
 
 def avd_head_trained(meta, exp_dir=None):

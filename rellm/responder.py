@@ -407,7 +407,7 @@ class Responder:
         """Whisper's own transcriptions of 16 kHz mono waveforms (the model's Whisper, loaded on first use)."""
         import torch
 
-        from rellm.features.audio import SAMPLE_RATE
+        from rellm.data.audio import SAMPLE_RATE
 
         if not waves:
             return []

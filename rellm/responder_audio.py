@@ -4,13 +4,13 @@ What is refused, with one line saying what to do (:class:`AudioInputError`): a m
 file that is not audio, anything over 30 s (Whisper's window, the longest utterance a model is trained
 on) or under 0.1 s, NaN or infinite samples, an array without its sample rate. What is converted, with a
 note in the reply: several channels (averaged, as stage 2 does), another sample rate (resampled as stage
-2 does: ``rellm.features.audio.to_mono_at_rate``), integer samples (scaled to [-1, 1]).
+2 does: ``rellm.data.audio.to_mono_at_rate``), integer samples (scaled to [-1, 1]).
 """
 from pathlib import Path
 
 import numpy as np
 
-from rellm.features.audio import SAMPLE_RATE, to_mono_at_rate
+from rellm.data.audio import SAMPLE_RATE, to_mono_at_rate
 
 MAX_SECONDS = 30.0
 MIN_SECONDS = 0.1

@@ -5,16 +5,18 @@
 - ``text_only``: the same LLM given the Whisper transcript instead of the speech (asked of the main model, which
   holds both; no second model is loaded);
 - ``blsp_emo``: the BLSP-Emo experiment trained beside the main one, ``exp/blsp_emo/<split>/seed<k>`` for a main
-  model in ``exp/rellm/<split>/seed<k>`` (the recipe layout, ``rellm.training.experiment_dir``), or any folder
+  model in ``exp/rellm/<split>/seed<k>`` (the recipe layout, ``rellm.utils.experiment_dir``), or any folder
   given as ``blsp_emo=PATH`` (an exported model, a released checkpoint imported elsewhere).
 """
 from dataclasses import dataclass
 from pathlib import Path
 
-from rellm.training.experiment_dir import ExperimentDir
+from rellm import systems as registry
+from rellm.utils.experiment_dir import ExperimentDir
 
-BASELINES = ("blsp_emo", "text_only")
-DISPLAY_NAMES = {"rellm": "RE-LLM", "blsp_emo": "BLSP-Emo", "text_only": "Text-only LLM"}
+# what --compare offers (rellm.systems: demo_baseline), and the names the page shows
+BASELINES = tuple(sorted(s.name for s in registry.SYSTEMS if s.demo_baseline))
+DISPLAY_NAMES = {s.name: s.title for s in registry.SYSTEMS}
 
 
 class DemoError(RuntimeError):

@@ -9,17 +9,8 @@ comparison bullets under it).
 import re
 from pathlib import Path
 
-SYSTEM_NAMES = {"rellm": "RE-LLM", "blsp_emo": "BLSP-Emo"}
-SYSTEM_DESCRIPTIONS = {
-    "rellm": "An empathetic speech-LLM with an emotion nuance module (RE-LLM): a frozen Whisper encoder, a "
-             "convolutional adapter that fuses the speech states with the embedding of a frozen dimensional "
-             "emotion encoder, and an instruction LLM with partial LoRA, plus emotion-class and arousal / valence / "
-             "dominance heads on the pooled adapter output. It hears an utterance, names its emotion and writes an "
-             "empathetic reply.",
-    "blsp_emo": "An empathetic speech-LLM (the BLSP-Emo baseline): a frozen Whisper encoder, a convolutional "
-                "adapter and an instruction LLM with partial LoRA, plus an emotion-class head on the pooled adapter "
-                "output. It hears an utterance, names its emotion and writes an empathetic reply.",
-}
+from rellm import systems
+
 HYPERPARAMS = ("seed", "split", "data_dir", "train_set", "valid_set", "step1_data_dir", "step1_train_set",
                "step1_epochs", "step2_epochs", "step1_lr", "step2_lr", "step1_batch_size", "step2_batch_size",
                "lambda_cat", "lambda_dim", "response_loss", "llm_dtype", "init_from")
@@ -88,13 +79,13 @@ def write_model_card(folder, model_folder, config, state, results_path):
     hub_ids = sorted({s["hub_id"] for s in sources.values() if s.get("hub_id")})
     n_params = sum(int(t.numel()) for t in state.values())
     lora = int(model.get("lora_r", 0)) > 0
-    name = SYSTEM_NAMES.get(system, system)
+    name = systems.title(system)
     heading = f"{name} ({corpus or 'corpus not recorded'}, split {hp.get('split', '?')}, seed {hp.get('seed', '?')})"
     out = ["---", "license: other", "library_name: rellm",
            "tags: [speech, speech-emotion-recognition, empathetic-response-generation, speech-llm, rellm]"]
     if hub_ids:
         out += ["base_model:", *[f"- {h}" for h in hub_ids]]
-    out += ["---", "", f"# {heading}", "", SYSTEM_DESCRIPTIONS.get(system, ""), "",
+    out += ["---", "", f"# {heading}", "", (systems.get(system).description if systems.get(system) else ""), "",
             ("Trained with the rellm recipes, which reproduce RE-LLM (\"Refining Empathetic Speech-LLM Responses by "
             "Integrating Emotion Nuance\"); exported with `python -m rellm.export`."), ""]
     out += ["## How to use", "", "```python", "from rellm import Responder", "",

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rellm.data.audio import SAMPLE_RATE, AudioError, load_audio
 from rellm.data.emotions import AVD
-from rellm.features.audio import SAMPLE_RATE, AudioError, load_audio
 from rellm.features.cache import FORMAT_VERSION, INDEX_NAME, ShardWriter
 from rellm.utils.drop_report import DropReport, ReasonCounts
 from rellm.utils.io import atomic_write_json, read_json
@@ -127,10 +127,11 @@ def stage(output_dir, num_shards):
 def extraction_inputs(manifest, data_root, whisper, emotion_folder):
     """What stage 2 reads (``rellm.utils.lineage``): the manifest's content, its audio files (sizes and times),
     the Whisper model and the emotion encoder (stage 2a's marker when the recipe trained it, else its files)."""
+    from rellm.pretrained.identity import add_model
     from rellm.utils.lineage import Inputs
 
-    return (Inputs().file("manifest", manifest).audio("audio", manifest, data_root)
-            .model("whisper", whisper).model("emotion_encoder", emotion_folder))
+    inputs = Inputs().file("manifest", manifest).audio("audio", manifest, data_root)
+    return add_model(add_model(inputs, "whisper", whisper), "emotion_encoder", emotion_folder)
 
 
 def shard_options(entries, options, keys):

@@ -5,6 +5,9 @@
   (cached Whisper states, plus the emotion embedding for RE-LLM's emotion nuance module); ``blsp_emo_ft`` is the
   matched control (BLSP-Emo continued on the corpus like RE-LLM, without the module).
 
+Any system of ``rellm.systems`` is answered the way its ``modality`` says: ``text`` as ``text_only``, ``speech``
+as the trained speech-LLMs.
+
 Two passes per utterance (docs/method.md#prompts, #inference):
 
 * response: empathetic system prompt, empty instruction, the speech (transcript) as the user turn;
@@ -28,6 +31,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from rellm import systems as registry
 from rellm.generation.ser_parser import parse_ser_answer
 from rellm.generation.teacher import left_pad
 from rellm.utils.drop_report import DropReport
@@ -35,7 +39,7 @@ from rellm.utils.torch_device import no_grad
 
 logger = logging.getLogger(__name__)
 
-SYSTEMS = ("text_only", "blsp_emo", "blsp_emo_ft", "rellm")
+SYSTEMS = tuple(registry.names())  # what --system accepts (rellm.systems)
 PASSES = ("response", "ser")
 RESPONSES = "responses"  # responses.jsonl, shards/responses.<j>of<N>.jsonl
 
@@ -70,8 +74,9 @@ class TextOnlySystem:
 
     name = "text_only"
 
-    def __init__(self, llm, tokenizer, layout, decoder):
+    def __init__(self, llm, tokenizer, layout, decoder, name=None):
         self.llm, self.tokenizer, self.layout, self.decoder = llm, tokenizer, layout, decoder
+        self.name = name or self.name
 
     def prompt_ids(self, system_prompt, instruction, transcript, history=None):
         # Segments tokenised separately, as the speech model's prompt is (docs/method.md#sequence-layout); the
@@ -242,9 +247,15 @@ def run_inference(system, entries, batches, prompts, desc=None):
     return records
 
 
+def hears_text(system):
+    """Whether the system ``system`` (a name of ``rellm.systems``) answers the transcript, not the speech."""
+    record = registry.get(system)
+    return record is not None and record.modality == "text"
+
+
 def skip_reason(system, utt_id, entry, available=None):
     """Why ``system`` cannot answer ``utt_id`` (``available``: the utterances with features), or None."""
-    if system == "text_only" and not (entry.get("transcript") or "").strip():
+    if hears_text(system) and not (entry.get("transcript") or "").strip():
         return "no_transcript"
     if available is not None and utt_id not in available:
         return "no_features"
@@ -267,8 +278,8 @@ def select_utterances(manifest, system, features=None):
 
 
 def load_features(hp):
-    """The stage-2 feature cache of a speech system (None for ``text_only``)."""
-    if hp["system"] == "text_only":
+    """The stage-2 feature cache of a speech system (None for a text system such as ``text_only``)."""
+    if hears_text(hp["system"]):
         return None
     from rellm.features.cache import FeatureCache
 
@@ -282,9 +293,10 @@ def build_system(hp, device):
     from rellm.generation.runtime import build_decoder, load_llm, set_threads
     from rellm.utils.torch_device import pick_dtype
 
-    if hp["system"] == "text_only":
+    if hears_text(hp["system"]):
         llm, tokenizer, layout = load_llm(hp["text_llm"], hp["dtype"], device, hp["num_threads"])
-        return TextOnlySystem(llm, tokenizer, layout, build_decoder(llm, tokenizer, layout, hp, "reply"))
+        return TextOnlySystem(llm, tokenizer, layout, build_decoder(llm, tokenizer, layout, hp, "reply"),
+                              name=hp["system"])
     from rellm.models.speech_llm import SpeechLLM
 
     set_threads(hp["num_threads"])

@@ -2,9 +2,9 @@
 
 Both read ``p = sum_t M_t E_t / sum_t M_t``, the masked mean of the adapter output
 (before the LLM): a bias-free 5-way emotion classifier (CE) and a bias-free
-arousal/valence/dominance regressor (MSE, or 1 - CCC as an option).
+arousal/valence/dominance regressor (MSE, or 1 - CCC as an option). Their losses are in
+``rellm.training.losses``.
 """
-import torch.nn.functional as F
 from torch import nn
 
 from rellm.data.emotions import NUM_EMOTIONS
@@ -36,25 +36,3 @@ class AVDRegressionHead(nn.Module):
 
     def forward(self, pooled):
         return self.proj(pooled)
-
-
-def ccc(pred, target, eps=1e-8):
-    """Lin's concordance correlation coefficient per column of ``[B, K]`` (or of ``[B]``) -> ``[K]`` (or a scalar).
-
-    The toolkit's one CCC: torch tensors (the ``ccc`` dimensional loss, differentiable) or numpy arrays (the stage-2a
-    emotion encoder's validation metric, with ``eps=0``). Variances are population variances (divided by B).
-    """
-    pm, tm = pred.mean(0), target.mean(0)
-    pd, td = pred - pm, target - tm
-    cov = (pd * td).mean(0)
-    return 2 * cov / ((pd * pd).mean(0) + (td * td).mean(0) + (pm - tm) ** 2 + eps)
-
-
-def avd_loss(pred, target, kind="mse"):
-    """Dimensional loss: plain MSE over batch and the 3 dims (the released code), or ``1 - mean CCC``."""
-    pred, target = pred.float(), target.float()
-    if kind == "mse":
-        return F.mse_loss(pred, target)
-    if kind == "ccc":
-        return 1.0 - ccc(pred, target).mean()
-    raise ValueError(f"unknown dimensional loss {kind!r}; use 'mse' or 'ccc'")

@@ -24,7 +24,7 @@ from torch import nn
 
 from rellm.models.adapter import SpeechAdapter
 from rellm.models.chat_layout import ChatLayout
-from rellm.models.final_state import load_final_state, save_final_state
+from rellm.models.final_state import base_model_path, load_final_state, relative_base_model_folders, save_final_state
 from rellm.models.heads import AVDRegressionHead, EmotionClassifierHead, masked_mean
 from rellm.models.llm_loading import load_causal_lm
 from rellm.models.packing import pack_sequences, segment_batch
@@ -304,10 +304,8 @@ class SpeechLLM(nn.Module):
         """Write ``folder/trainable.safetensors`` (own parameters only) and ``folder/model.json`` (constructor args).
 
         Base models given as local folders are also recorded relative to ``folder`` (``base_model_folders``), so
-        that a reader finds them from the experiment itself, wherever it runs (``rellm.model_folder``).
+        that a reader finds them from the experiment itself, wherever it runs (``rellm.models.final_state``).
         """
-        from rellm.model_folder import relative_base_model_folders
-
         meta = {"model": self.config, **(extra or {})}
         folders = relative_base_model_folders({"llm": self.llm_name, **meta.get("base_models", {})}, folder)
         if folders:
@@ -324,8 +322,7 @@ class SpeechLLM(nn.Module):
         and heads from ``model_dir/final/trainable.safetensors``. The model is returned in eval mode;
         its ``.prompts`` holds the system prompts and instructions used in training.
         """
-        from rellm.model_folder import base_model_path
-        from rellm.training.experiment_dir import ExperimentDir
+        from rellm.utils.experiment_dir import ExperimentDir
 
         state, meta = load_final_state(model_dir)
         llm = base_model_path(meta, "llm", ExperimentDir(model_dir).final)

@@ -123,7 +123,7 @@ def main(argv=None):
             print(dst)
             return 0
         if args.command == "import-blsp-emo":
-            from rellm.pretrained.blsp_emo import import_blsp_emo
+            from rellm.training.blsp_emo_import import import_blsp_emo
 
             import_blsp_emo(args.src, args.exp_dir, llm=args.llm, check_llm=args.check_llm,
                             check_whisper=args.check_whisper)

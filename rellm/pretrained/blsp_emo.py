@@ -1,4 +1,5 @@
-"""Import the released BLSP-Emo checkpoint (``Blsp2Model``) as a rellm experiment folder.
+"""Convert the released BLSP-Emo checkpoint (``Blsp2Model``) into a rellm experiment's model
+(``rellm.training.blsp_emo_import`` writes the experiment folder).
 
 The released folder (config.json with ``whisper_config``/``qwen_config``/``lora_config``, weights
 ``whisper_model.*``, ``adapter.*``, ``qwen_model.model.*`` with partial-LoRA matrices,
@@ -21,7 +22,7 @@ Name mapping (the Subsampler has our SpeechAdapter's architecture):
         attn.c_proj  -> self_attn.o_proj      mlp.w1 -> mlp.up_proj      mlp.w2 -> mlp.gate_proj
         mlp.c_proj   -> mlp.down_proj         (BLSP's target "c_proj" matches both c_proj layers)
 
-The AVD head is not part of BLSP-Emo: it is written with PyTorch's default Linear initialisation
+The AVD head is not part of BLSP-Emo: the importer writes it with PyTorch's default Linear initialisation
 (seed 0) and ``avd_head_trained: false`` in model.json (RE-LLM trains it from there).
 """
 import json
@@ -223,18 +224,18 @@ def check_whisper_equal(state, name_or_path, rtol=None, atol=None):
     return worst
 
 
-def import_blsp_emo(src, exp_dir, llm="qwen-7b-chat", check_llm=True, check_whisper=None, prompts=None):
-    """Turn the released BLSP-Emo folder ``src`` into the experiment ``exp_dir``. Returns the model.json dict.
+def convert_blsp_emo(src, exp_dir, llm="qwen-7b-chat", check_llm=True, check_whisper=None, prompts=None):
+    """Convert the released BLSP-Emo folder ``src`` for the experiment ``exp_dir``: its Whisper encoder into
+    ``exp_dir/whisper`` (and its LLM into ``exp_dir/llm`` with ``llm="embedded"``); returns ``(state, meta)``, the
+    trained tensors under ``SpeechLLM.own_state_dict`` names (without the A/V/D head BLSP-Emo lacks) and the
+    ``model.json`` dict. ``rellm.training.blsp_emo_import`` writes them as the experiment's ``final/``.
 
     ``llm``: the registry name or folder of the Qwen(1) import the experiment loads (its weights are
     compared with the checkpoint's when ``check_llm``), or ``"embedded"`` to convert the checkpoint's
     own LLM into ``exp_dir/llm``. ``check_whisper``: the Whisper (name or folder) stage 2 uses, compared
     with the checkpoint's encoder. ``prompts``: recorded in model.json.
     """
-    from rellm.models.final_state import save_final_state
-    from rellm.models.heads import AVDRegressionHead
     from rellm.pretrained.loaders import resolve
-    from rellm.training.experiment_dir import ExperimentDir
 
     src, exp_dir = Path(src).expanduser(), Path(exp_dir)
     config = read_blsp_config(src)
@@ -292,9 +293,6 @@ def import_blsp_emo(src, exp_dir, llm="qwen-7b-chat", check_llm=True, check_whis
     state = {f"adapter.{k}": v for k, v in adapter.items()}
     state.update(head)
     state.update(lora)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        state["avd_head.proj.weight"] = AVDRegressionHead(hidden).proj.weight.detach().clone()
 
     exp_dir.mkdir(parents=True, exist_ok=True)
     details = {"source": str(src.resolve()), "importer": "rellm.pretrained.blsp_emo", "importer_version": IMPORTER_VERSION}
@@ -335,8 +333,16 @@ def import_blsp_emo(src, exp_dir, llm="qwen-7b-chat", check_llm=True, check_whis
         "avd_head_trained": False,
         "imported_from": details,
     }
+    log.info("converted BLSP-Emo %s (%d adapter, %d LoRA tensors; LLM %s)", src, len(adapter), len(lora), llm_name)
     # the q/k/v LoRA A of one c_attn is one tensor under three names: each is written as its own storage
-    save_final_state(ExperimentDir(exp_dir).final, own_storage(state), meta)
-    log.info("imported BLSP-Emo %s -> %s (%d adapter, %d LoRA tensors; LLM %s)", src, exp_dir, len(adapter),
-             len(lora), llm_name)
-    return meta
+    return own_storage(state), meta
+
+
+def __getattr__(name):
+    # ``rellm.pretrained.blsp_emo.import_blsp_emo``, the importer's earlier home, still works for scripts that use it;
+    # the experiment writing itself lives above the model layer (rellm.training.blsp_emo_import)
+    if name == "import_blsp_emo":
+        from rellm.training.blsp_emo_import import import_blsp_emo
+
+        return import_blsp_emo
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,9 +23,10 @@ import os
 import shutil
 from pathlib import Path
 
+from rellm import systems
 from rellm.features.cache import read_feature_meta
-from rellm.training.experiment_dir import ExperimentDir
 from rellm.utils.config import config_value, split_overrides
+from rellm.utils.experiment_dir import ExperimentDir
 
 # (stage, globs of the folders holding a command.txt, under the recipe folder given the roots)
 COMMAND_FOLDERS = (
@@ -163,11 +164,9 @@ def models(exp, dump, split, seed, train_set="train"):
     if info:
         out.append(("stage 2 Whisper", identify(info.get("whisper"))))
         out.append(("stage 2 emotion encoder", identify(info.get("emotion_encoder"))))
-    from rellm.scoring.systems import ordered
-
     # every trained or imported system of this run (any name: blsp_emo, rellm, blsp_emo_ft, ...), in table order
     found = [p.parts[-5] for p in Path(exp).glob(f"*/{split}/seed{seed}/final/model.json")]
-    for system in ordered(sorted(found)):
+    for system in systems.ordered(sorted(found)):
         exp_dir = ExperimentDir(Path(exp) / system / split / f"seed{seed}")
         path = exp_dir.final_config
         if path.is_file():
@@ -186,13 +185,14 @@ def models(exp, dump, split, seed, train_set="train"):
             init = config_value(exp_dir.hyperparams, "init_from") if exp_dir.hyperparams.is_file() else None
             if init:  # e.g. RE-LLM continues the imported BLSP-Emo: what its training data include
                 out.append((f"{system} initialised from", str(init)))
-    infer_log = sorted(Path(exp).glob(f"text_only/{split}/seed{seed}/infer/*/log/infer.1.log"))
-    if infer_log and _first_line(infer_log[0]):
-        args = _first_line(infer_log[0]).split()
-        overrides = split_overrides([a for a in args[4:] if a.startswith("--") and "=" in a])
-        text_llm = overrides.get("text_llm") or config_value(args[3] if len(args) > 3 else "", "text_llm")
-        if text_llm:
-            out.append(("text-only LLM", identify(text_llm)))
+    for system in systems.names(modality="text"):  # the text systems' LLM, from their stage-5 job logs
+        infer_log = sorted(Path(exp).glob(f"{system}/{split}/seed{seed}/infer/*/log/infer.1.log"))
+        if infer_log and _first_line(infer_log[0]):
+            args = _first_line(infer_log[0]).split()
+            overrides = split_overrides([a for a in args[4:] if a.startswith("--") and "=" in a])
+            text_llm = overrides.get("text_llm") or config_value(args[3] if len(args) > 3 else "", "text_llm")
+            if text_llm:
+                out.append((systems.label(system), identify(text_llm)))
     metrics = sorted(Path(exp).glob(f"scores/{split}/seed{seed}/*/metrics.json"))
     if metrics:
         epitome = json.loads(metrics[0].read_text(encoding="utf-8")).get("epitome", {})
@@ -207,7 +207,7 @@ def models(exp, dump, split, seed, train_set="train"):
 def training_curves(exp, split, seed, results_dir="."):
     """``[(role, markdown)]``: each trained speech-LLM's ``training_curves.png`` (stage 4), copied to
     ``<results_dir>/results_figures/<split>_seed<seed>/training_curves_<system>.png`` and linked from there."""
-    from rellm.training.curves import CURVES_PNG, TENSORBOARD_DIR
+    from rellm.utils.experiment_dir import CURVES_PNG, TENSORBOARD_DIR
 
     out = []
     figures = Path(results_dir) / "results_figures" / f"{split}_seed{seed}"

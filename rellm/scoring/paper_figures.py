@@ -7,7 +7,7 @@ we could retrieve: they show as "not published". Our side of each row is this ru
 scored runs), computed the same way: RE-LLM's relative change of the mean level, and UA in points with the
 relative change in brackets (the abstract does not say which of the two its UA gains are).
 """
-from rellm.scoring.systems import short_name
+from rellm.systems import short_name
 
 PAPER_FIGURES = {
     "iemocap": {

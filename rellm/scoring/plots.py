@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from rellm.scoring.systems import label as system_label  # the one table of system labels
+from rellm.systems import label as system_label  # the one table of system labels
 from rellm.utils.io import atomic_path
 
 LEVEL_COLOURS = ("#d9d9d9", "#9ecae1", "#3182bd")

@@ -43,7 +43,7 @@ def prosody_features(wave, sample_rate, transcript):
 
 def features_of(entries, sample_rate=16000):
     """``(X [n, 8], labels, ids)`` of a manifest (``{data_root}`` resolved); unreadable audio is skipped, logged."""
-    from rellm.features.audio import AudioError, load_audio
+    from rellm.data.audio import AudioError, load_audio
 
     rows, labels, ids = [], [], []
     for utt_id in sorted(entries):
@@ -68,7 +68,7 @@ def prosody_baseline(train_entries, eval_sets, seed=0):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from rellm.scoring.ser_metrics import unweighted_accuracy
+    from rellm.data.ser_metrics import unweighted_accuracy
 
     X, y, _ = features_of(train_entries)
     if len(set(y)) < 2:

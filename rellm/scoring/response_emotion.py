@@ -31,8 +31,8 @@ from collections import Counter
 from pathlib import Path
 
 from rellm.data.emotions import EMOTIONS
-from rellm.scoring.response_words import response_words_metrics
-from rellm.scoring.ser_metrics import UNKNOWN, ser_metrics
+from rellm.data.ser_metrics import UNKNOWN, ser_metrics
+from rellm.scoring.metric_registry import metrics as registered_metrics
 from rellm.utils.io import read_jsonl
 
 logger = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class ResponseEmotionClassifier:
         """
         from sklearn.model_selection import GroupKFold
 
-        from rellm.scoring.ser_metrics import unweighted_accuracy
+        from rellm.data.ser_metrics import unweighted_accuracy
 
         texts, labels, groups = list(texts), list(labels), list(groups)
         n_groups = len(set(groups))
@@ -321,7 +321,7 @@ def score_responses(outputs, train_path, teacher_path, classifier, cv_folds=5):
         section["teacher"] = {"n": len(teacher),
                               "response_emotion": response_emotion_metrics(teacher) if has_predictions(teacher) else None,
                               "distinct_responses": distinct_responses(teacher),
-                              "response_words": response_words_metrics(teacher)}
+                              **{metric.name: metric.section(teacher) for metric in registered_metrics()}}
     return section, teacher
 
 

@@ -18,9 +18,12 @@ per utterance the mean over every other distinct transcript, then the mean over 
 Exact repetition is what is counted, so a reply that paraphrases ("a 20-minute timer") scores lower than
 one that repeats; the figure compares systems on the same test set, it is not a measure of understanding.
 """
+import math
 import re
 
 import numpy as np
+
+from rellm.scoring.metric_registry import Metric
 
 # English function words (articles, pronouns, auxiliaries, prepositions, conjunctions, common adverbs and
 # question words) of three or more letters; shorter words are never content words.
@@ -92,16 +95,27 @@ def response_words_metrics(records):
             "recall_other_sentences": float(np.mean(other)) if other else None}
 
 
+def record_recall(record):
+    """The word recall of one stage-5 record (``transcript``, ``response``)."""
+    return word_recall(record.get("transcript"), record.get("response"))
+
+
 def paired_recall(reference, baseline, common):
     """Per-utterance recall of two systems over ``common`` utterances where both have a figure: ``(a, b)``."""
-    a, b = [], []
-    for u in common:
-        ra = word_recall(reference[u].get("transcript"), reference[u].get("response"))
-        rb = word_recall(baseline[u].get("transcript"), baseline[u].get("response"))
-        if ra is not None and rb is not None:
-            a.append(ra)
-            b.append(rb)
-    return np.array(a, dtype=float), np.array(b, dtype=float)
+    return METRIC.paired(reference, baseline, common)
+
+
+def _percent(value):
+    return "n/a" if math.isnan(value) else f"{value * 100:.1f}"
+
+
+def table_cell(section):
+    """``38.3 (1.5)``: the share of the transcript's content words the responses repeat, and in brackets the
+    same against the other test sentences' words (what ignoring the words gets)."""
+    if not section or section.get("recall") is None:
+        return "–"
+    other = section.get("recall_other_sentences")
+    return _percent(section["recall"]) + (f" ({_percent(other)})" if other is not None else "")
 
 
 def heard_coverage(transcripts, heard_transcripts):
@@ -156,8 +170,27 @@ def main(argv=None):
     return 0
 
 
-__all__ = ["FUNCTION_WORDS", "content_words", "heard_coverage", "paired_recall", "per_utterance_recall",
-           "read_transcripts", "response_words_metrics", "word_recall", "words"]
+METRIC = Metric(
+    name="response_words", what="response words", column="resp. words (%)", short="resp. words",
+    per_utterance=record_recall, utterance_key="word_recall", summarise=response_words_metrics, headline="recall",
+    scale=100, digits=1, cell=table_cell, unit=" of the transcript's content words",
+    not_available="no transcript has a content word (three letters or more, not a function word)",
+    # scores made with another word list are not reused
+    settings={"function_words": sorted(FUNCTION_WORDS)},
+    describe=(
+        "response words (our addition, `rellm.scoring.response_words`): \"resp. words\" is the share of the "
+        "transcript's content words (lower-cased words of three or more characters, a fixed list of English "
+        "function words removed) that occur in the response, averaged over the test utterances; in brackets the "
+        "same share of the *other* test sentences' content words, what a response that ignores the words gets. "
+        "Response emotion asks whether the reply follows the heard emotion, this whether it follows the heard words "
+        "(BLSP-Emo's first training step aligns the speech with its transcript so that the LLM reads it); a "
+        "speech-LLM that hears the emotion but not the words can give only one reply per emotion, which the same "
+        "response column then shows. Exact words are counted, so a paraphrase scores lower. Compared like the "
+        "EPITOME levels (Wilcoxon marks, bootstrap CIs below the table)"),
+)
+
+__all__ = ["FUNCTION_WORDS", "METRIC", "content_words", "heard_coverage", "paired_recall", "per_utterance_recall",
+           "read_transcripts", "record_recall", "response_words_metrics", "table_cell", "word_recall", "words"]
 
 
 if __name__ == "__main__":

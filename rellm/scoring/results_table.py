@@ -1,7 +1,7 @@
 """The recipe's RESULTS.md: environment, protocol, command, a summary over the scored runs, one paper-style table
 per scored (split, seed) and test set, the paper's figures beside ours, plots.
 
-Rows: the scored systems (labels from ``rellm.scoring.systems``: text-only LLM, BLSP-Emo baseline, RE-LLM, any
+Rows: the scored systems (labels from ``rellm.systems``: text-only LLM, BLSP-Emo baseline, RE-LLM, any
 other name as it is) and the teacher's expected responses as the ceiling row; columns ER, IP, EX (mean EPITOME
 level, 0..2), UA, WA (%) and our additions. Under the table, RE-LLM's relative change against each baseline is
 written the way the paper writes it ("EX +35.4% vs text-only"), with Wilcoxon / McNemar significance marks. A
@@ -14,35 +14,17 @@ import math
 import os
 import platform
 import shutil
-import subprocess
 from pathlib import Path
 
+from rellm.scoring.metric_registry import metrics as registered_metrics
 from rellm.scoring.paper_figures import ours_from_metrics, ours_from_summary, paper_comparison
 from rellm.scoring.significance import significance_mark
-from rellm.scoring.summary import FIGURES, overlapping_runs, summarise, teacher_section
-from rellm.scoring.systems import TEACHER, TEACHER_LABEL, mark_letter, ordered, short_name
-from rellm.scoring.systems import label as _label
+from rellm.scoring.summary import figure_columns, overlapping_runs, summarise, teacher_section
+from rellm.systems import TEACHER, TEACHER_LABEL, mark_letter, ordered, short_name
+from rellm.systems import label as _label
+from rellm.utils.revision import git_revision
 
 PACKAGES = ("torch", "torchaudio", "transformers", "speechbrain", "peft", "numpy", "scipy", "scikit-learn")
-
-
-# What stage 6 itself rewrites in a checkout: committed results must not make the run look "dirty".
-RESULT_PATHS = ("egs/*/RESULTS*.md", "egs/*/results_figures/**")
-
-
-def git_revision(repo_dir):
-    """``(hash, dirty)`` of the code checkout, ``("unknown", None)`` outside git; ``dirty``: a tracked file other
-    than the recipes' own results (``RESULT_PATHS``) differs from the commit."""
-    try:
-        rev = subprocess.run(["git", "-C", str(repo_dir), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, check=True, timeout=20).stdout.strip()
-        excluded = [f":(exclude,glob){p}" for p in RESULT_PATHS]
-        status = subprocess.run(["git", "-C", str(repo_dir), "status", "--porcelain", "--untracked-files=no",
-                                 "--", ".", *excluded],
-                                capture_output=True, text=True, check=True, timeout=20).stdout
-        return rev, bool(status.strip())
-    except (OSError, subprocess.SubprocessError):
-        return "unknown", None
 
 
 def environment():
@@ -62,7 +44,7 @@ def environment():
             device = f"CPU only ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
     except ImportError:
         device = "unknown"
-    rev, dirty = git_revision(Path(__file__).resolve().parents[2])
+    rev, dirty = git_revision()
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "git": rev + (" (with uncommitted changes)" if dirty else ""),
@@ -90,9 +72,10 @@ def results_table(metrics, mechanisms, repeated_max_share=None):
     most frequent response (marked ✗ above ``repeated_max_share``), and a last row for the teacher's own expected
     responses when stage 3 produced them for this test set.
     """
-    header = ("| system | " + " | ".join(mechanisms)
-              + " | UA (%) | WA (%) | SER head UA (%) | resp. emotion UA (%) | resp. words (%) | same response (%) | n |")
-    lines = [header, "|" + "---|" * (len(mechanisms) + 8)]
+    extra = registered_metrics()
+    header = ("| system | " + " | ".join(mechanisms) + " | UA (%) | WA (%) | SER head UA (%) | resp. emotion UA (%) | "
+              + "".join(f"{metric.column} | " for metric in extra) + "same response (%) | n |")
+    lines = [header, "|" + "---|" * (len(mechanisms) + 7 + len(extra))]
     comparisons = metrics.get("comparisons", {})
     reference = metrics.get("reference_system", "rellm")
     marks_against = {}
@@ -105,10 +88,11 @@ def results_table(metrics, mechanisms, repeated_max_share=None):
                 c = comp[key]
                 marks_against.setdefault(column, []).append(
                     (baseline, significance_mark(c["mcnemar"]["p_value"]), c["ua_reference"] < c["ua_baseline"]))
-        if comp.get("response_words"):
-            c = comp["response_words"]
-            marks_against.setdefault("words", []).append(
-                (baseline, significance_mark(c["wilcoxon"]["p_value"]), c["reference_mean"] < c["baseline_mean"]))
+        for metric in extra:
+            c = comp.get(metric.name)
+            if c:
+                marks_against.setdefault(metric.name, []).append(
+                    (baseline, significance_mark(c["wilcoxon"]["p_value"]), c["reference_mean"] < c["baseline_mean"]))
     overlap = metrics.get("test_overlap") or {}
     for system, label in _rows(metrics):
         m = metrics["systems"].get(system)
@@ -116,7 +100,7 @@ def results_table(metrics, mechanisms, repeated_max_share=None):
             label += " ‡" if overlap[system].startswith("unknown") else " †"
         if m is None:
             why = metrics.get("missing_systems", {}).get(system, "not scored")
-            lines.append(f"| {label} | " + " | ".join(["missing"] * (len(mechanisms) + 6)) + " | – |")
+            lines.append(f"| {label} | " + " | ".join(["missing"] * (len(mechanisms) + 5 + len(extra))) + " | – |")
             lines[-1] += f" <!-- {why} -->"
             continue
         na = m.get("not_available") or {}
@@ -128,29 +112,37 @@ def results_table(metrics, mechanisms, repeated_max_share=None):
             return text + (_mark_suffix(marks_against.get(mark, [])) if mark and marked else "")
 
         cells = [cell(m["empathy"].get(mech), "mean", 1, 3, mark=mech) for mech in mechanisms]
-        words = _words_cell(m.get("response_words"))
-        if words == "–" and na.get("response_words"):
-            words = "n/a"
-        elif words != "–" and system == reference:
-            words += _mark_suffix(marks_against.get("words", []))
         cells += [cell(m["ser"], "ua", why=na.get("ser"), mark="UA"), cell(m["ser"], "wa", why=na.get("ser")),
                   cell(m.get("ser_head"), "ua", why=na.get("ser_head")),
-                  cell(m.get("response_emotion"), "ua", why=na.get("response_emotion"), mark="RE"),
-                  words, _repeated_cell(m.get("distinct_responses"), repeated_max_share), str(m["n"])]
+                  cell(m.get("response_emotion"), "ua", why=na.get("response_emotion"), mark="RE")]
+        for metric in extra:
+            text = metric.table_cell(m.get(metric.name))
+            if text == "–" and na.get(metric.name):
+                text = "n/a"
+            elif text != "–" and system == reference:
+                text += _mark_suffix(marks_against.get(metric.name, []))
+            cells.append(text)
+        cells += [_repeated_cell(m.get("distinct_responses"), repeated_max_share), str(m["n"])]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     teacher = teacher_section(metrics)
     if teacher:
         empathy = teacher.get("empathy") or {}
         resp = teacher.get("response_emotion")
         cells = ([_fmt((empathy.get(mech) or {}).get("mean")) for mech in mechanisms] + ["–"] * 3
-                 + [_fmt(resp["ua"], 100, 1) if resp else "n/a", _words_cell(teacher.get("response_words")),
-                    _repeated_cell(teacher["distinct_responses"], repeated_max_share), str(teacher["n"])])
+                 + [_fmt(resp["ua"], 100, 1) if resp else "n/a"]
+                 + [metric.table_cell(teacher.get(metric.name)) for metric in extra]
+                 + [_repeated_cell(teacher["distinct_responses"], repeated_max_share), str(teacher["n"])])
         lines.append(f"| {TEACHER_LABEL} | " + " | ".join(cells) + " |")
     return lines
 
 
-NA_FIGURES = {"ser": "UA / WA", "ser_head": "SER head UA", "response_emotion": "resp. emotion UA",
-              "response_words": "resp. words"}
+NA_FIGURES = {"ser": "UA / WA", "ser_head": "SER head UA", "response_emotion": "resp. emotion UA"}
+
+
+def _na_figure(figure):
+    """How an n/a line names a figure of ``metrics.json``."""
+    metric = next((m for m in registered_metrics() if m.name == figure), None)
+    return (metric.short or metric.column) if metric else NA_FIGURES.get(figure, figure)
 
 
 def not_available_lines(metrics):
@@ -168,7 +160,7 @@ def not_available_lines(metrics):
         if figure == "empty":
             lines.append(f"- note ({', '.join(systems)}): {why}")
         else:
-            lines.append(f"- n/a: {NA_FIGURES.get(figure, figure)} of {', '.join(systems)}: {why}")
+            lines.append(f"- n/a: {_na_figure(figure)} of {', '.join(systems)}: {why}")
     teacher = teacher_section(metrics)
     if teacher is not None and not teacher.get("empathy"):
         lines.append("- the teacher row's EPITOME levels are not in these scores (re-score with "
@@ -199,13 +191,22 @@ def _points_line(what, baseline_name, reference, baseline, unit, test, boot):
             f"[{boot['ci_low'] * 100:+.1f}, {boot['ci_high'] * 100:+.1f}] points)")
 
 
-def _words_cell(section):
-    """``38.3 (1.5)``: the share of the transcript's content words the responses repeat, and in brackets the
-    same against the other test sentences' words (what ignoring the words gets)."""
-    if not section or section.get("recall") is None:
-        return "–"
-    other = section.get("recall_other_sentences")
-    return _fmt(section["recall"], 100, 1) + (f" ({_fmt(other, 100, 1)})" if other is not None else "")
+def _shown(metric, value):
+    """A metric's mean as shown in sentences: a share in % (``scale`` 100), else the value."""
+    return f"{value * 100:.1f}%" if metric.scale == 100 else f"{value * metric.scale:.{metric.digits}f}"
+
+
+def _numeric_line(metric, baseline_name, c):
+    """The comparison sentence of a registered metric (``rellm.scoring.metric_registry``): a share in points, like
+    "response words -40.1 points vs text-only (...)", else the difference of the means, like the EPITOME levels."""
+    test = f"Wilcoxon p={c['wilcoxon']['p_value']:.3g}"
+    if metric.scale == 100:
+        return _points_line(metric.what, baseline_name, c["reference_mean"], c["baseline_mean"], metric.unit, test,
+                            c["bootstrap"])
+    boot, d = c["bootstrap"], metric.digits
+    return (f"{metric.what} {(c['reference_mean'] - c['baseline_mean']) * metric.scale:+.{d}f} vs {baseline_name} "
+            f"({_shown(metric, c['reference_mean'])} vs {_shown(metric, c['baseline_mean'])}{metric.unit}; {test}; "
+            f"95% CI of the difference [{boot['ci_low'] * metric.scale:+.{d}f}, {boot['ci_high'] * metric.scale:+.{d}f}])")
 
 
 def _repeated_cell(distinct, max_share):
@@ -224,7 +225,7 @@ def _rows(metrics):
 
 
 def _mark_suffix(marks):
-    """``<sup>**t</sup><sup>*B↓</sup>``: one mark per baseline (its letter in ``rellm.scoring.systems``: t = text-only,
+    """``<sup>**t</sup><sup>*B↓</sup>``: one mark per baseline (its letter in ``rellm.systems``: t = text-only,
     B = BLSP-Emo, F = BLSP-Emo fine-tuned); ↓ = RE-LLM lower."""
     text = "".join(f"<sup>{mark}{mark_letter(base)}{'↓' if worse else ''}</sup>"
                    for base, mark, worse in marks if mark)
@@ -256,11 +257,10 @@ def improvement_lines(metrics, mechanisms):
             r = comp["response_emotion"]
             parts.append(_points_line("response-emotion UA", name, r["ua_reference"], r["ua_baseline"], "",
                                       f"McNemar p={r['mcnemar']['p_value']:.3g}", r["ua_bootstrap"]))
-        if comp.get("response_words"):
-            w = comp["response_words"]
-            parts.append(_points_line("response words", name, w["reference_mean"], w["baseline_mean"],
-                                      " of the transcript's content words", f"Wilcoxon p={w['wilcoxon']['p_value']:.3g}",
-                                      w["bootstrap"]))
+        for metric in registered_metrics():
+            w = comp.get(metric.name)
+            if w:
+                parts.append(_numeric_line(metric, name, w))
         if parts:
             lines.append(f"- {_label(reference)} vs {name} on {comp['n_paired']} paired utterances:")
             lines += [f"  - {p}" for p in parts]
@@ -408,7 +408,7 @@ def _mean_sd_cell(entry, scale, digits):
 
 def summary_table(summary, mechanisms):
     """Markdown rows: mean ± sd (n runs) per system and figure, the teacher's row last."""
-    columns = [(m, (m, 1, 3)) for m in mechanisms] + list(FIGURES.items())
+    columns = [(m, (m, 1, 3)) for m in mechanisms] + list(figure_columns().items())
     lines = ["| system | " + " | ".join(title for _, (title, _, _) in columns) + " |",
              "|" + "---|" * (len(columns) + 1)]
     systems = ordered([s for s in summary if s != TEACHER]) + ([TEACHER] if TEACHER in summary else [])
@@ -435,10 +435,12 @@ def _pooled_lines(pooled, mechanisms):
             if c:
                 parts.append(f"{what} {c['accuracy_reference'] * 100:.1f}% vs {c['accuracy_baseline'] * 100:.1f}% "
                              f"({c['n_pairs']} pairs; McNemar p={c['mcnemar']['p_value']:.3g})")
-        c = comp.get("response_words")
-        if c:
-            parts.append(f"response words {c['reference_mean'] * 100:.1f}% vs {c['baseline_mean'] * 100:.1f}% "
-                         f"({c['n_pairs']} pairs; Wilcoxon p={c['wilcoxon']['p_value']:.3g})")
+        for metric in registered_metrics():
+            c = comp.get(metric.name)
+            if c:
+                parts.append(f"{metric.what} {_shown(metric, c['reference_mean'])} vs "
+                             f"{_shown(metric, c['baseline_mean'])} ({c['n_pairs']} pairs; Wilcoxon "
+                             f"p={c['wilcoxon']['p_value']:.3g})")
         if parts:
             lines.append(f"- {_label(reference)} vs {short_name(baseline)}, pairs of {comp['n_runs']} runs pooled:")
             lines += [f"  - {p}" for p in parts]
@@ -577,16 +579,7 @@ def _response_emotion_protocol(all_metrics, repeated_max_share):
             lines.append(f"- response-emotion classifier: trained on {classifier['n_train']} teacher responses to "
                          f"{classifier['n_train_sentences']} training sentences{cv_text}")
             break
-    lines.append(
-        "- response words (our addition, `rellm.scoring.response_words`): \"resp. words\" is the share of the "
-        "transcript's content words (lower-cased words of three or more characters, a fixed list of English "
-        "function words removed) that occur in the response, averaged over the test utterances; in brackets the "
-        "same share of the *other* test sentences' content words, what a response that ignores the words gets. "
-        "Response emotion asks whether the reply follows the heard emotion, this whether it follows the heard words "
-        "(BLSP-Emo's first training step aligns the speech with its transcript so that the LLM reads it); a "
-        "speech-LLM that hears the emotion but not the words can give only one reply per emotion, which the same "
-        "response column then shows. Exact words are counted, so a paraphrase scores lower. Compared like the "
-        "EPITOME levels (Wilcoxon marks, bootstrap CIs below the table)")
+    lines += [f"- {metric.describe}" for metric in registered_metrics() if metric.describe]
     target = f"; ✗ = above the {repeated_max_share * 100:.0f}% target" if repeated_max_share is not None else ""
     lines.append("- same response (%): share of the test utterances given the system's most frequent response "
                  f"(whitespace and case ignored){target}; more repetition figures below the table")

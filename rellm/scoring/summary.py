@@ -20,19 +20,23 @@ from pathlib import Path
 
 import numpy as np
 
+from rellm.scoring.metric_registry import metrics as registered_metrics
 from rellm.scoring.significance import mcnemar_exact, paired_bootstrap_ci, wilcoxon_signed_rank
-from rellm.scoring.systems import TEACHER
+from rellm.systems import TEACHER
 from rellm.utils.io import read_json, read_jsonl
 
-# metric key -> (column title, scale for display, digits); the EPITOME mechanisms come first (their own keys)
-FIGURES = {
-    "ua": ("UA (%)", 100, 1),
-    "wa": ("WA (%)", 100, 1),
-    "ser_head_ua": ("SER head UA (%)", 100, 1),
-    "response_emotion_ua": ("resp. emotion UA (%)", 100, 1),
-    "response_words": ("resp. words (%)", 100, 1),
-    "same_response": ("same response (%)", 100, 1),
-}
+
+def figure_columns():
+    """``{metric key: (column title, scale for display, digits)}`` in table order; the EPITOME mechanisms come first
+    (their own keys), the metrics of ``rellm.scoring.metric_registry`` after the response-emotion UA."""
+    return {
+        "ua": ("UA (%)", 100, 1),
+        "wa": ("WA (%)", 100, 1),
+        "ser_head_ua": ("SER head UA (%)", 100, 1),
+        "response_emotion_ua": ("resp. emotion UA (%)", 100, 1),
+        **{m.name: (m.column, m.scale, m.digits) for m in registered_metrics()},
+        "same_response": ("same response (%)", 100, 1),
+    }
 
 
 def scores_root(exp_root, tag=""):
@@ -53,9 +57,9 @@ def figures_of(m, mechanisms):
     """``{metric: value}`` of one system's (or the teacher's) section of metrics.json; absent figures are left out."""
     out = {k: _get(m, "empathy", k, "mean") for k in mechanisms}
     out.update(ua=_get(m, "ser", "ua"), wa=_get(m, "ser", "wa"), ser_head_ua=_get(m, "ser_head", "ua"),
-               response_emotion_ua=_get(m, "response_emotion", "ua"),
-               response_words=_get(m, "response_words", "recall"),
-               same_response=_get(m, "distinct_responses", "most_common_share"))
+               response_emotion_ua=_get(m, "response_emotion", "ua"))
+    out.update({metric.name: _get(m, metric.name, metric.headline) for metric in registered_metrics()})
+    out.update(same_response=_get(m, "distinct_responses", "most_common_share"))
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -145,8 +149,9 @@ def pooled_comparisons(root, runs_metrics, test_set, mechanisms, n_resamples=100
     """RE-LLM (each run's reference system) against every baseline on the pooled per-utterance pairs of all runs.
 
     ``{"runs": [...], "reference_system", "comparisons": {baseline: {"n_runs", "empathy": {m: {...}}, "ser",
-    "response_emotion", "response_words"}}}``; a figure without pairs is ``None``.
+    "response_emotion", <each metric of rellm.scoring.metric_registry>}}}``; a figure without pairs is ``None``.
     """
+    extra = registered_metrics()
     pooled = {}
     reference = None
     used = []
@@ -165,7 +170,8 @@ def pooled_comparisons(root, runs_metrics, test_set, mechanisms, n_resamples=100
             if baseline == reference:
                 continue
             entry = pooled.setdefault(baseline, {"n_runs": 0, "levels": {m: ([], []) for m in mechanisms},
-                                                 "ser": ([], []), "response_emotion": ([], []), "words": ([], [])})
+                                                 "ser": ([], []), "response_emotion": ([], []),
+                                                 "metrics": {metric.name: ([], []) for metric in extra}})
             entry["n_runs"] += 1
             for m in mechanisms:
                 a, b = _pairs(lines, reference, baseline, lambda r, _, m=m: r.get(m))
@@ -180,12 +186,14 @@ def pooled_comparisons(root, runs_metrics, test_set, mechanisms, n_resamples=100
                           if "response_emotion_pred" in r else None)
             entry["response_emotion"][0].extend(a)
             entry["response_emotion"][1].extend(b)
-            a, b = _pairs(lines, reference, baseline, lambda r, _: r.get("word_recall"))
-            entry["words"][0].extend(a)
-            entry["words"][1].extend(b)
+            for metric in extra:
+                a, b = _pairs(lines, reference, baseline, lambda r, _, key=metric.utterance_key: r.get(key))
+                entry["metrics"][metric.name][0].extend(a)
+                entry["metrics"][metric.name][1].extend(b)
     comparisons = {}
     for baseline, entry in pooled.items():
-        out = {"n_runs": entry["n_runs"], "empathy": {}, "ser": None, "response_emotion": None, "response_words": None}
+        out = {"n_runs": entry["n_runs"], "empathy": {}, "ser": None, "response_emotion": None,
+               **{metric.name: None for metric in extra}}
         for m, (a, b) in entry["levels"].items():
             if a:
                 out["empathy"][m] = _numeric(a, b, n_resamples, seed)
@@ -194,9 +202,9 @@ def pooled_comparisons(root, runs_metrics, test_set, mechanisms, n_resamples=100
             if a:
                 out[key] = {"n_pairs": len(a), "accuracy_reference": float(np.mean(a)),
                             "accuracy_baseline": float(np.mean(b)), "mcnemar": mcnemar_exact(a, b)}
-        a, b = entry["words"]
-        if a:
-            out["response_words"] = _numeric(a, b, n_resamples, seed)
+        for name, (a, b) in entry["metrics"].items():
+            if a:
+                out[name] = _numeric(a, b, n_resamples, seed)
         comparisons[baseline] = out
     return {"runs": used, "reference_system": reference, "comparisons": comparisons}
 

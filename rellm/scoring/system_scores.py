@@ -6,8 +6,9 @@ Output: one ``metrics.json`` (per-system figures, comparisons of the reference
 system against each baseline) and ``per_utt.jsonl`` (one line per utterance,
 every system's response, SER answer and EPITOME levels). When the records carry
 ``response_emotion_pred`` (``rellm.scoring.response_emotion``), the response-emotion
-UA is reported and compared like SER UA. The share of the transcript's content words each response repeats
-(``rellm.scoring.response_words``) is reported and compared like the EPITOME levels.
+UA is reported and compared like SER UA. Every metric of ``rellm.scoring.metric_registry`` (the share of the
+transcript's content words each response repeats, ``rellm.scoring.response_words``, ...) is reported and compared
+like the EPITOME levels.
 """
 import logging
 from pathlib import Path
@@ -15,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from rellm.data.emotions import EMOTIONS
+from rellm.data.ser_metrics import UNKNOWN, ser_metrics, unweighted_accuracy
 from rellm.scoring.epitome.data import LEVELS, MECHANISMS
+from rellm.scoring.metric_registry import metrics as registered_metrics
 from rellm.scoring.response_emotion import distinct_responses, has_predictions, response_emotion_metrics
-from rellm.scoring.response_words import paired_recall, per_utterance_recall, response_words_metrics
-from rellm.scoring.ser_metrics import UNKNOWN, ser_metrics, unweighted_accuracy
 from rellm.scoring.significance import (
     mcnemar_exact,
     paired_bootstrap_ci,
@@ -117,9 +118,9 @@ def not_available_reasons(records, metrics, response_emotion_missing=None):
                            "emotion head)")
     if metrics.get("response_emotion") is None:
         why["response_emotion"] = response_emotion_missing or "the responses were not read by the classifier"
-    words = metrics.get("response_words") or {}
-    if words.get("recall") is None:
-        why["response_words"] = "no transcript has a content word (three letters or more, not a function word)"
+    for metric in registered_metrics():
+        if (metrics.get(metric.name) or {}).get(metric.headline) is None:
+            why[metric.name] = metric.not_available
     return why
 
 
@@ -141,7 +142,7 @@ def system_metrics(records, mechanisms, response_emotion_missing=None):
     out = {"n": len(ids), "empathy": {}, "ser": None, "ser_head": None, "empathy_by_ser": {}, "per_emotion": {},
            "response_emotion": response_emotion_metrics(records) if has_predictions(records) else None,
            "distinct_responses": distinct_responses(records),
-           "response_words": response_words_metrics(records)}
+           **{metric.name: metric.section(records) for metric in registered_metrics()}}
     levels = {m: np.array([records[i]["levels"][m] for i in ids]) for m in mechanisms}
     for m in mechanisms:
         counts = [int(np.sum(levels[m] == lv)) for lv in LEVELS]
@@ -180,7 +181,8 @@ def reference_metrics(records, mechanisms):
     ids = sorted(records)
     out = {"n": len(ids), "empathy": {},
            "response_emotion": response_emotion_metrics(records) if has_predictions(records) else None,
-           "distinct_responses": distinct_responses(records), "response_words": response_words_metrics(records)}
+           "distinct_responses": distinct_responses(records),
+           **{metric.name: metric.section(records) for metric in registered_metrics()}}
     if ids and all("levels" in records[i] for i in ids):
         for m in mechanisms:
             values = np.array([records[i]["levels"][m] for i in ids])
@@ -217,7 +219,7 @@ def compare_systems(reference, baseline, mechanisms, n_resamples, seed):
     common = sorted(set(reference) & set(baseline))
     out = {"n_paired": len(common), "only_reference": len(set(reference) - set(baseline)),
            "only_baseline": len(set(baseline) - set(reference)), "empathy": {}, "ser": None,
-           "response_emotion": None, "response_words": None}
+           "response_emotion": None, **{metric.name: None for metric in registered_metrics()}}
     if not common:
         return out
     for m in mechanisms:
@@ -240,18 +242,20 @@ def compare_systems(reference, baseline, mechanisms, n_resamples, seed):
         out["response_emotion"] = compare_labels(
             refs, [reference[u]["response_emotion_pred"] for u in common],
             [baseline[u]["response_emotion_pred"] for u in common], n_resamples, seed)
-    a, b = paired_recall(reference, baseline, common)
-    if len(a):
-        out["response_words"] = {"n_paired": len(a), "reference_mean": float(a.mean()), "baseline_mean": float(b.mean()),
-                                 "wilcoxon": wilcoxon_signed_rank(a, b),
-                                 "bootstrap": paired_bootstrap_ci(a, b, n_resamples=n_resamples, seed=seed)}
+    for metric in registered_metrics():
+        a, b = metric.paired(reference, baseline, common)
+        if len(a):
+            out[metric.name] = {"n_paired": len(a), "reference_mean": float(a.mean()), "baseline_mean": float(b.mean()),
+                                "wilcoxon": wilcoxon_signed_rank(a, b),
+                                "bootstrap": paired_bootstrap_ci(a, b, n_resamples=n_resamples, seed=seed)}
     return out
 
 
 def per_utterance_records(outputs):
     """One record per utterance with every system's answer and levels (``per_utt.jsonl``)."""
     utts = sorted(set().union(*[set(r) for r in outputs.values()])) if outputs else []
-    recalls = {system: per_utterance_recall(records) for system, records in outputs.items()}
+    per_metric = [(metric, {system: metric.values(records, records) for system, records in outputs.items()})
+                  for metric in registered_metrics()]
     lines = []
     for utt in utts:
         first = next(records[utt] for records in outputs.values() if utt in records)
@@ -263,7 +267,7 @@ def per_utterance_records(outputs):
             line["systems"][system] = {
                 "response": rec["response"], "ser_pred": rec["ser_pred"],
                 "ser_correct": rec["ser_pred"] == rec["emotion"], **rec.get("levels", {}),
-                "word_recall": recalls[system][utt]}
+                **{metric.utterance_key: values[system][utt] for metric, values in per_metric}}
             if "response_emotion_pred" in rec:
                 line["systems"][system]["response_emotion_pred"] = rec["response_emotion_pred"]
         lines.append(line)

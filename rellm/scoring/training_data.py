@@ -23,8 +23,8 @@ import json
 import re
 from pathlib import Path
 
-from rellm.training.experiment_dir import ExperimentDir
 from rellm.utils.config import config_value
+from rellm.utils.experiment_dir import ExperimentDir
 
 TRAINED, HELD_OUT, UNKNOWN = "trained", "held out", "unknown"
 

@@ -6,7 +6,7 @@
     step 2 behaviour (save/step2_behaviour)  adapter + PLoRA + heads on expected.jsonl
     final/                                   own parameters + model.json, for stage 5
 
-(the folder's layout: ``rellm.training.experiment_dir``). Each step has its own
+(the folder's layout: ``rellm.utils.experiment_dir``). Each step has its own
 ``AtomicCheckpointer``; re-running the same command skips finished steps (their epoch
 counters are recovered at the end) and resumes an interrupted one from its newest complete
 checkpoint, including mid-epoch ones written every ``ckpt_interval_minutes``.
@@ -29,7 +29,7 @@ from rellm.training.brain import AlignBrain
 from rellm.training.checkpointing import AtomicCheckpointer, RNGState, TrainableParameters, WarmupDecayLR
 from rellm.training.ctc_warmup import run_ctc_warmup
 from rellm.training.curves import TrainingCurves
-from rellm.training.experiment_dir import ExperimentDir
+from rellm.utils.experiment_dir import ExperimentDir
 from rellm.utils.io import atomic_write_json, read_jsonl
 
 logger = logging.getLogger(__name__)

@@ -14,11 +14,9 @@ import time
 
 import speechbrain as sb
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from rellm.models.heads import avd_loss
-from rellm.training.losses import distillation_kl, response_ce
+from rellm.training.losses import avd_loss, distillation_kl, emotion_ce, response_ce
 from rellm.utils.stage import UserError
 
 logger = logging.getLogger(__name__)
@@ -76,7 +74,7 @@ class AlignBrain(sb.Brain):
         loss = parts["response"]
         labels = _abs_lengths(batch.emotion_id, self.device)
         if hp.step == "behaviour" and hp.lambda_cat > 0:
-            parts["emotion_ce"] = F.cross_entropy(out["emotion_logits"].float(), labels, ignore_index=-100)
+            parts["emotion_ce"] = emotion_ce(out["emotion_logits"], labels)
             loss = loss + hp.lambda_cat * parts["emotion_ce"]
         if hp.step == "behaviour" and hp.lambda_dim > 0:
             parts["avd"] = avd_loss(out["avd"], batch.avd_target.data, hp.dim_loss)

@@ -28,8 +28,8 @@ from speechbrain.utils.checkpoints import (
 )
 from speechbrain.utils.distributed import if_main_process, main_process_only
 
-from rellm.training.lr_schedule import warmup_decay
 from rellm.utils.faults import fault_point
+from rellm.utils.lr_schedule import warmup_decay
 from rellm.utils.safe_state import load_state, load_state_dict_hook, save_state, save_state_dict_hook
 
 logger = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class RNGState:
 class WarmupDecayLR:
     """Warm-up (linear, or ``warmup_type="log"``) from 0 to ``lr`` over ``warmup_steps`` optimizer steps, then linear
     decay to 0 at ``total_steps``
-    (``rellm.training.lr_schedule.warmup_decay``), with its step count saved in checkpoints."""
+    (``rellm.utils.lr_schedule.warmup_decay``), with its step count saved in checkpoints."""
 
     def __init__(self, lr, warmup_steps, total_steps=None, warmup_type="linear"):
         self.lr, self.warmup_steps, self.total_steps = float(lr), int(warmup_steps), total_steps

@@ -19,11 +19,12 @@ import math
 from collections import Counter
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from rellm.training.losses import ctc_alignment_loss
 from rellm.utils.safe_state import load_state, save_state
 from rellm.utils.stage import DoneMarker
+from rellm.utils.train_loop import optimizer_step, shuffled_batches
 
 logger = logging.getLogger(__name__)
 
@@ -99,21 +100,15 @@ def train_ctc_warmup(model, items, cache, epochs, lr, batch_size, seed, on_epoch
     model.adapter.train()
     try:
         for epoch in range(1, epochs + 1):
-            order = torch.randperm(len(items), generator=generator).tolist()
             total = 0.0
-            for start in range(0, len(items), batch_size):
-                batch = [items[i] for i in order[start: start + batch_size]]
+            for indices in shuffled_batches(len(items), batch_size, generator):
+                batch = [items[i] for i in indices]
                 states, lengths, emotion, targets, target_lengths = _batch(batch, cache, model.emotion_dim > 0,
                                                                             device)
                 speech, mask = model.encode_speech(states, lengths, emotion)
                 log_probs = ctc_log_probs(speech, embeddings, blank).transpose(0, 1)  # [N, B, C] for ctc_loss
-                loss = F.ctc_loss(log_probs, targets, mask.sum(1).cpu(), target_lengths, blank=blank_id,
-                                  zero_infinity=True)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                schedule.step()
+                loss = ctc_alignment_loss(log_probs, targets, mask.sum(1).cpu(), target_lengths, blank_id)
+                optimizer_step(loss, optimizer, params, 1.0, schedule)
                 total += float(loss.detach()) * len(batch)
             history.append(total / len(items))
             if on_epoch is not None:

@@ -13,13 +13,11 @@ import logging
 import math
 from pathlib import Path
 
+from rellm.utils.experiment_dir import CURVES_JSON, CURVES_PNG, TENSORBOARD_DIR
 from rellm.utils.io import atomic_path, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-TENSORBOARD_DIR = "tensorboard"
-CURVES_PNG = "training_curves.png"
-CURVES_JSON = "training_curves.json"
 PNG_KEY = "rellm:curves"
 NOT_PLOTTED = ("utt_per_s",)  # throughput, not a training curve (it stays in train_log.txt)
 

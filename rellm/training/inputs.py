@@ -8,6 +8,7 @@ of them is remade.
 """
 from pathlib import Path
 
+from rellm.pretrained.identity import add_model
 from rellm.utils.lineage import FEATURES_MARKER, RESPONSES_MARKER, Inputs, stage_output
 from rellm.utils.stage import fingerprint
 
@@ -31,9 +32,8 @@ def training_inputs(values, config_path):
         add_sets(inputs, "step1_", values["step1_data_dir"], values["step1_feats_dir"], values["step1_responses_dir"],
                  [("train", values["step1_train_set"]), ("valid", values["step1_valid_set"])], "continuation.jsonl")
     if init_from:
-        inputs.model("init_from", init_from)
-    inputs.model("llm", values["llm_name"])
-    return inputs
+        add_model(inputs, "init_from", init_from)
+    return add_model(inputs, "llm", values["llm_name"])
 
 
 def run_fingerprint(options, inputs):

@@ -10,7 +10,8 @@ read (``inputs``). An entry is one of:
 * ``folder``: a model folder (an imported checkpoint, the emotion encoder, a converted model): the names, sizes and
   a content sample (first and last MiB) of its files; small files are hashed whole. Weights are never read whole.
 * ``audio``: the audio files a manifest names: their sizes and modification times (never their content).
-* ``model``: a model given by name (registry, hub or path), resolved without loading or downloading it.
+* a model given by name (registry, hub or path), resolved without loading or downloading it
+  (``rellm.pretrained.identity.add_model``): a ``file`` (its card), a ``folder`` or only its ``name``.
 
 An output whose recorded inputs differ from the current ones is *stale*. ``DoneMarker.is_done`` stops such a
 stage before any work and names the input, when it changed and the command that redoes it; ``--overwrite=true``
@@ -98,41 +99,6 @@ def _manifest_wavs(manifest_path, data_root=None):
             if isinstance(entry, dict) and isinstance(entry.get("wav"), str)]
 
 
-def resolve_model(name):
-    """``(kind, path or None, what)`` for a model named by registry name, local folder or hub name, without
-    loading, fetching or contacting the hub: a registry model is its converted folder's ``card.json`` (rewritten
-    by each conversion), a hub model the snapshot folder of the Hugging Face cache (named by its revision)."""
-    from rellm.pretrained.fetch import model_dir
-    from rellm.pretrained.registry import REGISTRY
-
-    name = str(name)
-    if name in REGISTRY:
-        card = model_dir(name) / "card.json"
-        return "file", card, f"registry model {name}"
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return "folder", path, f"model folder {name}"
-    from rellm.pretrained.qwen1 import LOCAL_IMPORTS
-
-    if name in LOCAL_IMPORTS:
-        # the user's snapshot, converted into the cache on first use: convert it now (as the stage is about to,
-        # under the same lock) so that every job of the stage records the same converted model, then follow its
-        # import card (rewritten by each conversion, and naming the snapshot it came from)
-        from rellm.pretrained.qwen1 import ensure_imported
-
-        folder = Path(ensure_imported(name))
-        return "file", folder / "import_card.json", f"imported model {name} ({folder})"
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(name, "config.json")
-    except Exception:  # noqa: BLE001 (not a repo id, no huggingface_hub: the name is all there is)
-        cached = None
-    if isinstance(cached, str):
-        return "folder", Path(cached).parent, f"hub model {name} (cached revision {Path(cached).parent.name})"
-    return None, None, f"hub model {name} (not in the local cache: revision unknown)"
-
-
 def current_fingerprint(kind, path, data_root=None):
     """The fingerprint an input of ``kind`` at ``path`` has now (``"missing"`` when it is gone)."""
     path = Path(path)
@@ -200,15 +166,12 @@ class Inputs:
         """The audio a manifest names (sizes and modification times)."""
         return self._add(name, "audio", manifest_path, data_root=data_root)
 
-    def model(self, name, model):
-        """A model named by registry name, local folder or hub name (see :func:`resolve_model`); an experiment
-        folder with a done marker (a trained emotion encoder, an imported checkpoint) is followed through it."""
-        marker = done_marker_of(model)
-        if marker is not None:
-            return self.marker(name, marker)
-        kind, path, what = resolve_model(model)
-        if kind is None:  # a hub name that is not cached: only its name can be recorded
-            self.entries[name] = {"kind": "name", "path": str(model), "fingerprint": _sha(str(model).encode()),
+    def resolved(self, name, kind, path, what=None):
+        """An input already resolved to ``kind`` (``file`` or ``folder``) at ``path``; ``kind`` None: only the name
+        ``path`` can be recorded (a hub model that is not cached). Models are added this way by
+        ``rellm.pretrained.identity.add_model``, which knows the model registry and the caches."""
+        if kind is None:
+            self.entries[name] = {"kind": "name", "path": str(path), "fingerprint": _sha(str(path).encode()),
                                   "what": what}
             return self
         return self._add(name, kind, path, what=what)

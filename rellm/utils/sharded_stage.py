@@ -24,6 +24,7 @@ from pathlib import Path
 
 from rellm.utils.io import atomic_write_json, read_json, write_jsonl
 from rellm.utils.lock import OutputLock
+from rellm.utils.logging import setup_logging
 from rellm.utils.sharding import merge_jsonl_shards, shard_keys, shard_path
 from rellm.utils.stage import DoneMarker
 
@@ -87,6 +88,17 @@ class ShardedStage:
                     stack.enter_context(self.shard_lock(j))
             else:
                 stack.enter_context(self.shard_lock(int(shard)))
+            yield self
+
+    @contextlib.contextmanager
+    def running(self, hp, log=True):
+        """The shard ``hp["shard"]`` (or, with ``hp["merge"]``, the merge) under its lock, its log
+        ``log/<name>.<j>of<N>.log`` (``log/merge.log``) opened only once the lock is held, so that a refused run
+        never touches the running one's log (``log=False``: log to stderr only)."""
+        shard = None if hp["merge"] else int(hp["shard"])
+        with self.locked(shard):
+            what = "merge" if shard is None else f"{self.name}.{shard}of{self.num_shards}"
+            setup_logging(Path(self.output_dir) / "log" / f"{what}.log" if log else None)
             yield self
 
     # ------------------------------------------------------------------ the skeleton

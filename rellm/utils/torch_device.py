@@ -39,31 +39,38 @@ def cpu_bf16_native(cpuinfo="/proc/cpuinfo"):
     return False
 
 
+def auto_precision(name, device):
+    """``"bf16"`` or ``"fp32"``: what ``auto`` and ``fast`` mean on ``device`` (a name such as ``cpu``, ``cuda:0``
+    or a ``torch.device``). ``auto``: bf16 on a bf16-capable GPU (the paper's LLM precision), else fp32 (bf16
+    matmuls are emulated on most CPUs and on pre-Ampere GPUs); ``fast``: as ``auto``, and bf16 on a CPU with
+    hardware bf16 too (``cpu_bf16_native``). torch is imported for a CUDA device only: a CPU stage resolves its
+    precision before its done check without it."""
+    if str(name) not in ("auto", "fast"):
+        raise ValueError(f"auto_precision resolves auto or fast, got {name!r}")
+    kind = str(getattr(device, "type", device)).split(":")[0]
+    if kind == "cuda":
+        import torch
+
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if str(name) == "fast" and kind == "cpu" and cpu_bf16_native() else "fp32"
+
+
 def fast_is_bf16(device):
     """What ``fast`` resolves to on ``device``: bf16 on a bf16-capable GPU or a CPU with hardware bf16."""
-    import torch
-
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and cpu_bf16_native()
+    return auto_precision("fast", device) == "bf16"
 
 
 def pick_dtype(name, device):
-    """``auto`` (or None) -> bf16 on a bf16-capable GPU (the paper's LLM precision), else fp32 (bf16 matmuls
-    are emulated on most CPUs and on pre-Ampere GPUs); ``fast`` -> as ``auto``, and bf16 on a CPU with
-    hardware bf16 too (``cpu_bf16_native``; the mini recipe's choice: its numbers then depend on the CPU
-    kind); a name of ``DTYPES`` -> its dtype; a ``torch.dtype`` is returned as it is."""
+    """``auto`` (or None) and ``fast`` -> bf16 or fp32 as :func:`auto_precision` says (``fast``: the mini recipe's
+    choice, its numbers then depend on the CPU kind); a name of ``DTYPES`` -> its dtype; a ``torch.dtype`` is
+    returned as it is."""
     import torch
 
     if isinstance(name, torch.dtype):
         return name
     name = str(name or "auto")
-    if name == "auto":
-        on_gpu = torch.device(device).type == "cuda" and torch.cuda.is_available()
-        return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
-    if name == "fast":
-        return torch.bfloat16 if fast_is_bf16(device) else torch.float32
+    if name in ("auto", "fast"):
+        return torch.bfloat16 if auto_precision(name, torch.device(device)) == "bf16" else torch.float32
     if name not in DTYPES:
         raise ValueError(f"dtype must be auto, fast or one of {', '.join(sorted(DTYPES))}, got {name!r}")
     return getattr(torch, DTYPES[name])

@@ -124,3 +124,27 @@ def test_epitome_training_waits_for_the_cache_lock(tmp_path, monkeypatch, caplog
         assert T.train_all({"encoder": "enc", "max_len": 8, "device": "cpu"}, tmp_path, tmp_path) == {"ER": {}}
     assert released and calls and calls[0] >= released[0]  # it trained only after the holder let go
     assert f"waiting for the EPITOME cache {root}: it is being written by pid {os.getpid()}" in caplog.text
+
+
+def test_a_second_scoring_of_a_test_set_is_refused_before_it_touches_the_running_ones_log(tmp_path):
+    """Stage 6 locks its scores folder before opening score.log: a second scoring of the same test set (run.sh
+    started twice) stops naming the holder, and the running scoring's log stays as it is."""
+    out = tmp_path / "exp" / "scores" / "s" / "seed1" / "test"
+    out.mkdir(parents=True)
+    (out / "score.log").write_text("the running scoring's lines\n")
+    with OutputLock(out, "score"):
+        proc = run_module("rellm.bin.score", [REPO / "egs" / "mini" / "conf" / "score.yaml", "--systems", "text_only",
+                                              "--exp_root", tmp_path / "exp", "--split", "s", "--seed", "1",
+                                              "--test_set", "test", "--output_dir", out])
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert re.match(rf"ERROR: the scores folder {re.escape(str(out))} is being written by pid {os.getpid()} on "
+                    rf"{re.escape(socket.gethostname())} since .*; wait for it", last), last
+    assert (out / "score.log").read_text() == "the running scoring's lines\n"
+    assert sorted(p.name for p in out.iterdir()) == [".lock.score", "score.log"]  # nothing else written
+    # once the holder is gone the scoring runs (and stops at its first real problem: no system has outputs)
+    proc = run_module("rellm.bin.score", [REPO / "egs" / "mini" / "conf" / "score.yaml", "--systems", "text_only",
+                                          "--exp_root", tmp_path / "exp", "--split", "s", "--seed", "1",
+                                          "--test_set", "test", "--output_dir", out])
+    assert proc.returncode == 1 and "no system has outputs for test set test" in proc.stderr, proc.stderr[-2000:]
+    assert "no outputs for text_only" in (out / "score.log").read_text()

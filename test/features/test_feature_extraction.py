@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from rellm.features.audio import AudioError, load_audio
+from rellm.data.audio import AudioError, load_audio
 from rellm.features.cache import FeatureCache, feature_cache_pipeline
 from rellm.features.emotion import EmotionEmbedder
 from rellm.features.extraction import extract_shard, merge_shards, resolve_emotion_encoder

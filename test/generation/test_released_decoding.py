@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rellm.bin import infer, respond
+from rellm.generation import respond_stage
 from rellm.generation.runtime import build_decoder, decoding_fingerprint, decoding_options
 from rellm.utils.config import load_config
 from rellm.utils.stage import OptionsChangedError
@@ -41,13 +42,13 @@ def test_the_mini_recipe_keeps_plain_greedy_and_its_fingerprints():
     teacher = _conf("mini", "respond")
     assert decoding_fingerprint(teacher) == {} and decoding_fingerprint(_conf("mini", "infer"), "reply") == {}
     # the stage-3 fingerprint of the mini config is the one a config without the new keys had
-    tasks = respond._tasks(teacher)
+    tasks = respond_stage.teacher_tasks(teacher)
     without = {k: v for k, v in teacher.items() if k not in DECODING_KEYS}
-    assert respond._options(teacher, tasks) == respond._options(without, tasks)
-    assert not set(DECODING_KEYS) & set(respond._options(teacher, tasks))
-    penalised = respond._options({**teacher, "repetition_penalty": 1.1}, tasks)
+    assert respond_stage.options(teacher, tasks) == respond_stage.options(without, tasks)
+    assert not set(DECODING_KEYS) & set(respond_stage.options(teacher, tasks))
+    penalised = respond_stage.options({**teacher, "repetition_penalty": 1.1}, tasks)
     assert penalised["repetition_penalty"] == 1.1 and penalised["repetition_penalty_context"] == "prompt"
-    sampled = respond._options({**teacher, "do_sample": True, "top_p": 0.8}, tasks)
+    sampled = respond_stage.options({**teacher, "do_sample": True, "top_p": 0.8}, tasks)
     assert sampled["do_sample"] and sampled["top_p"] == 0.8 and "repetition_penalty" not in sampled
 
 

@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from rellm import responder_cli
 from rellm.bin import respond_audio
 from rellm.data.emotions import EMOTIONS
 from rellm.responder_audio import AudioInputError, load_checked_audio
@@ -135,10 +136,10 @@ def test_json_lines_of_a_model_without_avd_head(monkeypatch, tmp_path, capsys):
     fake = {"no_speech": False, "emotion": "sad", "probabilities": dict(zip(EMOTIONS, [0.1, 0.1, 0.1, 0.6, 0.1])), "avd": None,
             "avd_emotion_encoder": {"arousal": 0.2, "valence": 0.1, "dominance": 0.3}, "notes": [],
             "response": "I am sorry."}
-    monkeypatch.setattr(respond_audio, "run_model", lambda args: dict(fake))
+    monkeypatch.setattr(responder_cli, "run_model", lambda args: dict(fake))
     respond_audio.cli([str(tmp_path / "x.wav"), "--exp", str(tmp_path), "--json"])
     assert json.loads(capsys.readouterr().out) == fake
-    assert respond_audio.format_lines(fake) == [
+    assert responder_cli.format_lines(fake) == [
         "emotion: sad (p=0.60; neutral 0.10, happy 0.10, angry 0.10, sad 0.60, surprise 0.10)",
         "arousal / valence / dominance: not predicted (this model trains no A/V/D head, lambda_dim = 0)",
         "arousal / valence / dominance (emotion encoder): 0.20 / 0.10 / 0.30",

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from rellm.bin import respond
+from rellm.generation import respond_stage
 from rellm.generation.teacher import plan_batches
 from rellm.utils.config import load_config, split_overrides
 from rellm.utils.io import read_jsonl, write_jsonl
@@ -116,7 +117,7 @@ def test_merge_cleans_and_counts_drops(tmp_path):
          "output": o, "early_stop": False} for i, o in enumerate(outputs)])
     argv = args(manifest, out, "unused-no-model-needed", tasks="[expected]")
     hp = load_config(CONF, split_overrides(argv))  # the shard's done marker, as its job would have written it
-    ShardedStage("respond", out, 1).shard_marker(1).mark_done(respond._options(hp, respond._tasks(hp)))
+    ShardedStage("respond", out, 1).shard_marker(1).mark_done(respond_stage.options(hp, respond_stage.teacher_tasks(hp)))
     run([*argv, "--merge=true"])
     kept = read_jsonl(out / "expected.jsonl")
     assert [r["utt_id"] for r in kept] == ["u000", "u003"]

@@ -1,9 +1,10 @@
 import torch
 
-from rellm.models.heads import avd_loss, ccc, masked_mean
+from rellm.models.heads import masked_mean
 from rellm.models.packing import segment_batch
 from rellm.models.speech_llm import SpeechLLM
 from rellm.testing.reference_decoding import reference_generate
+from rellm.training.losses import avd_loss, ccc
 
 SYSTEM = "You are a helpful assistant."
 

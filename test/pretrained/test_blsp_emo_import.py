@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import load_file
 
 from rellm.pretrained.__main__ import main as pretrained_main
-from rellm.pretrained.blsp_emo import import_blsp_emo
 from rellm.pretrained.errors import ConversionError
 from rellm.pretrained.qwen1 import convert_qwen1
 from rellm.testing.reference_decoding import reference_generate
+from rellm.training.blsp_emo_import import import_blsp_emo
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "blsp_emo"
 

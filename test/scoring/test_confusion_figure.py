@@ -2,8 +2,8 @@
 import random
 
 from rellm.data.emotions import EMOTIONS
+from rellm.data.ser_metrics import PRED_LABELS, ser_metrics
 from rellm.scoring import plots
-from rellm.scoring.ser_metrics import PRED_LABELS, ser_metrics
 
 
 def _metrics(systems, n=60, seed=0):

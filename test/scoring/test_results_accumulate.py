@@ -12,6 +12,7 @@ from test_score_results import RESULTS_ARGS, SCORE_ARGS, recipe  # noqa: F401 (r
 from rellm.bin import results as results_bin
 from rellm.bin import score as score_bin
 from rellm.data.emotions import EMOTIONS
+from rellm.scoring import stage as scoring_stage
 from rellm.scoring.significance import mcnemar_exact, wilcoxon_signed_rank
 from rellm.utils.io import read_json, read_jsonl
 
@@ -185,5 +186,5 @@ def test_a_prosody_baseline_without_two_emotions_is_na(tmp_path):
     (data / "data_root.txt").write_text(str(tmp_path))
     hp = {"exp_root": str(tmp_path / "exp"), "split": "s", "prosody_baseline": True, "data_dir": str(data),
           "train_set": "train", "valid_set": "valid", "test_set": "test"}
-    section = score_bin.emotion_perception(hp)
+    section = scoring_stage.emotion_perception(hp)
     assert "needs at least two emotions in the train set" in section["prosody_baseline"]["missing"]

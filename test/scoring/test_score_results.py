@@ -253,7 +253,7 @@ def test_rewritten_results_do_not_make_the_checkout_dirty(tmp_path):
     """A fresh clone's run rewrites its committed RESULTS.md and figures; only other changes count as uncommitted."""
     import subprocess
 
-    from rellm.scoring.results_table import git_revision
+    from rellm.utils.revision import git_revision
 
     def git(*args):
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)

@@ -4,7 +4,7 @@ import torch
 
 from rellm.testing.toy_models import toy_speech_llm
 from rellm.training.ctc_warmup import ctc_items, greedy_ctc_tokens, run_ctc_warmup, train_ctc_warmup
-from rellm.training.experiment_dir import ExperimentDir
+from rellm.utils.experiment_dir import ExperimentDir
 
 FRAMES_PER_TOKEN = 16  # two adapter frames (8x down-sampling) per word
 

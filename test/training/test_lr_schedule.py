@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from rellm.training.checkpointing import WarmupDecayLR
-from rellm.training.lr_schedule import warmup_decay
+from rellm.utils.lr_schedule import warmup_decay
 
 CASES = [(3e-5, 0, 7), (2e-5, 3, 40), (1e-4, 12, 120), (5e-5, 7, 8), (1e-3, 4, 10)]
 

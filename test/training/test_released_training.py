@@ -10,8 +10,8 @@ import torch
 
 from rellm.data.pipelines import response_segment, student_segments_pipeline
 from rellm.training.losses import distillation_kl
-from rellm.training.lr_schedule import warmup_decay
 from rellm.utils.config import top_level_keys
+from rellm.utils.lr_schedule import warmup_decay
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "test" / "fixtures" / "blsp_emo"

@@ -203,7 +203,6 @@ def test_fast_precision_trains_in_bf16_where_the_cpu_has_hardware_bf16(toy_recip
     runs = {}
     for name, native in (("fp32", False), ("fast", True)):
         monkeypatch.setattr(torch_device, "cpu_bf16_native", lambda native=native: native)
-        monkeypatch.setattr(train_stage, "cpu_bf16_native", lambda native=native: native)
         out = tmp_path / "blsp_emo" / "toy" / name
         assert train_stage.main(_args(toy_recipe, "blsp_emo", out, step2_epochs=1, llm_dtype="fast",
                                       precision="fast")) == 0

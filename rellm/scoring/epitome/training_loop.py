@@ -11,8 +11,9 @@ from tqdm import tqdm
 from rellm.scoring.epitome.batching import Batch, length_bucketed_batches, predict
 from rellm.scoring.epitome.metrics import classifier_metrics
 from rellm.scoring.epitome.model import epitome_loss
-from rellm.training.lr_schedule import warmup_decay
 from rellm.utils.io import atomic_write_text
+from rellm.utils.lr_schedule import warmup_decay
+from rellm.utils.train_loop import optimizer_step
 
 logger = logging.getLogger(__name__)
 
@@ -111,11 +112,7 @@ def train_classifier(model, train, dev, seeker_states, tokenizer, hp, response_s
             level_logits, rationale_logits = batch.run(model)
             loss, _, _ = epitome_loss(level_logits, rationale_logits, batch.levels, batch.rationale,
                                       batch.response_mask, hp["lambda_level"], hp["lambda_rationale"], weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, hp["grad_clip"])
-            optimizer.step()
-            scheduler.step()
+            optimizer_step(loss, optimizer, params, hp["grad_clip"], scheduler)
             step += 1
             running.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}")

@@ -25,21 +25,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
+from rellm.data.audio import AudioError, load_audio
 from rellm.data.emotions import AVD, EMOTION_TO_ID, EMOTIONS, NUM_EMOTIONS
-from rellm.features.audio import AudioError, load_audio
+from rellm.data.ser_metrics import UNKNOWN, unweighted_accuracy
 from rellm.models.emotion_encoder import EmotionEncoder, save_emotion_encoder, small_emotion_config
-from rellm.models.heads import ccc
-from rellm.scoring.ser_metrics import UNKNOWN, unweighted_accuracy
+from rellm.training.losses import ccc, emotion_encoder_loss
 from rellm.utils.drop_report import DropReport, ReasonCounts
 from rellm.utils.io import atomic_write_json, atomic_write_text
+from rellm.utils.train_loop import optimizer_step
+from rellm.utils.train_loop import shuffled_batches as random_batches
 
 logger = logging.getLogger(__name__)
 
 
 def validation_ccc(pred, gold):
-    """CCC of two 1-D arrays in float64 (``rellm.models.heads.ccc``); 0 for fewer than 2 values or two equal
+    """CCC of two 1-D arrays in float64 (``rellm.training.losses.ccc``); 0 for fewer than 2 values or two equal
     constants (no agreement to measure)."""
     pred, gold = np.asarray(pred, dtype=np.float64), np.asarray(gold, dtype=np.float64)
     if len(pred) < 2:
@@ -50,7 +51,7 @@ def validation_ccc(pred, gold):
 
 
 def validation_ua(pred_ids, gold_ids):
-    """UA (``rellm.scoring.ser_metrics``) of category ids; a gold id < 0 is unlabelled (left out), a predicted id
+    """UA (``rellm.data.ser_metrics``) of category ids; a gold id < 0 is unlabelled (left out), a predicted id
     past the five EMOTIONS is a wrong answer; 0 without labelled utterances."""
     labelled = [(int(p), int(g)) for p, g in zip(pred_ids, gold_ids) if g >= 0]
     if not labelled:
@@ -146,19 +147,7 @@ def shuffled_batches(items, batch_size, generator):
     slowly (valid UA 0.20 after 3 epochs on the mini corpus, against 0.49 with random batches). Training
     inputs are cropped to ``max_seconds``, so random batches pad little.
     """
-    order = torch.randperm(len(items), generator=generator).tolist()
-    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def losses(out, avd, emotion, category_weight):
-    known = ~torch.isnan(avd)
-    mse = ((out["avd"] - torch.nan_to_num(avd)) ** 2 * known).sum() / known.sum().clamp(min=1)
-    total, parts = mse, {"mse": mse.item()}
-    if "category_logits" in out and bool((emotion >= 0).any()):
-        ce = nn.functional.cross_entropy(out["category_logits"], emotion, ignore_index=-100)
-        total = total + category_weight * ce
-        parts["ce"] = ce.item()
-    return total, parts
+    return random_batches(len(items), batch_size, generator)
 
 
 @torch.no_grad()
@@ -226,12 +215,8 @@ def train_emotion_encoder(train_entries, valid_entries, output_folder, *, model_
         totals, n = {}, 0
         for idx in tqdm(shuffled_batches(train, batch_size, generator), desc=f"epoch {epoch}/{epochs}", unit="batch"):
             inputs, lengths, avd, emotion = collate([train[i] for i in idx], max_len, generator)
-            loss, parts = losses(forward_batch(model, inputs, lengths), avd, emotion, category_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            scheduler.step()
+            loss, parts = emotion_encoder_loss(forward_batch(model, inputs, lengths), avd, emotion, category_weight)
+            optimizer_step(loss, optimizer, model.parameters(), 5.0, scheduler)
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v * len(idx)
             n += len(idx)

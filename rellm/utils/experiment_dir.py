@@ -7,12 +7,15 @@
     save/<step>/CKPT+...         the checkpoints of each alignment step
     final/model.json             base-model ids, constructor args, prompts: what stage 5 loads
     final/trainable.safetensors  the trained parameters (adapter, LoRA, heads); final/ is replaced as one unit
+    tensorboard/                 TensorBoard event files of the training curves (``rellm.training.curves``)
+    training_curves.png, .json   the training curves drawn and their per-epoch figures
     .started.train               the options and inputs of the run that save/ belongs to (a resume must match)
     .replaced/                   save/, final/ and the run records of an earlier run with other options or inputs, set aside by
                                  --overwrite=true until the new run has written its final/ (then removed)
 
-Stage 4 writes it (``rellm.training.align``, ``rellm.bin.train``), ``rellm.pretrained.blsp_emo`` writes
-``final/`` from a released checkpoint, stages 5 and ``respond_audio`` read ``final/``.
+Stage 4 writes it (``rellm.training.align``, ``rellm.training.stage``), ``rellm.training.blsp_emo_import`` writes
+``final/`` from a released checkpoint, stages 5 and ``respond_audio`` read ``final/``. It sits in ``rellm.utils``
+because every layer reads the folder (the model loader, the importer, stage 6's training-data check).
 """
 import datetime
 import json
@@ -22,6 +25,10 @@ from pathlib import Path
 FINAL_DIR = "final"
 FINAL_CONFIG = "model.json"
 FINAL_WEIGHTS = "trainable.safetensors"
+# the training curves (written by rellm.training.curves)
+TENSORBOARD_DIR = "tensorboard"
+CURVES_PNG = "training_curves.png"
+CURVES_JSON = "training_curves.json"
 
 
 class ExperimentDir:
@@ -112,8 +119,6 @@ class ExperimentDir:
         self.replaced.mkdir(parents=True)
         moved = []
         # the training curves (rellm.training.curves) belong to the run too: a new run's epochs start again at 1
-        from rellm.training.curves import CURVES_JSON, CURVES_PNG, TENSORBOARD_DIR
-
         curves = [self.root / name for name in (TENSORBOARD_DIR, CURVES_PNG, CURVES_JSON)]
         for path in (self.save, self.final, self.hyperparams, self.previous_hyperparams, self.train_log, *curves):
             if path.exists():

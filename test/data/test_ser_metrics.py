@@ -4,7 +4,7 @@ import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
 from rellm.data.emotions import EMOTIONS
-from rellm.scoring.ser_metrics import (
+from rellm.data.ser_metrics import (
     PRED_LABELS,
     confusion,
     macro_f1,

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from rellm.features.emotion_encoder_training import validation_ccc, validation_ua
+from rellm.data.ser_metrics import unweighted_accuracy
 from rellm.models.emotion_encoder import load_emotion_encoder
-from rellm.models.heads import ccc
-from rellm.scoring.ser_metrics import unweighted_accuracy
 from rellm.testing.prerequisites import require_module
+from rellm.training.emotion_encoder_training import validation_ccc, validation_ua
+from rellm.training.losses import ccc
 
 
 def test_concordance_correlation():
@@ -26,7 +26,7 @@ def test_concordance_correlation():
 def test_one_ccc_for_the_loss_and_the_validation_metric():
     rng = np.random.default_rng(0)
     pred, gold = rng.random((50, 3)).astype(np.float32), rng.random((50, 3)).astype(np.float32)
-    # the formula stage 2a used before it called rellm.models.heads.ccc: same float64 numbers, bit for bit
+    # the formula stage 2a used before it called rellm.training.losses.ccc: same float64 numbers, bit for bit
     for d in range(3):
         p, g = pred[:, d].astype(np.float64), gold[:, d].astype(np.float64)
         cov = np.mean((p - p.mean()) * (g - g.mean()))
