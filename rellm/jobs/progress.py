@@ -179,6 +179,9 @@ class TaskLog:
 
     def _set_marker(self, what, when):
         self.marker = what
+        # a bar drawn before the marker belongs to the phase before (e.g. a model's "Loading weights: 103/103"):
+        # shown beside the new phase it would give a count and an ETA of 0:00 that are not this phase's
+        self.bar = None
         epoch = _EPOCH.search(what)
         self._enter(_EPOCH.sub("", what).strip(" ,"), int(epoch.group(1)) if epoch else None, when)
 

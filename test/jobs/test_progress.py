@@ -145,6 +145,24 @@ def test_stage4_markers_give_the_phase_and_an_estimate_for_all_its_epochs(tmp_pa
     assert "1/1 jobs done" in progress.line(now=t2 + 1) and "ETA" not in progress.line(now=t2 + 1)
 
 
+def test_a_new_phase_marker_drops_the_finished_bar_of_the_phase_before(tmp_path):
+    """Stage 6's EPITOME training: a model-loading bar, then a phase whose worker processes draw no bar. The line
+    names the phase, without the loading bar's count or an ETA of 0:00."""
+    log = tmp_path / "epitome_train.log"
+    _stage4_log(log, ["# python -m rellm.bin.epitome train\n", "# Started at 2026-01-05 10:00:00 on node (x)\n",
+                      "Loading weights: 100%|##########| 103/103 [00:00<00:00, 10449.74it/s]\n",
+                      ("2026-01-05 10:00:05 INFO rellm.scoring.epitome.training: progress: training the EPITOME "
+                       "classifiers ER+IP and EX in 2 processes of 1 thread(s) each\n")])
+    spec = parse_job_args([str(log), "python", "-m", "rellm.bin.epitome"])
+    progress = ArrayProgress(spec, [1], slots=1, tracked=False)
+    now = time.mktime(time.strptime("2026-01-05 10:05:00", "%Y-%m-%d %H:%M:%S"))
+    progress.read(now=now)
+    line = progress.line(now=now)
+    assert progress.logs[1].bar is None
+    assert "1 running | training the EPITOME classifiers ER+IP and EX in 2 processes of 1 thread(s) each | " in line
+    assert "103/103" not in line and "ETA" not in line
+
+
 def test_bar_parsing_and_the_schedule_of_pending_jobs():
     bar = parse_bar("extract shard 1/2:  40%|####      | 2/5 [01:02:03<00:07, 85.31utt/s]", now=0.0)
     assert (bar.desc, bar.n, bar.total, bar.unit, bar.elapsed, bar.left) == ("extract shard 1/2", 2, 5, "utt",

@@ -72,8 +72,9 @@ def _train_all_locked(conf, data_dir, root, overwrite, progress, encoders):
         train_group(conf, data_dir, root, todo, marker_options, progress, encoders)
         cpu = time.process_time() - cpu0
     else:
-        logger.info("training %s in %d processes of %d thread(s) each", " | ".join("+".join(g) for g in groups),
-                    len(groups), conf["num_threads"])
+        # a progress marker (rellm.jobs.progress): the workers draw no bars, so the console line names the phase
+        logger.info("progress: training the EPITOME classifiers %s in %d processes of %d thread(s) each",
+                    " and ".join("+".join(g) for g in groups), len(groups), conf["num_threads"])
         workers_cpu = train_groups_in_processes(groups, conf, data_dir, root, marker_options, encoders)
         cpu = time.process_time() - cpu0 + workers_cpu
     summary = {"mechanisms": todo, "groups": groups, "wall_seconds": round(time.time() - t0, 1),
