@@ -29,19 +29,30 @@ def hyperparams_values(path, keys=HYPERPARAMS):
     return values
 
 
-def results_sections(path):
-    """``(title, protocol bullets, [test-set sections])`` of a RESULTS file; each section is the ``## Test set``
-    heading, its table and the comparison bullets under it (markdown lines)."""
+def results_sections(path, split=None, seed=None):
+    """``(title, protocol bullets, [test-set sections])`` of a RESULTS file; each section is a test-set heading
+    (given as ``## Test set: ...``), its table and the comparison bullets under it (markdown lines).
+
+    Stage 6 writes one ``## Run: <split>, seed <k>`` per scored run, each with its ``### Test set: <t> (<split>
+    seed<k>)`` sections (a file of an earlier version: ``## Test set`` sections at the top level). With ``split``
+    and ``seed`` (the exported model's), only that run's sections are kept when the file has them.
+    """
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     title = next((ln[2:].strip() for ln in lines if ln.startswith("# ")), "")
-    protocol, sections, current, where = [], [], None, None
+    protocol, sections, current, where = [], [], None, None  # sections: [(run, lines)]
+    run = None
     for line in lines:
-        if line.startswith("## "):
-            where = line[3:].strip()
+        heading = re.match(r"^(#{2,3}) (.*)$", line)
+        if heading:
+            level, text = len(heading.group(1)), heading.group(2).strip()
             current = None
-            if where.startswith("Test set"):
-                current = [line]
-                sections.append(current)
+            if level == 2:
+                where = text
+                run = re.match(r"Run: (\S+), seed (\S+)$", text)
+                run = (run.group(1), str(run.group(2))) if run else None
+            if text.startswith("Test set") and (level == 2 or run is not None):
+                current = [f"## {text}"]
+                sections.append((run, current))
             continue
         if where == "Protocol" and line.startswith("- "):
             protocol.append(line)
@@ -53,7 +64,9 @@ def results_sections(path):
                 current.append(line)
             else:
                 current = None
-    return title, protocol, [s for s in sections if any(ln.startswith("|") for ln in s)]
+    sections = [(r, s) for r, s in sections if any(ln.startswith("|") for ln in s)]
+    own = [(r, s) for r, s in sections if r is not None and r == (str(split), str(seed))]
+    return title, protocol, [s for _, s in (own or sections)]
 
 
 def _protocol_value(protocol, name):
@@ -73,7 +86,8 @@ def write_model_card(folder, model_folder, config, state, results_path):
     system = config["system"]
     model = config["model"]
     hp = hyperparams_values(Path(model_folder.root) / "hyperparams.yaml")
-    title, protocol, sections = results_sections(results_path) if results_path else ("", [], [])
+    title, protocol, sections = (results_sections(results_path, hp.get("split"), hp.get("seed")) if results_path
+                                 else ("", [], []))
     corpus = _protocol_value(protocol, "corpus") or (title.split(":", 1)[1].strip() if ":" in title else None)
     sources = config["base_model_sources"]
     hub_ids = sorted({s["hub_id"] for s in sources.values() if s.get("hub_id")})

@@ -109,8 +109,9 @@ def test_the_model_card_reads_the_experiment_and_the_recipe_results(tmp_path, ex
     assert "# RE-LLM (mini, split official, seed 1)" in card
     # the scores with their significance: the test-set table and the paired tests under it
     assert "### Test set: test" in card
-    assert "| RE-LLM | 1.758 <sup>*t</sup><sup>***B</sup> |" in card and "Wilcoxon p=5.41e-09" in card
-    assert "- corpus: mini; split/fold: official" in card
+    rellm_row = next(ln for ln in (recipe / "RESULTS.md").read_text().splitlines() if ln.startswith("| RE-LLM |"))
+    assert rellm_row in card and "- RE-LLM vs BLSP-Emo on 120 paired utterances:" in card
+    assert next(ln for ln in (recipe / "RESULTS.md").read_text().splitlines() if ln.startswith("- corpus: mini;")) in card
     # training data, settings and command
     assert "manifests `data/official`, train set `train`, valid set `valid`" in card
     assert "step2_epochs 2, step2_lr 0.0002, lambda_dim 1.0" in card
@@ -119,6 +120,20 @@ def test_the_model_card_reads_the_experiment_and_the_recipe_results(tmp_path, ex
                     "## License notes"):
         assert heading in card
     assert "synthetic eSpeak NG speech" in card  # the mini recipe's limitation
+
+
+def test_the_model_card_shows_its_own_run_of_a_results_file_with_several(tmp_path, experiment, repo_root):
+    """RESULTS.md holds one section per scored run (split, seed): the card of the seed-2 model shows seed 2's."""
+    text = (repo_root / "egs" / "mini" / "RESULTS.md").read_text()
+    start = text.index("## Run: official, seed 1")
+    end = text.find("\n## ", start + 1)
+    run1 = text[start:] if end < 0 else text[start:end]
+    run2 = run1.replace("seed 1", "seed 2").replace("seed1", "seed2").replace("| RE-LLM | 1.", "| RE-LLM | 9.")
+    (tmp_path / "recipe" / "RESULTS.md").write_text(text.replace(run1, run1 + "\n" + run2))
+    (experiment / "hyperparams.yaml").write_text("seed: 2\nsplit: official\n")
+    card = (export_model(experiment, tmp_path / "export", include_base=True) / "README.md").read_text()
+    assert "### Test set: test (official seed2)" in card and "| RE-LLM | 9." in card
+    assert "(official seed1)" not in card and "| RE-LLM | 1." not in card
 
 
 def test_registry_models_are_named_and_the_recipe_emotion_encoder_is_bundled(tmp_path, experiment):
